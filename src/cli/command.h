@@ -1,0 +1,32 @@
+// Subcommand registry: each file in src/cli/ registers its command with K5_COMMAND, so adding a command
+// touches no other file. Names with a space ("forward dit") nest under their parent.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <functional>
+#include <string>
+
+#include "core/context.h"
+
+namespace k5::cli {
+
+struct Command {
+  std::string path;     // "info", "forward dit"
+  std::string summary;  // one line for --help
+  // Adds options to the subcommand and returns the action to run after parsing (exit code).
+  std::function<std::function<int()>(CLI::App&)> setup;
+};
+
+bool register_command(Command command);
+void register_parent(const std::string& path, const std::string& summary);
+
+// --threads, --verbose / --quiet, --precision, --device: the options every compute command shares.
+void add_context_options(CLI::App& app, ContextOptions& options, bool with_precision = true);
+
+}  // namespace k5::cli
+
+#define K5_CLI_CONCAT_INNER(a, b) a##b
+#define K5_CLI_CONCAT(a, b) K5_CLI_CONCAT_INNER(a, b)
+#define K5_COMMAND(...) \
+  static const bool K5_CLI_CONCAT(k5_command_registered_, __LINE__) = ::k5::cli::register_command({__VA_ARGS__})

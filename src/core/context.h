@@ -1,0 +1,44 @@
+// The execution context: owns the thread pool, the activation workspace and the logger. Model code receives
+// it and passes it to every op; there is no global mutable state.
+#pragma once
+
+#include "core/log.h"
+#include "core/storage.h"
+#include "core/thread_pool.h"
+#include "core/workspace.h"
+
+namespace k5 {
+
+// How a model computes: fp32 is the parity mode; bf16 uses BF16 weights and matmul inputs with float32
+// accumulation, norms, modulation and RoPE in float32 (as the official autocast run).
+enum class Precision { fp32, bf16 };
+const char* precision_name(Precision precision);
+Precision parse_precision(const std::string& name);
+
+struct ContextOptions {
+  int threads = 0;  // 0 = one per core
+  Device device = Device::CPU;
+  Precision precision = Precision::bf16;
+  LogLevel log_level = LogLevel::info;
+};
+
+class Context {
+ public:
+  explicit Context(const ContextOptions& options = {});
+
+  ThreadPool& pool() { return pool_; }
+  Workspace& workspace() { return workspace_; }
+  const Logger& log() const { return logger_; }
+  Logger& log() { return logger_; }
+  Device device() const { return options_.device; }
+  Precision precision() const { return options_.precision; }
+  int threads() const { return pool_.size(); }
+
+ private:
+  ContextOptions options_;
+  ThreadPool pool_;
+  Workspace workspace_;
+  Logger logger_;
+};
+
+}  // namespace k5

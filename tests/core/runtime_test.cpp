@@ -1,0 +1,50 @@
+#include <gtest/gtest.h>
+
+#include <atomic>
+
+#include "core/thread_pool.h"
+#include "core/workspace.h"
+
+namespace k5 {
+namespace {
+
+TEST(ThreadPool, CoversRangeOnce) {
+  ThreadPool pool(3);
+  std::vector<std::atomic<int>> hits(1000);
+  pool.parallel_for(0, 1000, 7, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) hits[i]++;
+  });
+  for (auto& hit : hits) EXPECT_EQ(hit.load(), 1);
+}
+
+TEST(ThreadPool, PropagatesExceptionsAndNests) {
+  ThreadPool pool(2);
+  EXPECT_THROW(pool.parallel_for(0, 100, 1, [](int64_t, int64_t) { throw std::runtime_error("x"); }),
+               std::runtime_error);
+  std::atomic<int> total{0};
+  pool.parallel_for(0, 4, 1, [&](int64_t begin, int64_t end) {
+    pool.parallel_for(0, 10, 1, [&](int64_t b, int64_t e) { total += int(e - b) * int(end - begin); });
+  });
+  EXPECT_EQ(total.load(), 40);
+}
+
+TEST(Workspace, ScopesReleaseAndReuse) {
+  Workspace workspace(1024);
+  void* first;
+  {
+    auto scope = workspace.scope();
+    first = workspace.allocate(100);
+    void* second = workspace.allocate(100);
+    EXPECT_NE(first, second);
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(second) % 64, 0u);
+    workspace.allocate(size_t(1) << 20);  // grows
+  }
+  {
+    auto scope = workspace.scope();
+    EXPECT_EQ(workspace.allocate(100), first);
+  }
+  EXPECT_GE(workspace.peak(), size_t(1) << 20);
+}
+
+}  // namespace
+}  // namespace k5
