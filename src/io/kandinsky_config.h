@@ -43,6 +43,7 @@ struct AttentionConfig {
   int64_t wT = 11, wH = 3, wW = 3;
   bool add_sta = true;
   std::string method = "topcdf";
+  bool chunk = false;  // attention.chunk (Pro configs); false when absent
 };
 
 struct ComponentPath {
@@ -62,6 +63,7 @@ struct TextEmbedderConfig {
 struct KandinskyConfig {
   std::string source;                           // path the config was read from
   std::array<double, 3> scale_factor{1, 1, 1};  // metrics.scale_factor: RoPE (t, h, w) divisors
+  std::optional<double> scheduler_scale;        // metrics.scheduler_scale (video configs only)
   int64_t resolution = 512;                     // metrics.resolution
   std::string checkpoint_path;                  // model.checkpoint_path
   int64_t num_steps = 50;

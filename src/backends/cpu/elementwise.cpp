@@ -1,0 +1,152 @@
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "backends/cpu/kernels.h"
+#include "backends/cpu/rows.h"
+
+namespace k5::cpu {
+
+namespace {
+constexpr int64_t kGrain = 16384;  // elements per parallel chunk
+
+void check_same_shape(const Tensor& a, const Tensor& b, const char* what) {
+  K5_CHECK(a.shape() == b.shape(), what, ": shapes differ: ", a.describe(), " vs ", b.describe());
+}
+float* contiguous_f32(const Tensor& t, const char* what) {
+  K5_CHECK(t.dtype() == DType::F32 && t.is_contiguous(), what, ": expected a contiguous F32 tensor, got ", t.describe());
+  return t.data<float>();
+}
+}  // namespace
+
+void unary_inplace(Unary function, float* values, int64_t count) {
+  switch (function) {
+    case Unary::silu:
+      for (int64_t i = 0; i < count; ++i) values[i] = values[i] / (1.0f + std::exp(-values[i]));
+      return;
+    case Unary::gelu_erf:
+      for (int64_t i = 0; i < count; ++i) values[i] = 0.5f * values[i] * (1.0f + std::erf(values[i] * float(M_SQRT1_2)));
+      return;
+    case Unary::gelu_tanh:
+      for (int64_t i = 0; i < count; ++i) {
+        const float x = values[i];
+        values[i] = 0.5f * x * (1.0f + std::tanh(0.7978845608028654f * (x + 0.044715f * x * x * x)));
+      }
+      return;
+    case Unary::quick_gelu:
+      for (int64_t i = 0; i < count; ++i) values[i] = values[i] / (1.0f + std::exp(-1.702f * values[i]));
+      return;
+  }
+}
+
+void unary(Context& ctx, Unary function, const Tensor& x, Tensor& out) {
+  check_same_shape(x, out, "unary op");
+  const float* in = contiguous_f32(x, "unary op input");
+  float* result = contiguous_f32(out, "unary op output");
+  ctx.pool().parallel_for(0, x.numel(), kGrain, [&](int64_t begin, int64_t end) {
+    if (result != in) std::copy(in + begin, in + end, result + begin);
+    unary_inplace(function, result + begin, end - begin);
+  });
+}
+
+void swiglu(Context& ctx, const Tensor& gate, const Tensor& up, Tensor& out) {
+  check_same_shape(gate, up, "swiglu");
+  check_same_shape(gate, out, "swiglu");
+  const float* g = contiguous_f32(gate, "swiglu gate");
+  const float* u = contiguous_f32(up, "swiglu up");
+  float* result = contiguous_f32(out, "swiglu output");
+  ctx.pool().parallel_for(0, gate.numel(), kGrain, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) result[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+  });
+}
+
+void binary(Context& ctx, Binary function, const Tensor& a, const Tensor& b, Tensor& out) {
+  check_same_shape(a, out, "binary op");
+  const float* left = contiguous_f32(a, "binary op input");
+  float* result = contiguous_f32(out, "binary op output");
+  const int64_t total = a.numel();
+  int64_t period = total;  // b repeats every `period` elements
+  const float* right;
+  if (b.shape() == a.shape()) {
+    right = contiguous_f32(b, "binary op operand");
+  } else {
+    K5_CHECK(a.dim() >= 1 && b.numel() == a.size(-1) && b.is_contiguous() && b.dtype() == DType::F32,
+             "binary op: cannot broadcast ", b.describe(), " over ", a.describe());
+    right = b.data<float>();
+    period = b.numel();
+  }
+  ctx.pool().parallel_for(0, total, kGrain, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const float r = right[period == total ? i : i % period];
+      result[i] = function == Binary::add ? left[i] + r : left[i] * r;
+    }
+  });
+}
+
+void scale(Context& ctx, const Tensor& x, float factor, Tensor& out) {
+  check_same_shape(x, out, "scale");
+  const float* in = contiguous_f32(x, "scale input");
+  float* result = contiguous_f32(out, "scale output");
+  ctx.pool().parallel_for(0, x.numel(), kGrain, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) result[i] = in[i] * factor;
+  });
+}
+
+void softmax(Context& ctx, const Tensor& x, Tensor& out) {
+  check_same_shape(x, out, "softmax");
+  const Rows in = rows_of(x, "softmax input"), result = rows_of(out, "softmax output");
+  ctx.pool().parallel_for(0, in.count, std::max<int64_t>(1, 4096 / std::max<int64_t>(1, in.width)),
+                          [&](int64_t begin, int64_t end) {
+                            for (int64_t r = begin; r < end; ++r) {
+                              const float* row = in.row(r);
+                              float* target = result.row(r);
+                              float maximum = -INFINITY;
+                              for (int64_t i = 0; i < in.width; ++i) maximum = std::max(maximum, row[i]);
+                              double sum = 0;
+                              for (int64_t i = 0; i < in.width; ++i) {
+                                target[i] = std::exp(row[i] - maximum);
+                                sum += target[i];
+                              }
+                              const float inverse = float(1.0 / sum);
+                              for (int64_t i = 0; i < in.width; ++i) target[i] *= inverse;
+                            }
+                          });
+}
+
+void rope(Context& ctx, Tensor& x, const Tensor& cos, const Tensor& sin, bool interleaved) {
+  K5_CHECK(x.dtype() == DType::F32 && x.dim() == 3 && x.stride(2) == 1, "rope: expected F32 [L, H, D] with a contiguous "
+           "last dim, got ", x.describe());
+  const int64_t tokens = x.size(0), heads = x.size(1), dim = x.size(2), half = dim / 2;
+  K5_CHECK(dim % 2 == 0, "rope: head dim ", dim, " is odd");
+  const Rows cos_rows = rows_of(cos, "rope cos"), sin_rows = rows_of(sin, "rope sin");
+  K5_CHECK(cos_rows.count == tokens && cos_rows.width == half && sin_rows.count == tokens && sin_rows.width == half,
+           "rope: cos/sin must be [", tokens, ", ", half, "], got ", cos.describe(), " and ", sin.describe());
+  const int64_t token_stride = x.stride(0), head_stride = x.stride(1);
+  float* base = x.data<float>();
+  ctx.pool().parallel_for(0, tokens, std::max<int64_t>(1, 2048 / std::max<int64_t>(1, heads * dim)),
+                          [&](int64_t begin, int64_t end) {
+    for (int64_t token = begin; token < end; ++token) {
+      const float* c = cos_rows.row(token);
+      const float* s = sin_rows.row(token);
+      for (int64_t head = 0; head < heads; ++head) {
+        float* v = base + token * token_stride + head * head_stride;
+        if (interleaved) {
+          for (int64_t i = 0; i < half; ++i) {
+            const float a = v[2 * i], b = v[2 * i + 1];
+            v[2 * i] = c[i] * a - s[i] * b;
+            v[2 * i + 1] = s[i] * a + c[i] * b;
+          }
+        } else {
+          for (int64_t i = 0; i < half; ++i) {
+            const float a = v[i], b = v[i + half];
+            v[i] = a * c[i] - b * s[i];
+            v[i + half] = b * c[i] + a * s[i];
+          }
+        }
+      }
+    }
+  });
+}
+
+}  // namespace k5::cpu

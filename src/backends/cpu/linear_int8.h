@@ -1,0 +1,20 @@
+// CPU kernel behind ops::linear_int8 (validated arguments only).
+#pragma once
+
+#include <cstdint>
+
+#include "core/thread_pool.h"
+
+namespace k5::cpu {
+
+// out[m, n] = sum_k x[m, k] * values[n, k] * scales[n] + bias[n]; x rows at x_row_stride, out rows at
+// out_row_stride, values contiguous [N, K]; bias may be null.
+void linear_int8_f32(ThreadPool& pool, const float* x, int64_t x_row_stride, const int8_t* values, const float* scales,
+                     const float* bias, float* out, int64_t out_row_stride, int64_t M, int64_t N, int64_t K);
+
+// The same with the activations rounded to BF16 and AVX-512 BF16 dot products (needs avx512_bf16).
+void linear_int8_bf16_avx512(ThreadPool& pool, const float* x, int64_t x_row_stride, const int8_t* values,
+                             const float* scales, const float* bias, float* out, int64_t out_row_stride, int64_t M,
+                             int64_t N, int64_t K);
+
+}  // namespace k5::cpu

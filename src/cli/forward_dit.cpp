@@ -1,0 +1,55 @@
+// `k5 forward dit`: one CrossDiT forward on tensors from a safetensors file (contracts/forward.md).
+//   IN  x [T, H, W, Cin], text_embed [L, in_text_dim], pooled_text_embed [1, in_text_dim2], time [1],
+//       attention_mask [1, L] (optional)
+//   OUT velocity [T, H, W, out_visual_dim] F32
+#include <memory>
+
+#include "cli/command.h"
+#include "io/kandinsky_config.h"
+#include "io/safetensors.h"
+#include "models/crossdit/crossdit.h"
+#include "models/crossdit/dit_inputs.h"
+
+namespace k5::cli {
+namespace {
+
+struct DitOptions {
+  ContextOptions context;
+  std::string config, weights, inputs, output, attention = "auto";
+};
+
+int run_forward_dit(const DitOptions& o) {
+  Context ctx(o.context);
+  const KandinskyConfig config = load_kandinsky_config(o.config);
+  const DitInputFile file(o.inputs, {"x", "text_embed", "pooled_text_embed", "time", "attention_mask"});
+  DitInputs inputs;
+  inputs.x = file.float_tensor("x");
+  inputs.text_embed = file.float_tensor("text_embed");
+  inputs.pooled_text_embed = file.float_tensor("pooled_text_embed");
+  const Tensor time = file.float_tensor("time");
+  K5_CHECK(time.numel() == 1, o.inputs, ": input 'time' has shape ", shape_string(time.shape()), ", expected [1]");
+  inputs.time = time.data<float>()[0];
+  if (inputs.text_embed.dim() == 2) inputs.attention_mask = file.mask("attention_mask", inputs.text_embed.size(0));
+  const CrossDit dit = CrossDit::load(config, o.weights, ctx.precision(), parse_dit_attention(o.attention));
+  dit.check_inputs(inputs);
+  const Tensor velocity = dit.forward(ctx, inputs);
+  save_safetensors(o.output, {{"velocity", velocity}});
+  return 0;
+}
+
+}  // namespace
+
+K5_COMMAND("forward dit", "CrossDiT forward: x, text_embed, pooled_text_embed, time -> velocity",
+           [](CLI::App& app) -> std::function<int()> {
+             auto o = std::make_shared<DitOptions>();
+             add_context_options(app, o->context);
+             app.add_option("--config", o->config, "official Kandinsky 5 config (.yaml)")->required();
+             app.add_option("--weights", o->weights, "DiT checkpoint (.safetensors, official or diffusers keys)")
+                 ->required();
+             app.add_option("--inputs", o->inputs, "input .safetensors")->required();
+             app.add_option("--output", o->output, "output .safetensors (velocity)")->required();
+             app.add_option("--attention", o->attention, "auto | dense | nabla (auto: as the config says)");
+             return [o]() { return run_forward_dit(*o); };
+           });
+
+}  // namespace k5::cli

@@ -1,0 +1,50 @@
+// CrossDiT: the Kandinsky 5 diffusion transformer (official kandinsky/models/dit.py, DiffusionTransformer3D).
+// Text tokens pass the encoder blocks; visual patch tokens pass the decoder blocks (self-attention with 3D
+// RoPE, dense or NABLA; cross-attention to the text; feed-forward), each modulated by the time embedding.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "core/context.h"
+#include "core/tensor.h"
+#include "io/kandinsky_config.h"
+#include "io/safetensors.h"
+#include "models/crossdit/crossdit_weights.h"
+
+namespace k5 {
+
+enum class DitAttention { automatic, dense, nabla };
+DitAttention parse_dit_attention(const std::string& name);
+
+struct DitInputs {
+  Tensor x;                  // [T, H, W, Cin] F32
+  Tensor text_embed;         // [L, in_text_dim] F32
+  Tensor pooled_text_embed;  // [1, in_text_dim2] F32
+  float time = 0;            // sampling time * 1000
+  Tensor attention_mask;     // [L] U8 (1 = real token), or undefined
+};
+
+class CrossDit {
+ public:
+  static CrossDit load(const KandinskyConfig& config, const std::string& weights_path, Precision precision,
+                       DitAttention attention = DitAttention::automatic);
+
+  // velocity [T, H, W, out_visual_dim] F32 (an owned tensor).
+  Tensor forward(Context& ctx, const DitInputs& inputs) const;
+
+  const KandinskyConfig& config() const { return config_; }
+  const DitParams& params() const { return config_.dit; }
+  bool uses_nabla() const { return nabla_; }
+
+  // Checks input shapes against the config; throws a one-line error naming the tensor.
+  void check_inputs(const DitInputs& inputs) const;
+
+ private:
+  KandinskyConfig config_;
+  Checkpoint checkpoint_;  // keeps the mapped weights alive
+  CrossDitWeights weights_;
+  bool nabla_ = false;
+};
+
+}  // namespace k5

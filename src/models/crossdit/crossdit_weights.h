@@ -1,0 +1,65 @@
+// CrossDiT (official DiffusionTransformer3D) parameters: the state-dict layout and its loading.
+// The official key names and diffusers' Kandinsky5Transformer3DModel keys are the same names (diffusers kept
+// the module tree); a leading "transformer." or "model." prefix is accepted and stripped.
+#pragma once
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/context.h"
+#include "core/tensor.h"
+#include "io/kandinsky_config.h"
+#include "io/safetensors.h"
+
+namespace k5 {
+
+struct LinearWeights {
+  Tensor weight;  // [out, in]: BF16 in bf16 mode (GEMM layers), F32 in fp32 mode; F32/BF16 for matvec layers
+  Tensor bias;    // [out] F32, or undefined
+  const Tensor* bias_or_null() const { return bias.defined() ? &bias : nullptr; }
+};
+
+struct AttentionWeights {
+  LinearWeights to_query, to_key, to_value, out_layer;
+  Tensor query_norm, key_norm;  // RMSNorm weights [head_dim] F32
+};
+
+struct FeedForwardWeights {
+  LinearWeights in_layer, out_layer;  // no biases
+};
+
+struct EncoderBlockWeights {
+  LinearWeights modulation;  // td -> 6d
+  AttentionWeights self_attention;
+  FeedForwardWeights feed_forward;
+};
+
+struct DecoderBlockWeights {
+  LinearWeights modulation;  // td -> 9d
+  AttentionWeights self_attention, cross_attention;
+  FeedForwardWeights feed_forward;
+};
+
+struct CrossDitWeights {
+  LinearWeights time_in, time_out;          // d -> td, td -> td (fp32 matvec)
+  LinearWeights text_in;                    // in_text_dim -> d
+  Tensor text_norm_weight, text_norm_bias;  // [d]
+  LinearWeights pooled_in;                  // in_text_dim2 -> td
+  Tensor pooled_norm_weight, pooled_norm_bias;  // [td]
+  LinearWeights visual_in;                  // prod(patch) * Cin -> d
+  std::vector<EncoderBlockWeights> text_blocks;
+  std::vector<DecoderBlockWeights> visual_blocks;
+  LinearWeights out_modulation;             // td -> 2d
+  LinearWeights out_linear;                 // d -> prod(patch) * out_visual_dim
+};
+
+// Every parameter of the official state dict with its shape, in module order.
+std::vector<std::pair<std::string, Shape>> crossdit_parameter_shapes(const DitParams& params);
+
+// Loads and validates a checkpoint: every expected key present with its shape, no unknown keys. GEMM weights
+// become F32 (fp32) or BF16 (bf16; zero-copy when the file is BF16); modulation / time-embedding weights stay
+// as stored when F32/BF16 (they run as float32 matrix-vector products); vectors become F32.
+CrossDitWeights load_crossdit_weights(const Checkpoint& checkpoint, const DitParams& params, Precision precision);
+
+}  // namespace k5

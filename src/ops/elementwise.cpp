@@ -1,0 +1,48 @@
+#include "ops/elementwise.h"
+
+#include "backends/cpu/kernels.h"
+#include "ops/dispatch.h"
+
+namespace k5::ops {
+
+void silu(Context& ctx, const Tensor& x, Tensor& out) {
+  device_of("silu", x, out);
+  cpu::unary(ctx, cpu::Unary::silu, x, out);
+}
+
+void gelu(Context& ctx, const Tensor& x, Tensor& out) {
+  device_of("gelu", x, out);
+  cpu::unary(ctx, cpu::Unary::gelu_erf, x, out);
+}
+
+void quick_gelu(Context& ctx, const Tensor& x, Tensor& out) {
+  device_of("quick_gelu", x, out);
+  cpu::unary(ctx, cpu::Unary::quick_gelu, x, out);
+}
+
+void swiglu(Context& ctx, const Tensor& gate, const Tensor& up, Tensor& out) {
+  device_of("swiglu", gate, up, out);
+  cpu::swiglu(ctx, gate, up, out);
+}
+
+void add(Context& ctx, const Tensor& a, const Tensor& b, Tensor& out) {
+  device_of("add", a, b, out);
+  cpu::binary(ctx, cpu::Binary::add, a, b, out);
+}
+
+void mul(Context& ctx, const Tensor& a, const Tensor& b, Tensor& out) {
+  device_of("mul", a, b, out);
+  cpu::binary(ctx, cpu::Binary::mul, a, b, out);
+}
+
+void scale(Context& ctx, const Tensor& x, float factor, Tensor& out) {
+  device_of("scale", x, out);
+  cpu::scale(ctx, x, factor, out);
+}
+
+void softmax(Context& ctx, const Tensor& x, Tensor& out) {
+  device_of("softmax", x, out);
+  cpu::softmax(ctx, x, out);
+}
+
+}  // namespace k5::ops

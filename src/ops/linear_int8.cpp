@@ -1,0 +1,70 @@
+// ops::linear_int8: argument checks, quantisation, dispatch to the CPU kernel.
+#include "ops/linear_int8.h"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "backends/cpu/linear_int8.h"
+#include "core/cpu_features.h"
+
+namespace k5::ops {
+
+Int8Weight quantize_int8(Context& ctx, const Tensor& weight) {
+  K5_CHECK(weight.dim() == 2 && (weight.dtype() == DType::F32 || weight.dtype() == DType::BF16),
+           "quantize_int8: weight must be F32/BF16 [N, K], got ", weight.describe());
+  const Tensor source = weight.contiguous();
+  const int64_t N = source.size(0), K = source.size(1);
+  Int8Weight result{Tensor::empty(DType::I8, {N, K}), Tensor::empty(DType::F32, {N})};
+  const size_t element = dtype_size(source.dtype());
+  const auto* bytes = static_cast<const uint8_t*>(source.raw());
+  int8_t* values = result.values.data<int8_t>();
+  float* scales = result.scales.data<float>();
+  ctx.pool().parallel_for(0, N, 16, [&](int64_t first, int64_t last) {
+    std::vector<float> row(static_cast<size_t>(K));
+    for (int64_t n = first; n < last; ++n) {
+      convert_to_f32(bytes + size_t(n * K) * element, source.dtype(), row.data(), size_t(K));
+      float max_abs = 0.0f;
+      for (float v : row) max_abs = std::max(max_abs, std::fabs(v));
+      const float scale = max_abs / 127.0f;
+      const float inverse = scale > 0.0f ? 1.0f / scale : 0.0f;
+      scales[n] = scale;
+      for (int64_t k = 0; k < K; ++k)
+        values[n * K + k] = int8_t(std::clamp(std::lround(row[size_t(k)] * inverse), -127L, 127L));
+    }
+  });
+  return result;
+}
+
+void linear_int8(Context& ctx, const Tensor& x, const Int8Weight& weight, const Tensor* bias, Tensor& out) {
+  K5_CHECK(weight.values.dtype() == DType::I8 && weight.values.dim() == 2 && weight.values.is_contiguous(),
+           "linear_int8: weight values must be contiguous I8 [N, K], got ", weight.values.describe());
+  const int64_t N = weight.out_features(), K = weight.in_features();
+  K5_CHECK(weight.scales.dtype() == DType::F32 && weight.scales.numel() == N && weight.scales.is_contiguous(),
+           "linear_int8: scales must be F32 [", N, "], got ", weight.scales.describe());
+  K5_CHECK(x.dtype() == DType::F32 && x.dim() == 2 && x.size(1) == K && x.stride(1) == 1,
+           "linear_int8: x must be F32 [M, ", K, "] with contiguous rows, got ", x.describe());
+  const int64_t M = x.size(0);
+  K5_CHECK(out.dtype() == DType::F32 && out.dim() == 2 && out.size(0) == M && out.size(1) == N && out.stride(1) == 1,
+           "linear_int8: out must be F32 [", M, ", ", N, "], got ", out.describe());
+  std::vector<float> bias_f32;
+  if (bias) {
+    K5_CHECK(bias->numel() == N, "linear_int8: bias must have ", N, " elements, got ", bias->describe());
+    bias_f32 = bias->to_f32_vector();
+  }
+  // Precision::bf16 rounds the activations to BF16 (as ops::linear does with BF16 weights) and uses the
+  // BF16 dot-product kernel where the CPU has one; fp32 keeps float32 activations.
+  const auto kernel = ctx.precision() == Precision::bf16 && cpu_features().avx512_bf16 ? cpu::linear_int8_bf16_avx512
+                                                                                        : cpu::linear_int8_f32;
+  kernel(ctx.pool(), x.data<float>(), x.stride(0), weight.values.data<int8_t>(),
+                       weight.scales.data<float>(), bias ? bias_f32.data() : nullptr, out.data<float>(), out.stride(0),
+                       M, N, K);
+}
+
+Tensor linear_int8(Context& ctx, const Tensor& x, const Int8Weight& weight, const Tensor* bias) {
+  Tensor out = ctx.workspace().tensor(DType::F32, {x.size(0), weight.out_features()});
+  linear_int8(ctx, x, weight, bias, out);
+  return out;
+}
+
+}  // namespace k5::ops

@@ -1,0 +1,18 @@
+#include "ops/rope.h"
+
+#include "backends/cpu/kernels.h"
+#include "ops/dispatch.h"
+
+namespace k5::ops {
+
+void rope_interleaved(Context& ctx, Tensor& x, const Tensor& cos, const Tensor& sin) {
+  device_of("rope_interleaved", x, cos, sin);
+  cpu::rope(ctx, x, cos, sin, true);
+}
+
+void rope_half_split(Context& ctx, Tensor& x, const Tensor& cos, const Tensor& sin) {
+  device_of("rope_half_split", x, cos, sin);
+  cpu::rope(ctx, x, cos, sin, false);
+}
+
+}  // namespace k5::ops

@@ -1,0 +1,148 @@
+// Qwen2.5-VL language model (text path) against transformers goldens (tools/golden/text_encoders.py):
+// tiny random config, 2 layers, GQA 4/2 heads, right-padded attention mask.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+
+#include "io/safetensors.h"
+#include "models/qwen25vl/qwen_text_model.h"
+#include "models/qwen25vl/token_inputs.h"
+#include "support/compare.h"
+
+namespace k5 {
+namespace {
+
+const std::string kDir = "tests/golden/text_encoders/";
+
+std::string golden(const std::string& name) { return test::source_path(kDir + name); }
+
+Context make_context(Precision precision) {
+  ContextOptions options;
+  options.threads = 2;
+  options.precision = precision;
+  options.log_level = LogLevel::quiet;
+  return Context(options);
+}
+
+struct QwenGolden {
+  TokenInputs inputs = read_token_inputs(golden("qwen_tiny_io.safetensors"));
+  Tensor expected = SafetensorsFile::open(golden("qwen_tiny_io.safetensors"))->tensor("hidden_states");
+};
+
+double run_relative_l2(Precision precision, std::optional<QwenWeights> weights, const std::string& config) {
+  Context ctx = make_context(precision);
+  const QwenGolden g;
+  const QwenTextModel model = QwenTextModel::load(ctx, golden("qwen_tiny.safetensors"), golden(config), weights);
+  const Tensor hidden = model.forward(ctx, g.inputs.input_ids, g.inputs.attention_mask);
+  EXPECT_EQ(hidden.shape(), Shape({g.expected.size(1), g.expected.size(2)}));
+  return test::relative_l2(hidden.unsqueeze(0), g.expected);
+}
+
+TEST(QwenTextModel, ConfigTransformers5AndReleasedLayoutsAgree) {
+  const QwenTextConfig a = QwenTextConfig::from_json_file(golden("qwen_tiny_config.json"));
+  const QwenTextConfig b = QwenTextConfig::from_json_file(golden("qwen_tiny_config_released.json"));
+  for (const QwenTextConfig& c : {a, b}) {
+    EXPECT_EQ(c.hidden_size, 64);
+    EXPECT_EQ(c.num_hidden_layers, 2);
+    EXPECT_EQ(c.num_attention_heads, 4);
+    EXPECT_EQ(c.num_key_value_heads, 2);
+    EXPECT_EQ(c.head_dim, 16);
+    EXPECT_EQ(c.vocab_size, 1000);
+    EXPECT_DOUBLE_EQ(c.rope_theta, 10000.0);
+    EXPECT_DOUBLE_EQ(c.rms_norm_eps, 1e-6);
+    EXPECT_EQ(c.mrope_section, std::vector<int64_t>({2, 3, 3}));
+  }
+}
+
+TEST(QwenTextModel, MatchesTransformersFp32) {
+  // Every position, padded rows included (transformers computes them too).
+  EXPECT_LE(run_relative_l2(Precision::fp32, std::nullopt, "qwen_tiny_config.json"), 1e-4);
+  EXPECT_LE(run_relative_l2(Precision::fp32, std::nullopt, "qwen_tiny_config_released.json"), 1e-4);
+}
+
+TEST(QwenTextModel, MatchesTransformersBf16) {
+  EXPECT_LE(run_relative_l2(Precision::bf16, std::nullopt, "qwen_tiny_config.json"), 3e-2);
+}
+
+TEST(QwenTextModel, Int8WeightsStayClose) {
+  const double error = run_relative_l2(Precision::fp32, QwenWeights::int8, "qwen_tiny_config.json");
+  std::printf("qwen tiny int8 relative L2 vs transformers fp32: %.3g\n", error);
+  EXPECT_LE(error, 3e-2);
+  const double error_bf16 = run_relative_l2(Precision::bf16, QwenWeights::int8, "qwen_tiny_config.json");
+  std::printf("qwen tiny int8 (bf16 activations) relative L2 vs transformers fp32: %.3g\n", error_bf16);
+  EXPECT_LE(error_bf16, 4e-2);
+}
+
+TEST(QwenTextModel, LoadsTransformers5KeyLayout) {
+  // transformers 5 saves the language model under model.language_model.*; the loader takes both.
+  const Checkpoint released = Checkpoint::open(golden("qwen_tiny.safetensors"));
+  std::vector<std::pair<std::string, Tensor>> renamed;
+  for (const std::string& name : released.names())
+    if (name.rfind("model.", 0) == 0) renamed.emplace_back("model.language_model." + name.substr(6), released.tensor(name));
+  const std::string path = (std::filesystem::temp_directory_path() / "k5_qwen_tiny_v5.safetensors").string();
+  save_safetensors(path, renamed);
+  Context ctx = make_context(Precision::fp32);
+  const QwenGolden g;
+  const QwenTextModel model = QwenTextModel::load(ctx, path, golden("qwen_tiny_config.json"));
+  EXPECT_LE(test::relative_l2(model.forward(ctx, g.inputs.input_ids, g.inputs.attention_mask).unsqueeze(0), g.expected),
+            1e-4);
+  std::filesystem::remove(path);
+}
+
+TEST(QwenTextModel, RejectsBadInputs) {
+  Context ctx = make_context(Precision::fp32);
+  const QwenTextModel model =
+      QwenTextModel::load(ctx, golden("qwen_tiny.safetensors"), golden("qwen_tiny_config.json"));
+  EXPECT_THROW(model.forward(ctx, {1, 2, 1000}), Error);   // id outside the vocabulary
+  EXPECT_THROW(model.forward(ctx, {1, 2, 3}, {1, 1}), Error);  // mask length
+  EXPECT_THROW(model.forward(ctx, {}), Error);
+  // A config that does not match the weights names the tensor.
+  QwenTextConfig wrong = model.config();
+  wrong.intermediate_size = 96;
+  try {
+    QwenTextModel::load(ctx, Checkpoint::open(golden("qwen_tiny.safetensors")), wrong, QwenWeights::f32);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("mlp.gate_proj.weight"), std::string::npos) << e.what();
+  }
+  // CLIP weights are no Qwen checkpoint.
+  EXPECT_THROW(QwenTextModel::load(ctx, golden("clip_tiny.safetensors"), golden("qwen_tiny_config.json")), Error);
+}
+
+// ---- CLI ----
+
+int run_k5(const std::string& arguments) {
+  const std::string command = std::string(K5_BINARY) + " " + arguments + " -q --threads 2 2>/dev/null";
+  return std::system(command.c_str());
+}
+
+TEST(QwenTextModel, CliMatchesGolden) {
+  const auto out = std::filesystem::temp_directory_path() / "k5_qwen_cli_out.safetensors";
+  std::filesystem::remove(out);
+  ASSERT_EQ(run_k5("forward qwen --model-dir " + golden("qwen_tiny.safetensors") + " --config " +
+                   golden("qwen_tiny_config.json") + " --inputs " + golden("qwen_tiny_io.safetensors") +
+                   " --output " + out.string() + " --precision fp32"),
+            0);
+  const QwenGolden g;
+  EXPECT_LE(test::relative_l2(SafetensorsFile::open(out.string())->tensor("hidden_states"), g.expected), 1e-4);
+  std::filesystem::remove(out);
+}
+
+TEST(QwenTextModel, CliErrorsWriteNothing) {
+  const auto out = std::filesystem::temp_directory_path() / "k5_qwen_cli_bad.safetensors";
+  std::filesystem::remove(out);
+  // Inputs without input_ids (the weights file).
+  EXPECT_NE(run_k5("forward qwen --model-dir " + golden("qwen_tiny.safetensors") + " --config " +
+                   golden("qwen_tiny_config.json") + " --inputs " + golden("qwen_tiny.safetensors") + " --output " +
+                   out.string()),
+            0);
+  EXPECT_NE(run_k5("forward qwen --model-dir /nonexistent/model --config " + golden("qwen_tiny_config.json") +
+                   " --inputs " + golden("qwen_tiny_io.safetensors") + " --output " + out.string()),
+            0);
+  EXPECT_FALSE(std::filesystem::exists(out));
+}
+
+}  // namespace
+}  // namespace k5
