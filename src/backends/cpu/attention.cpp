@@ -1,7 +1,9 @@
 // Memory-efficient attention: each task owns a few query rows of one head and streams over key tiles with an
 // online softmax (running max and sum), so no Lq x Lk score matrix is ever stored. Block-sparse attention is
 // the same loop over the kept key blocks only.
+#include <dnnl.h>
 #include <immintrin.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
@@ -13,8 +15,8 @@ namespace k5::cpu {
 
 namespace {
 
-constexpr int kQueryRows = 8;  // query rows sharing each loaded key tile
-constexpr int kKeyTile = 64;
+constexpr int64_t kQueryBlock = 64;  // query rows per task (= the NABLA block size)
+constexpr int64_t kKeyTile = 512;    // keys per score tile
 
 struct HeadLayout {
   const float* data;
@@ -28,79 +30,106 @@ HeadLayout head_layout(const Tensor& t, const char* what) {
   return {t.data<float>(), t.size(0), t.size(1), t.size(2), t.stride(0), t.stride(1)};
 }
 
-inline float dot(const float* a, const float* b, int64_t n) {
-  __m256 sum = _mm256_setzero_ps();
+// exp(x) for 8 floats (Cephes-style range reduction + degree-6 polynomial; ~1 ulp), exp(-inf) = 0.
+inline __m256 exp8(__m256 x) {
+  x = _mm256_max_ps(x, _mm256_set1_ps(-87.3f));
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+  p = _mm256_fmadd_ps(_mm256_mul_ps(p, r), r, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+  const __m256i exponent = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(p, _mm256_castsi256_ps(exponent));
+}
+
+// row[i] = exp(row[i] - maximum) for i < n; returns the sum.
+inline float exp_and_sum(float* row, int64_t n, float maximum) {
+  const __m256 shift = _mm256_set1_ps(maximum);
+  __m256 total = _mm256_setzero_ps();
   int64_t i = 0;
-  for (; i + 8 <= n; i += 8) sum = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), sum);
-  __m128 half = _mm_add_ps(_mm256_castps256_ps128(sum), _mm256_extractf128_ps(sum, 1));
-  half = _mm_add_ps(half, _mm_movehl_ps(half, half));
-  half = _mm_add_ss(half, _mm_movehdup_ps(half));
-  float total = _mm_cvtss_f32(half);
-  for (; i < n; ++i) total += a[i] * b[i];
-  return total;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(row + i), shift));
+    _mm256_storeu_ps(row + i, e);
+    total = _mm256_add_ps(total, e);
+  }
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, total);
+  float sum = lanes[0] + lanes[1] + lanes[2] + lanes[3] + lanes[4] + lanes[5] + lanes[6] + lanes[7];
+  for (; i < n; ++i) sum += (row[i] = std::exp(row[i] - maximum));
+  return sum;
 }
 
 struct KeyRange {
   int64_t begin, end;
 };
 
-// Attention of query rows [q0, q0 + rows) of head `head` over the given key ranges; writes normalised rows.
-// `visible(query, key)` applies the key mask and causality.
-template <typename Visible>
-void attend_rows(const HeadLayout& q, const HeadLayout& k, const HeadLayout& v, float* out, int64_t out_token_stride,
-                 int64_t head, int64_t kv_head, int64_t q0, int rows, const std::vector<KeyRange>& ranges, float scale,
-                 const Visible& visible) {
+// The GEMMs inside a pool task run on the calling thread only (oneDNN would otherwise start an OpenMP team
+// per call on top of our pool).
+class SingleThreadedGemm {
+ public:
+  SingleThreadedGemm() : saved_(omp_get_max_threads()) { omp_set_num_threads(1); }
+  ~SingleThreadedGemm() { omp_set_num_threads(saved_); }
+
+ private:
+  int saved_;
+};
+
+void sgemm(char transb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda, const float* b,
+           int64_t ldb, float beta, float* c, int64_t ldc) {
+  K5_CHECK(dnnl_sgemm('N', transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) == dnnl_success,
+           "attention: oneDNN sgemm failed");
+}
+
+// Flash-attention style: for query rows [q0, q0 + rows) of `head`, scores of one key tile at a time
+// (S = scale * Q K^T, a GEMM), online softmax (running max and sum per row, earlier output rescaled), then
+// O += P V (a GEMM). `mask_tile(rows, key_begin, keys, scores)` sets invisible scores to -inf.
+template <typename MaskTile>
+void attend_block(const HeadLayout& q, const HeadLayout& k, const HeadLayout& v, float* out, int64_t out_token_stride,
+                  int64_t head, int64_t kv_head, int64_t q0, int64_t rows, const std::vector<KeyRange>& ranges,
+                  float scale, std::vector<float>& scratch, const MaskTile& mask_tile) {
   const int64_t dim = q.dim;
-  float maximum[kQueryRows], sum[kQueryRows], scores[kQueryRows][kKeyTile];
-  std::vector<float> accumulator(size_t(kQueryRows * dim), 0.0f);
-  for (int r = 0; r < rows; ++r) {
-    maximum[r] = -INFINITY;
-    sum[r] = 0;
-  }
+  scratch.resize(size_t(rows * kKeyTile + rows * dim + 2 * rows));
+  float* scores = scratch.data();
+  float* accumulator = scores + rows * kKeyTile;
+  float* maximum = accumulator + rows * dim;
+  float* sum = maximum + rows;
+  std::fill(accumulator, accumulator + rows * dim, 0.0f);
+  std::fill(maximum, maximum + rows, -INFINITY);
+  std::fill(sum, sum + rows, 0.0f);
   for (const KeyRange& range : ranges) {
     for (int64_t tile = range.begin; tile < range.end; tile += kKeyTile) {
-      const int keys = int(std::min<int64_t>(kKeyTile, range.end - tile));
-      for (int r = 0; r < rows; ++r) {
-        const float* query = q.at(q0 + r, head);
+      const int64_t keys = std::min(kKeyTile, range.end - tile);
+      sgemm('T', rows, keys, dim, scale, q.at(q0, head), q.token_stride, k.at(tile, kv_head), k.token_stride, 0.0f,
+            scores, keys);
+      mask_tile(rows, tile, keys, scores);
+      for (int64_t r = 0; r < rows; ++r) {
+        float* row = scores + r * keys;
         float tile_max = -INFINITY;
-        for (int j = 0; j < keys; ++j) {
-          const float s = visible(q0 + r, tile + j) ? dot(query, k.at(tile + j, kv_head), dim) * scale : -INFINITY;
-          scores[r][j] = s;
-          tile_max = std::max(tile_max, s);
-        }
+        for (int64_t j = 0; j < keys; ++j) tile_max = std::max(tile_max, row[j]);
         if (tile_max == -INFINITY) {
-          for (int j = 0; j < keys; ++j) scores[r][j] = 0;
+          std::fill(row, row + keys, 0.0f);
           continue;
         }
         const float new_max = std::max(maximum[r], tile_max);
         const float correction = std::exp(maximum[r] - new_max);
         maximum[r] = new_max;
-        float tile_sum = 0;
-        for (int j = 0; j < keys; ++j) {
-          const float p = std::exp(scores[r][j] - new_max);
-          scores[r][j] = p;
-          tile_sum += p;
-        }
-        sum[r] = sum[r] * correction + tile_sum;
-        float* acc = accumulator.data() + r * dim;
+        sum[r] = sum[r] * correction + exp_and_sum(row, keys, new_max);
         if (correction != 1.0f)
-          for (int64_t d = 0; d < dim; ++d) acc[d] *= correction;
+          for (int64_t d = 0; d < dim; ++d) accumulator[r * dim + d] *= correction;
       }
-      for (int j = 0; j < keys; ++j) {
-        const float* value = v.at(tile + j, kv_head);
-        for (int r = 0; r < rows; ++r) {
-          const float p = scores[r][j];
-          if (p == 0.0f) continue;
-          float* acc = accumulator.data() + r * dim;
-          for (int64_t d = 0; d < dim; ++d) acc[d] += p * value[d];
-        }
-      }
+      sgemm('N', rows, dim, keys, 1.0f, scores, keys, v.at(tile, kv_head), v.token_stride, 1.0f, accumulator, dim);
     }
   }
-  for (int r = 0; r < rows; ++r) {
+  for (int64_t r = 0; r < rows; ++r) {
     float* target = out + (q0 + r) * out_token_stride + head * dim;
     const float inverse = sum[r] > 0 ? 1.0f / sum[r] : 0.0f;
-    for (int64_t d = 0; d < dim; ++d) target[d] = accumulator[size_t(r * dim + d)] * inverse;
+    for (int64_t d = 0; d < dim; ++d) target[d] = accumulator[r * dim + d] * inverse;
   }
 }
 
@@ -129,20 +158,28 @@ void attention(Context& ctx, const Tensor& q_tensor, const Tensor& k_tensor, con
   const float scale = options.scale > 0 ? options.scale : 1.0f / std::sqrt(float(q.dim));
   const int64_t causal_offset = k.tokens - q.tokens;
   const int64_t group = q.heads / k.heads;
-  const int64_t query_blocks = (q.tokens + kQueryRows - 1) / kQueryRows;
+  const int64_t query_blocks = (q.tokens + kQueryBlock - 1) / kQueryBlock;
   float* output = out.data<float>();
   ctx.pool().parallel_for(0, q.heads * query_blocks, 1, [&](int64_t begin, int64_t end) {
+    SingleThreadedGemm single_threaded;
+    std::vector<float> scratch;
     for (int64_t task = begin; task < end; ++task) {
-      const int64_t head = task / query_blocks, q0 = (task % query_blocks) * kQueryRows;
-      const int rows = int(std::min<int64_t>(kQueryRows, q.tokens - q0));
+      const int64_t head = task / query_blocks, q0 = (task % query_blocks) * kQueryBlock;
+      const int64_t rows = std::min(kQueryBlock, q.tokens - q0);
       int64_t key_end = k.tokens;
       if (options.causal) key_end = std::clamp<int64_t>(q0 + rows + causal_offset, 0, k.tokens);
       const std::vector<KeyRange> ranges{{0, key_end}};
-      auto visible = [&](int64_t query, int64_t key) {
-        if (key_mask && !key_mask[key]) return false;
-        return !options.causal || key <= query + causal_offset;
+      auto mask_tile = [&](int64_t tile_rows, int64_t key_begin, int64_t keys, float* scores) {
+        if (key_mask)
+          for (int64_t j = 0; j < keys; ++j)
+            if (!key_mask[key_begin + j])
+              for (int64_t r = 0; r < tile_rows; ++r) scores[r * keys + j] = -INFINITY;
+        if (options.causal)
+          for (int64_t r = 0; r < tile_rows; ++r)
+            for (int64_t j = std::max<int64_t>(0, q0 + r + causal_offset + 1 - key_begin); j < keys; ++j)
+              scores[r * keys + j] = -INFINITY;
       };
-      attend_rows(q, k, v, output, q.heads * q.dim, head, head / group, q0, rows, ranges, scale, visible);
+      attend_block(q, k, v, output, q.heads * q.dim, head, head / group, q0, rows, ranges, scale, scratch, mask_tile);
     }
   });
 }
@@ -153,8 +190,7 @@ void block_sparse_attention(Context& ctx, const Tensor& q_tensor, const Tensor& 
   K5_CHECK(k.dim == q.dim && v.dim == q.dim && k.tokens == v.tokens && k.heads == q.heads && v.heads == q.heads,
            "block_sparse_attention: incompatible q ", q_tensor.describe(), ", k ", k_tensor.describe(), ", v ",
            v_tensor.describe());
-  K5_CHECK(block_size > 0 && block_size % kQueryRows == 0, "block_sparse_attention: block size ", block_size,
-           " must be a positive multiple of ", kQueryRows);
+  K5_CHECK(block_size > 0, "block_sparse_attention: block size ", block_size, " must be positive");
   check_output(out, q);
   const int64_t query_blocks = (q.tokens + block_size - 1) / block_size;
   const int64_t key_blocks = (k.tokens + block_size - 1) / block_size;
@@ -166,6 +202,8 @@ void block_sparse_attention(Context& ctx, const Tensor& q_tensor, const Tensor& 
   const float softmax_scale = scale > 0 ? scale : 1.0f / std::sqrt(float(q.dim));
   float* output = out.data<float>();
   ctx.pool().parallel_for(0, q.heads * query_blocks, 1, [&](int64_t begin, int64_t end) {
+    SingleThreadedGemm single_threaded;
+    std::vector<float> scratch;
     std::vector<KeyRange> ranges;
     for (int64_t task = begin; task < end; ++task) {
       const int64_t head = task / query_blocks, query_block = task % query_blocks;
@@ -179,12 +217,9 @@ void block_sparse_attention(Context& ctx, const Tensor& q_tensor, const Tensor& 
         else
           ranges.push_back({key_begin, key_end});
       }
-      const int64_t query_end = std::min(q.tokens, (query_block + 1) * block_size);
-      for (int64_t q0 = query_block * block_size; q0 < query_end; q0 += kQueryRows) {
-        const int rows = int(std::min<int64_t>(kQueryRows, query_end - q0));
-        attend_rows(q, k, v, output, q.heads * q.dim, head, head, q0, rows, ranges, softmax_scale,
-                    [](int64_t, int64_t) { return true; });
-      }
+      const int64_t q0 = query_block * block_size, rows = std::min<int64_t>(block_size, q.tokens - q0);
+      attend_block(q, k, v, output, q.heads * q.dim, head, head, q0, rows, ranges, softmax_scale, scratch,
+                   [](int64_t, int64_t, int64_t, float*) {});
     }
   });
 }
