@@ -73,6 +73,13 @@ def qwen():
         json.dump(released, f, indent=2)
     save_file({"input_ids": input_ids.to(torch.int64), "attention_mask": attention_mask,
                "hidden_states": hidden.float().contiguous()}, os.path.join(OUT, "qwen_tiny_io.safetensors"))
+    # Left padding too: padded query rows see no key at all; transformers still returns finite states there.
+    left_mask = torch.ones(1, L, dtype=torch.int64)
+    left_mask[0, :3] = 0
+    with torch.no_grad():
+        left = model(input_ids=input_ids, attention_mask=left_mask, output_hidden_states=True).hidden_states[-1]
+    save_file({"input_ids": input_ids.to(torch.int64), "attention_mask": left_mask,
+               "hidden_states": left.float().contiguous()}, os.path.join(OUT, "qwen_tiny_left_io.safetensors"))
 
 
 def clip(name, eos_token_id):

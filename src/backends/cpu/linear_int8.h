@@ -17,4 +17,7 @@ void linear_int8_bf16_avx512(ThreadPool& pool, const float* x, int64_t x_row_str
                              const float* scales, const float* bias, float* out, int64_t out_row_stride, int64_t M,
                              int64_t N, int64_t K);
 
+// values -> BF16 (exact: |q| <= 127), `count` elements; needs AVX-512 BF16.
+void int8_to_bf16_avx512(const int8_t* values, int64_t count, uint16_t* destination);
+
 }  // namespace k5::cpu

@@ -62,6 +62,10 @@ void int8_rows_to_bf16(const int8_t* values, int64_t rows, int64_t K, int64_t Kp
 
 }  // namespace
 
+void int8_to_bf16_avx512(const int8_t* values, int64_t count, uint16_t* destination) {
+  int8_rows_to_bf16(values, 1, count, count, destination);
+}
+
 void linear_int8_bf16_avx512(ThreadPool& pool, const float* x, int64_t x_row_stride, const int8_t* values,
                              const float* scales, const float* bias, float* out, int64_t out_row_stride, int64_t M,
                              int64_t N, int64_t K) {

@@ -1,5 +1,8 @@
 #include "models/qwen25vl/qwen_text_model.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <cmath>
 #include <filesystem>
 
@@ -20,6 +23,16 @@ std::string language_model_prefix(const Checkpoint& checkpoint) {
   for (const char* prefix : {"model.language_model.", "model.", "language_model.model.", "language_model.", ""})
     if (checkpoint.contains(std::string(prefix) + "embed_tokens.weight")) return prefix;
   fail(checkpoint.path(), ": no Qwen2.5-VL language model found (no '*embed_tokens.weight' tensor)");
+}
+
+// After a mapped weight has been converted, drops its pages from this process (they stay in the page cache;
+// a later read faults them back from the file), so peak memory while converting is the converted copy plus
+// one weight, not the whole checkpoint. Only whole pages inside the tensor's own bytes are dropped.
+void release_mapped_pages(const Tensor& stored) {
+  const auto page = uintptr_t(sysconf(_SC_PAGESIZE));
+  const auto begin = (uintptr_t(stored.raw()) + page - 1) / page * page;
+  const auto end = (uintptr_t(stored.raw()) + stored.bytes()) / page * page;
+  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
 }
 
 class Loader {
@@ -51,6 +64,7 @@ class Loader {
     if (weights_ == QwenWeights::int8) {
       layer.int8 = ops::quantize_int8(ctx, weight);
       converted_bytes += weight.numel() + out_features * 4;
+      release_mapped_pages(weight);
     } else {
       const DType dtype = weights_ == QwenWeights::f32 ? DType::F32 : DType::BF16;
       if (weight.dtype() == dtype) {
@@ -58,6 +72,7 @@ class Loader {
       } else {
         layer.weight = weight.to(dtype);
         converted_bytes += weight.numel() * dtype_size(dtype);
+        release_mapped_pages(weight);
       }
     }
     if (bias) layer.bias = f32(name + ".bias", {out_features});
@@ -108,8 +123,10 @@ QwenTextModel QwenTextModel::load(Context& ctx, const Checkpoint& checkpoint, co
   if (weights == QwenWeights::int8) {
     // Own the (BF16) table so no view keeps the checkpoint mapped: the pages read while quantising are
     // then released with the mapping and the process holds int8 weights only.
-    model.embed_tokens_ = model.embed_tokens_.clone();
+    const Tensor mapped = model.embed_tokens_;
+    model.embed_tokens_ = mapped.clone();
     loader.converted_bytes += model.embed_tokens_.bytes();
+    release_mapped_pages(mapped);
   }
   for (int64_t i = 0; i < config.num_hidden_layers; ++i) {
     const std::string p = "layers." + std::to_string(i) + ".";

@@ -6,8 +6,9 @@
 // Text-only positions: transformers uses arange(L) for all three M-RoPE components whatever the attention
 // mask, so the rotary embedding is ordinary 1D RoPE over the full head dim (half-split pairs).
 // Attention mask: causal plus padding (masked keys are invisible). Padded query rows are still computed,
-// as transformers does; with right padding (what the Kandinsky embedder produces) every real token's output
-// equals that of the unpadded sequence.
+// as transformers does; with right padding every real token's output equals that of the unpadded sequence.
+// Both right and left padding match transformers on every row, padded ones included (goldens
+// qwen_tiny_io / qwen_tiny_left_io).
 #pragma once
 
 #include <memory>

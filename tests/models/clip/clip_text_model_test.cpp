@@ -4,6 +4,7 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 
 #include "io/safetensors.h"
 #include "models/clip/clip_text_model.h"
@@ -60,6 +61,25 @@ TEST(ClipTextModel, LoadsKeysWithoutPrefix) {
   EXPECT_LE(test::relative_l2(model.forward(ctx, inputs.input_ids, inputs.attention_mask).pooler_output.unsqueeze(0),
                               expected),
             1e-4);
+  std::filesystem::remove(path);
+}
+
+TEST(ClipTextModel, ReadsTextConfigOfAFullClipConfig) {
+  // openai/clip-vit-large-patch14 ships a CLIPConfig: the text tower's fields sit under text_config, and
+  // absent fields take transformers' CLIPTextConfig defaults.
+  const auto path = std::filesystem::temp_directory_path() / "k5_clip_full_config.json";
+  std::ofstream(path.string()) << R"({"model_type": "clip", "projection_dim": 768,
+    "text_config": {"hidden_size": 768, "intermediate_size": 3072, "num_attention_heads": 12, "eos_token_id": 2},
+    "vision_config": {"hidden_size": 1024}})";
+  const ClipTextConfig c = ClipTextConfig::from_json_file(path.string());
+  EXPECT_EQ(c.hidden_size, 768);
+  EXPECT_EQ(c.intermediate_size, 3072);
+  EXPECT_EQ(c.num_attention_heads, 12);
+  EXPECT_EQ(c.num_hidden_layers, 12);
+  EXPECT_EQ(c.max_position_embeddings, 77);
+  EXPECT_EQ(c.vocab_size, 49408);
+  EXPECT_EQ(c.hidden_act, "quick_gelu");
+  EXPECT_EQ(c.eos_token_id, 2);
   std::filesystem::remove(path);
 }
 

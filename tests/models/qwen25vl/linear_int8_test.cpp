@@ -44,14 +44,15 @@ TEST(LinearInt8, MatchesDequantisedReference) {
 }
 
 TEST(LinearInt8, Bf16PrecisionRoundsActivationsOnly) {
-  // Precision::bf16: activations rounded to BF16, int8 weights exact (AVX-512 BF16 kernel where present).
+  // Precision::bf16: activations rounded to BF16, int8 weights exact (AVX-512 BF16 kernel where present;
+  // 40 rows take the blocked BF16-GEMM path, over one 1024-row block).
   ContextOptions options;
   options.threads = 2;
   options.precision = Precision::bf16;
   Context ctx(options);
   std::mt19937 rng(11);
   std::normal_distribution<float> normal;
-  for (auto [M, N, K] : {std::tuple<int64_t, int64_t, int64_t>{1, 3, 5}, {6, 35, 70}, {9, 48, 512}}) {
+  for (auto [M, N, K] : {std::tuple<int64_t, int64_t, int64_t>{1, 3, 5}, {6, 35, 70}, {9, 48, 512}, {40, 1100, 72}}) {
     std::vector<float> w(static_cast<size_t>(N * K)), x(static_cast<size_t>(M * K));
     for (float& v : w) v = normal(rng);
     for (float& v : x) v = normal(rng);

@@ -5,6 +5,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
 
 #include "io/safetensors.h"
 #include "models/qwen25vl/qwen_text_model.h"
@@ -62,6 +65,17 @@ TEST(QwenTextModel, MatchesTransformersFp32) {
   EXPECT_LE(run_relative_l2(Precision::fp32, std::nullopt, "qwen_tiny_config_released.json"), 1e-4);
 }
 
+TEST(QwenTextModel, MatchesTransformersLeftPaddedFp32) {
+  // Positions stay arange(L) whatever the mask; fully masked (left-padded) query rows match too.
+  Context ctx = make_context(Precision::fp32);
+  const TokenInputs inputs = read_token_inputs(golden("qwen_tiny_left_io.safetensors"));
+  const Tensor expected = SafetensorsFile::open(golden("qwen_tiny_left_io.safetensors"))->tensor("hidden_states");
+  const QwenTextModel model =
+      QwenTextModel::load(ctx, golden("qwen_tiny.safetensors"), golden("qwen_tiny_config.json"));
+  EXPECT_LE(test::relative_l2(model.forward(ctx, inputs.input_ids, inputs.attention_mask).unsqueeze(0), expected),
+            1e-4);
+}
+
 TEST(QwenTextModel, MatchesTransformersBf16) {
   EXPECT_LE(run_relative_l2(Precision::bf16, std::nullopt, "qwen_tiny_config.json"), 3e-2);
 }
@@ -89,6 +103,33 @@ TEST(QwenTextModel, LoadsTransformers5KeyLayout) {
   EXPECT_LE(test::relative_l2(model.forward(ctx, g.inputs.input_ids, g.inputs.attention_mask).unsqueeze(0), g.expected),
             1e-4);
   std::filesystem::remove(path);
+}
+
+TEST(QwenTextModel, LoadsShardedCheckpoint) {
+  // Released 7B checkpoints are sharded: model-0000N-of-0000M.safetensors + model.safetensors.index.json.
+  const Checkpoint whole = Checkpoint::open(golden("qwen_tiny.safetensors"));
+  const auto folder = std::filesystem::temp_directory_path() / "k5_qwen_tiny_sharded";
+  std::filesystem::remove_all(folder);
+  std::filesystem::create_directories(folder);
+  std::vector<std::pair<std::string, Tensor>> shards[2];
+  nlohmann::json index;
+  size_t i = 0;
+  for (const std::string& name : whole.names()) {
+    const size_t shard = i++ % 2;
+    shards[shard].emplace_back(name, whole.tensor(name));
+    index["weight_map"][name] = "model-0000" + std::to_string(shard + 1) + "-of-00002.safetensors";
+  }
+  for (size_t shard = 0; shard < 2; ++shard)
+    save_safetensors((folder / ("model-0000" + std::to_string(shard + 1) + "-of-00002.safetensors")).string(),
+                     shards[shard]);
+  std::ofstream((folder / "model.safetensors.index.json").string()) << index.dump();
+  std::filesystem::copy_file(golden("qwen_tiny_config_released.json"), folder / "config.json");
+  Context ctx = make_context(Precision::fp32);
+  const QwenGolden g;
+  const QwenTextModel model = QwenTextModel::load(ctx, folder.string());  // config.json found beside
+  EXPECT_LE(test::relative_l2(model.forward(ctx, g.inputs.input_ids, g.inputs.attention_mask).unsqueeze(0), g.expected),
+            1e-4);
+  std::filesystem::remove_all(folder);
 }
 
 TEST(QwenTextModel, RejectsBadInputs) {
