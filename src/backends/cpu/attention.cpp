@@ -7,15 +7,17 @@
 
 #include <algorithm>
 #include <cmath>
+#include <memory>
 #include <vector>
 
 #include "backends/cpu/kernels.h"
+#include "backends/cpu/onednn_matmul.h"
 
 namespace k5::cpu {
 
 namespace {
 
-constexpr int64_t kQueryBlock = 64;  // query rows per task (= the NABLA block size)
+constexpr int64_t kQueryBlock = 128;  // query rows per dense-attention task
 constexpr int64_t kKeyTile = 512;    // keys per score tile
 
 struct HeadLayout {
@@ -46,6 +48,17 @@ inline __m256 exp8(__m256 x) {
   p = _mm256_fmadd_ps(_mm256_mul_ps(p, r), r, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
   const __m256i exponent = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
   return _mm256_mul_ps(p, _mm256_castsi256_ps(exponent));
+}
+
+inline float row_max(const float* row, int64_t n) {
+  __m256 best = _mm256_set1_ps(-INFINITY);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) best = _mm256_max_ps(best, _mm256_loadu_ps(row + i));
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, best);
+  float maximum = *std::max_element(lanes, lanes + 8);
+  for (; i < n; ++i) maximum = std::max(maximum, row[i]);
+  return maximum;
 }
 
 // row[i] = exp(row[i] - maximum) for i < n; returns the sum.
@@ -89,11 +102,72 @@ void sgemm(char transb, int64_t m, int64_t n, int64_t k, float alpha, const floa
 // Flash-attention style: for query rows [q0, q0 + rows) of `head`, scores of one key tile at a time
 // (S = scale * Q K^T, a GEMM), online softmax (running max and sum per row, earlier output rescaled), then
 // O += P V (a GEMM). `mask_tile(rows, key_begin, keys, scores)` sets invisible scores to -inf.
+// The two products of a tile, in float32 (sgemm) or BF16 (oneDNN matmul on BF16 copies of q, k, v).
+class TileProducts {
+ public:
+  virtual ~TileProducts() = default;
+  // scores[rows, keys] = scale * q[q0 : q0 + rows] k[key0 : key0 + keys]^T
+  virtual void scores(int64_t head, int64_t kv_head, int64_t q0, int64_t rows, int64_t key0, int64_t keys,
+                      float* scores) = 0;
+  // accumulator[rows, dim] += probabilities[rows, keys] v[key0 : key0 + keys]
+  virtual void accumulate(int64_t kv_head, int64_t rows, int64_t key0, int64_t keys, const float* probabilities,
+                          float* accumulator) = 0;
+};
+
+class Fp32Products final : public TileProducts {
+ public:
+  Fp32Products(const HeadLayout& q, const HeadLayout& k, const HeadLayout& v, float scale)
+      : q_(q), k_(k), v_(v), scale_(scale) {}
+  void scores(int64_t head, int64_t kv_head, int64_t q0, int64_t rows, int64_t key0, int64_t keys,
+              float* scores) override {
+    sgemm('T', rows, keys, q_.dim, scale_, q_.at(q0, head), q_.token_stride, k_.at(key0, kv_head), k_.token_stride,
+          0.0f, scores, keys);
+  }
+  void accumulate(int64_t kv_head, int64_t rows, int64_t key0, int64_t keys, const float* probabilities,
+                  float* accumulator) override {
+    sgemm('N', rows, q_.dim, keys, 1.0f, probabilities, keys, v_.at(key0, kv_head), v_.token_stride, 1.0f, accumulator,
+          q_.dim);
+  }
+
+ private:
+  const HeadLayout &q_, &k_, &v_;
+  float scale_;
+};
+
+// q, k, v copied once to BF16 as [heads, tokens, dim]; the probabilities are rounded to BF16 per tile, as
+// flash attention does in BF16.
+class Bf16Products final : public TileProducts {
+ public:
+  Bf16Products(const uint16_t* q, const uint16_t* k, const uint16_t* v, int64_t q_tokens, int64_t kv_tokens,
+               int64_t dim, float scale)
+      : q_(q), k_(k), v_(v), q_tokens_(q_tokens), kv_tokens_(kv_tokens), dim_(dim), scale_(scale) {}
+  void scores(int64_t head, int64_t kv_head, int64_t q0, int64_t rows, int64_t key0, int64_t keys,
+              float* scores) override {
+    matmul_bf16({.m = rows, .n = keys, .k = dim_, .a = q_ + (head * q_tokens_ + q0) * dim_, .lda = dim_,
+                 .b = k_ + (kv_head * kv_tokens_ + key0) * dim_, .ldb = dim_, .b_transposed = true, .c = scores,
+                 .ldc = keys});
+    for (int64_t i = 0; i < rows * keys; ++i) scores[i] *= scale_;
+  }
+  void accumulate(int64_t kv_head, int64_t rows, int64_t key0, int64_t keys, const float* probabilities,
+                  float* accumulator) override {
+    probabilities_.resize(size_t(rows * keys));
+    convert_from_f32(probabilities, probabilities_.data(), DType::BF16, size_t(rows * keys));
+    matmul_bf16({.m = rows, .n = dim_, .k = keys, .a = probabilities_.data(), .lda = keys,
+                 .b = v_ + (kv_head * kv_tokens_ + key0) * dim_, .ldb = dim_, .b_transposed = false,
+                 .c = accumulator, .ldc = dim_, .accumulate = true});
+  }
+
+ private:
+  const uint16_t *q_, *k_, *v_;
+  int64_t q_tokens_, kv_tokens_, dim_;
+  float scale_;
+  std::vector<uint16_t> probabilities_;
+};
+
 template <typename MaskTile>
-void attend_block(const HeadLayout& q, const HeadLayout& k, const HeadLayout& v, float* out, int64_t out_token_stride,
-                  int64_t head, int64_t kv_head, int64_t q0, int64_t rows, const std::vector<KeyRange>& ranges,
-                  float scale, std::vector<float>& scratch, const MaskTile& mask_tile) {
-  const int64_t dim = q.dim;
+void attend_block(TileProducts& products, int64_t dim, float* out, int64_t out_token_stride, int64_t head,
+                  int64_t kv_head, int64_t q0, int64_t rows, const std::vector<KeyRange>& ranges,
+                  std::vector<float>& scratch, const MaskTile& mask_tile) {
   scratch.resize(size_t(rows * kKeyTile + rows * dim + 2 * rows));
   float* scores = scratch.data();
   float* accumulator = scores + rows * kKeyTile;
@@ -105,13 +179,12 @@ void attend_block(const HeadLayout& q, const HeadLayout& k, const HeadLayout& v,
   for (const KeyRange& range : ranges) {
     for (int64_t tile = range.begin; tile < range.end; tile += kKeyTile) {
       const int64_t keys = std::min(kKeyTile, range.end - tile);
-      sgemm('T', rows, keys, dim, scale, q.at(q0, head), q.token_stride, k.at(tile, kv_head), k.token_stride, 0.0f,
-            scores, keys);
+      products.scores(head, kv_head, q0, rows, tile, keys, scores);
       mask_tile(rows, tile, keys, scores);
       for (int64_t r = 0; r < rows; ++r) {
         float* row = scores + r * keys;
         float tile_max = -INFINITY;
-        for (int64_t j = 0; j < keys; ++j) tile_max = std::max(tile_max, row[j]);
+        tile_max = row_max(row, keys);
         if (tile_max == -INFINITY) {
           std::fill(row, row + keys, 0.0f);
           continue;
@@ -123,7 +196,7 @@ void attend_block(const HeadLayout& q, const HeadLayout& k, const HeadLayout& v,
         if (correction != 1.0f)
           for (int64_t d = 0; d < dim; ++d) accumulator[r * dim + d] *= correction;
       }
-      sgemm('N', rows, dim, keys, 1.0f, scores, keys, v.at(tile, kv_head), v.token_stride, 1.0f, accumulator, dim);
+      products.accumulate(kv_head, rows, tile, keys, scores, accumulator);
     }
   }
   for (int64_t r = 0; r < rows; ++r) {
@@ -132,6 +205,38 @@ void attend_block(const HeadLayout& q, const HeadLayout& k, const HeadLayout& v,
     for (int64_t d = 0; d < dim; ++d) target[d] = accumulator[r * dim + d] * inverse;
   }
 }
+
+// A BF16 copy of q, k or v as [heads, tokens, dim] in the workspace.
+const uint16_t* heads_as_bf16(Context& ctx, const HeadLayout& x) {
+  auto* copy = static_cast<uint16_t*>(ctx.workspace().allocate(size_t(x.heads * x.tokens * x.dim) * 2));
+  ctx.pool().parallel_for(0, x.heads * x.tokens, 256, [&](int64_t begin, int64_t end) {
+    for (int64_t row = begin; row < end; ++row) {
+      const int64_t head = row / x.tokens, token = row % x.tokens;
+      convert_from_f32(x.at(token, head), copy + row * x.dim, DType::BF16, size_t(x.dim));
+    }
+  });
+  return copy;
+}
+
+// Per-thread tile products for the context's precision.
+struct ProductsFactory {
+  const HeadLayout &q, &k, &v;
+  float scale;
+  const uint16_t *q16 = nullptr, *k16 = nullptr, *v16 = nullptr;
+
+  ProductsFactory(Context& ctx, const HeadLayout& q_, const HeadLayout& k_, const HeadLayout& v_, float scale_)
+      : q(q_), k(k_), v(v_), scale(scale_) {
+    if (ctx.precision() == Precision::bf16) {
+      q16 = heads_as_bf16(ctx, q);
+      k16 = heads_as_bf16(ctx, k);
+      v16 = heads_as_bf16(ctx, v);
+    }
+  }
+  std::unique_ptr<TileProducts> make() const {
+    if (q16) return std::make_unique<Bf16Products>(q16, k16, v16, q.tokens, k.tokens, q.dim, scale);
+    return std::make_unique<Fp32Products>(q, k, v, scale);
+  }
+};
 
 void check_output(const Tensor& out, const HeadLayout& q) {
   K5_CHECK(out.dtype() == DType::F32 && out.is_contiguous() && out.shape() == Shape({q.tokens, q.heads, q.dim}),
@@ -160,9 +265,12 @@ void attention(Context& ctx, const Tensor& q_tensor, const Tensor& k_tensor, con
   const int64_t group = q.heads / k.heads;
   const int64_t query_blocks = (q.tokens + kQueryBlock - 1) / kQueryBlock;
   float* output = out.data<float>();
+  auto scope = ctx.workspace().scope();
+  const ProductsFactory factory(ctx, q, k, v, scale);
   ctx.pool().parallel_for(0, q.heads * query_blocks, 1, [&](int64_t begin, int64_t end) {
     SingleThreadedGemm single_threaded;
     std::vector<float> scratch;
+    auto products = factory.make();
     for (int64_t task = begin; task < end; ++task) {
       const int64_t head = task / query_blocks, q0 = (task % query_blocks) * kQueryBlock;
       const int64_t rows = std::min(kQueryBlock, q.tokens - q0);
@@ -179,7 +287,7 @@ void attention(Context& ctx, const Tensor& q_tensor, const Tensor& k_tensor, con
             for (int64_t j = std::max<int64_t>(0, q0 + r + causal_offset + 1 - key_begin); j < keys; ++j)
               scores[r * keys + j] = -INFINITY;
       };
-      attend_block(q, k, v, output, q.heads * q.dim, head, head / group, q0, rows, ranges, scale, scratch, mask_tile);
+      attend_block(*products, q.dim, output, q.heads * q.dim, head, head / group, q0, rows, ranges, scratch, mask_tile);
     }
   });
 }
@@ -201,10 +309,13 @@ void block_sparse_attention(Context& ctx, const Tensor& q_tensor, const Tensor& 
   const uint8_t* mask = block_mask.data<uint8_t>();
   const float softmax_scale = scale > 0 ? scale : 1.0f / std::sqrt(float(q.dim));
   float* output = out.data<float>();
+  auto scope = ctx.workspace().scope();
+  const ProductsFactory factory(ctx, q, k, v, softmax_scale);
   ctx.pool().parallel_for(0, q.heads * query_blocks, 1, [&](int64_t begin, int64_t end) {
     SingleThreadedGemm single_threaded;
     std::vector<float> scratch;
     std::vector<KeyRange> ranges;
+    auto products = factory.make();
     for (int64_t task = begin; task < end; ++task) {
       const int64_t head = task / query_blocks, query_block = task % query_blocks;
       ranges.clear();
@@ -218,7 +329,7 @@ void block_sparse_attention(Context& ctx, const Tensor& q_tensor, const Tensor& 
           ranges.push_back({key_begin, key_end});
       }
       const int64_t q0 = query_block * block_size, rows = std::min<int64_t>(block_size, q.tokens - q0);
-      attend_block(q, k, v, output, q.heads * q.dim, head, head, q0, rows, ranges, softmax_scale, scratch,
+      attend_block(*products, q.dim, output, q.heads * q.dim, head, head, q0, rows, ranges, scratch,
                    [](int64_t, int64_t, int64_t, float*) {});
     }
   });

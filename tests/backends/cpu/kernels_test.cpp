@@ -57,7 +57,7 @@ std::vector<float> reference_attention(const Tensor& q, const Tensor& k, const T
 }
 
 TEST(CpuKernels, AttentionDenseMaskCausalGqa) {
-  Context ctx({.threads = 2});
+  Context ctx({.threads = 2, .precision = Precision::fp32});
   for (int64_t d : {8, 64, 80, 128}) {
     for (bool causal : {false, true}) {
       const int64_t lq = 37, lk = causal ? 37 : 101;
@@ -76,7 +76,7 @@ TEST(CpuKernels, AttentionDenseMaskCausalGqa) {
 }
 
 TEST(CpuKernels, AttentionOnStridedViewsOfFusedProjection) {
-  Context ctx({.threads = 2});
+  Context ctx({.threads = 2, .precision = Precision::fp32});
   Tensor qkv = random_tensor({50, 3, 2, 16}, 4);  // [L, (q,k,v), H, D]
   Tensor q = qkv.select(1, 0), k = qkv.select(1, 1), v = qkv.select(1, 2);
   Tensor out = Tensor::empty(DType::F32, {50, 2, 16});
@@ -85,7 +85,7 @@ TEST(CpuKernels, AttentionOnStridedViewsOfFusedProjection) {
 }
 
 TEST(CpuKernels, BlockSparseAttentionMatchesMaskedReference) {
-  Context ctx({.threads = 2});
+  Context ctx({.threads = 2, .precision = Precision::fp32});
   const int64_t l = 64 * 5 + 20, heads = 2, d = 64, blocks = 6;
   Tensor q = random_tensor({l, heads, d}, 5), k = random_tensor({l, heads, d}, 6), v = random_tensor({l, heads, d}, 7);
   Tensor mask = Tensor::empty(DType::U8, {heads, blocks, blocks});
@@ -96,8 +96,26 @@ TEST(CpuKernels, BlockSparseAttentionMatchesMaskedReference) {
   EXPECT_LT(test::relative_l2(out.to_f32_vector(), reference_attention(q, k, v, nullptr, false, &kept)), 1e-6);
 }
 
+TEST(CpuKernels, AttentionInBf16Mode) {
+  Context ctx({.threads = 2, .precision = Precision::bf16});
+  const int64_t l = 64 * 3 + 5;
+  Tensor q = random_tensor({l, 4, 64}, 21), k = random_tensor({l, 2, 64}, 22), v = random_tensor({l, 2, 64}, 23);
+  Tensor out = Tensor::empty(DType::F32, {l, 4, 64});
+  ops::AttentionOptions options;
+  options.causal = true;
+  ops::attention(ctx, q, k, v, out, options);
+  EXPECT_LT(test::relative_l2(out.to_f32_vector(), reference_attention(q, k, v, nullptr, true)), 1e-2);
+  Tensor sparse_k = random_tensor({l, 4, 64}, 24), sparse_v = random_tensor({l, 4, 64}, 25);
+  Tensor mask = Tensor::empty(DType::U8, {4, 4, 4});
+  std::vector<uint8_t> kept(64);
+  for (size_t i = 0; i < kept.size(); ++i) kept[i] = mask.data<uint8_t>()[i] = (i * 7) % 3 != 0;
+  ops::block_sparse_attention(ctx, q, sparse_k, sparse_v, mask, 64, out);
+  EXPECT_LT(test::relative_l2(out.to_f32_vector(), reference_attention(q, sparse_k, sparse_v, nullptr, false, &kept)),
+            1e-2);
+}
+
 TEST(CpuKernels, LinearFloatAndBf16) {
-  Context ctx({.threads = 2});
+  Context ctx({.threads = 2, .precision = Precision::fp32});
   const int64_t m = 33, k = 70, n = 45;
   Tensor x = random_tensor({m, k}, 8), w = random_tensor({n, k}, 9, 0.1f), b = random_tensor({n}, 10);
   std::vector<float> expected(size_t(m * n));
@@ -116,7 +134,7 @@ TEST(CpuKernels, LinearFloatAndBf16) {
 }
 
 TEST(CpuKernels, NormsAndModulation) {
-  Context ctx({.threads = 2});
+  Context ctx({.threads = 2, .precision = Precision::fp32});
   const int64_t rows = 9, width = 300;
   Tensor x = random_tensor({rows, width}, 11, 3.0f), w = random_tensor({width}, 12), b = random_tensor({width}, 13);
   Tensor out = Tensor::empty(DType::F32, {rows, width});
@@ -152,7 +170,7 @@ TEST(CpuKernels, NormsAndModulation) {
 }
 
 TEST(CpuKernels, ElementwiseAndRope) {
-  Context ctx({.threads = 2});
+  Context ctx({.threads = 2, .precision = Precision::fp32});
   Tensor x = random_tensor({5, 3, 8}, 14, 2.0f), y = random_tensor({5, 3, 8}, 15);
   Tensor out = Tensor::empty(DType::F32, {5, 3, 8});
   const float* a = x.data<float>();
