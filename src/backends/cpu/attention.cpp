@@ -183,8 +183,7 @@ void attend_block(TileProducts& products, int64_t dim, float* out, int64_t out_t
       mask_tile(rows, tile, keys, scores);
       for (int64_t r = 0; r < rows; ++r) {
         float* row = scores + r * keys;
-        float tile_max = -INFINITY;
-        tile_max = row_max(row, keys);
+        const float tile_max = row_max(row, keys);
         if (tile_max == -INFINITY) {
           std::fill(row, row + keys, 0.0f);
           continue;
