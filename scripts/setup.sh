@@ -9,6 +9,7 @@ packages=(
   libpng-dev libjpeg62-turbo-dev libwebp-dev
   libavformat-dev libavcodec-dev libavutil-dev libswscale-dev
   libcpp-httplib-dev
+  libicu-dev
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -119,7 +119,22 @@ void convert_from_f32(const float* source, void* destination, DType destination_
       return;
     case DType::BF16: {
       auto* bits = static_cast<uint16_t*>(destination);
-      for (size_t i = 0; i < count; ++i) bits[i] = f32_to_bf16(source[i]);
+      size_t i = 0;
+      // The scalar f32_to_bf16 rounding, 8 lanes at a time: add 0x7fff + lsb, keep the high half; NaNs quieted.
+      const __m256i magnitude_mask = _mm256_set1_epi32(0x7fffffff), infinity = _mm256_set1_epi32(0x7f800000);
+      const __m256i one = _mm256_set1_epi32(1), bias = _mm256_set1_epi32(0x7fff), quiet = _mm256_set1_epi32(0x40);
+      for (; i + 8 <= count; i += 8) {
+        const __m256i word = _mm256_castps_si256(_mm256_loadu_ps(source + i));
+        const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(word, 16), one);
+        const __m256i rounded = _mm256_srli_epi32(_mm256_add_epi32(word, _mm256_add_epi32(bias, lsb)), 16);
+        const __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(word, magnitude_mask), infinity);
+        const __m256i quieted = _mm256_or_si256(_mm256_srli_epi32(word, 16), quiet);
+        const __m256i result = _mm256_blendv_epi8(rounded, quieted, nan);
+        // Pack the 8 low halves: packus works per 128-bit lane, then fix the lane order.
+        const __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(result, result), 0xd8);
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(bits + i), _mm256_castsi256_si128(packed));
+      }
+      for (; i < count; ++i) bits[i] = f32_to_bf16(source[i]);
       return;
     }
     case DType::F16: {

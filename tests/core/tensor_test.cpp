@@ -39,14 +39,23 @@ TEST(DType, Float8E4M3) {
 TEST(DType, BulkConversionMatchesScalar) {
   std::vector<float> values(37);
   for (size_t i = 0; i < values.size(); ++i) values[i] = std::sin(float(i)) * 100;
+  // Special values and exact rounding ties inside the vectorised part.
+  values[1] = NAN;
+  values[2] = INFINITY;
+  values[3] = -0.0f;
+  values[4] = 1.0f + 1.0f / 256;
+  values[5] = 1.0f + 3.0f / 256;
+  values[6] = -3.0e38f;
   std::vector<uint16_t> half(values.size());
   convert_from_f32(values.data(), half.data(), DType::F16, values.size());
   std::vector<float> back(values.size());
   convert_to_f32(half.data(), DType::F16, back.data(), values.size());
-  for (size_t i = 0; i < values.size(); ++i) EXPECT_EQ(back[i], f16_to_f32(f32_to_f16(values[i])));
+  for (size_t i = 0; i < values.size(); ++i) EXPECT_EQ(half[i], f32_to_f16(values[i])) << i;
   convert_from_f32(values.data(), half.data(), DType::BF16, values.size());
   convert_to_f32(half.data(), DType::BF16, back.data(), values.size());
-  for (size_t i = 0; i < values.size(); ++i) EXPECT_EQ(back[i], bf16_to_f32(f32_to_bf16(values[i])));
+  for (size_t i = 0; i < values.size(); ++i) {
+    EXPECT_EQ(half[i], f32_to_bf16(values[i])) << i;
+  }
 }
 
 TEST(Tensor, ViewsShareStorage) {
