@@ -28,6 +28,7 @@ import json
 import os
 import random
 import sys
+import unicodedata
 
 # This file is named like the `tokenizers` package: keep its folder off the import path.
 sys.path = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
@@ -108,6 +109,17 @@ def edge_strings(rng):
                 "123", "\u0300", "\u00df", "\u0130", "\u180e", "\x1f", "\u0085", "\u2028"])
     for _ in range(200):
         s.append("".join(rng.choice(alphabet) for _ in range(rng.randint(1, 40))))
+    # Random code points over all planes (surrogates excluded): Unicode-version corners of \\p{L}, \\p{N}, \\s.
+    for _ in range(100):
+        chars = []
+        while len(chars) < rng.randint(1, 24):
+            cp = rng.choice([rng.randint(0x20, 0x7F), rng.randint(0x80, 0x2FFF), rng.randint(0x3000, 0xFFFF),
+                             rng.randint(0x10000, 0x1FFFF), 0x20, 0x0A])
+            # Only code points assigned by Unicode 14 (PCRE2 10.42's tables): `tokenizers`' Oniguruma knows
+            # newer versions, so letters added since (e.g. U+140C4, Unicode 16) are classified differently.
+            if not 0xD800 <= cp <= 0xDFFF and unicodedata.category(chr(cp)) != "Cn":
+                chars.append(chr(cp))
+        s.append("".join(chars))
     return s
 
 
@@ -148,7 +160,8 @@ def main():
     rows = list(csv.DictReader(open(MOVIEGEN, encoding="utf-8", newline="")))
     strings = edge_strings(rng)
     strings += [r["prompt"] for r in rows] + [r["ru_prompt"] for r in rows]
-    strings.append(long_prompt(rng, rows))
+    strings.append(" " * 20000 + "x" + "\n" * 10000 + "a" * 50000 + "\U0001f600" * 3000 + "\t \r\n" * 2000)
+    strings.append(long_prompt(rng, rows))  # stays last: the speed test uses it
     corpus = {"strings": [], "moviegen": [], "clip_padded": [], "kandinsky": [], "kandinsky_images": []}
     for text in strings:
         qid = q(text)

@@ -2,10 +2,9 @@
 
 #include <array>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <queue>
 #include <sstream>
-
-#include <nlohmann/json.hpp>
 
 #include "core/error.h"
 
@@ -61,7 +60,8 @@ void append_unicode_bytes(std::string_view token, std::string& bytes) {
     const auto lead = uint8_t(token[i]);
     const size_t length = lead < 0x80 ? 1 : lead < 0xE0 ? 2 : lead < 0xF0 ? 3 : 4;
     uint32_t code_point = length == 1 ? lead : length == 2 ? lead & 0x1F : length == 3 ? lead & 0x0F : lead & 0x07;
-    for (size_t k = 1; k < length && i + k < token.size(); ++k) code_point = (code_point << 6) | (uint8_t(token[i + k]) & 0x3F);
+    for (size_t k = 1; k < length && i + k < token.size(); ++k)
+      code_point = (code_point << 6) | (uint8_t(token[i + k]) & 0x3F);
     const auto found = from.find(code_point);
     if (found != from.end())
       bytes.push_back(char(found->second));
@@ -167,7 +167,8 @@ std::vector<int32_t> BpeModel::merge_word(std::string_view word) const {
     if (left < 0 || right < 0) return;
     const auto found = merges_.find(pair_key(symbols[size_t(left)].id, symbols[size_t(right)].id));
     if (found == merges_.end()) return;
-    queue.push({found->second.rank, left, symbols[size_t(left)].id, symbols[size_t(right)].id, found->second.merged_id});
+    queue.push(
+        {found->second.rank, left, symbols[size_t(left)].id, symbols[size_t(right)].id, found->second.merged_id});
   };
   for (int32_t i = 0; i + 1 < n; ++i) push_pair(i);
   while (!queue.empty()) {

@@ -5,13 +5,12 @@
 
 #include <cstdint>
 #include <mutex>
+#include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
 #include <vector>
-
-#include <nlohmann/json_fwd.hpp>
 
 namespace k5::bpe {
 
@@ -30,8 +29,9 @@ class BpeModel {
  public:
   // `vocab`: token string -> id; `merges`: pairs of token strings in rank order. `end_of_word_suffix` is
   // appended to the last symbol of every word (CLIP's "</w>"; empty for Qwen).
-  BpeModel(std::unordered_map<std::string, int32_t> vocab, const std::vector<std::pair<std::string, std::string>>& merges,
-           std::string end_of_word_suffix, const std::string& source);
+  BpeModel(std::unordered_map<std::string, int32_t> vocab,
+           const std::vector<std::pair<std::string, std::string>>& merges, std::string end_of_word_suffix,
+           const std::string& source);
   BpeModel(BpeModel&&) noexcept;
 
   // Ids of one pre-tokenized word (raw bytes). Results are cached per word.

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
-
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
@@ -59,6 +58,18 @@ std::optional<std::string> find_split_pattern(const nlohmann::json& pre_tokenize
     return pattern["Regex"].get<std::string>();
   }
   return std::nullopt;
+}
+
+// A ByteLevel step that splits again with the GPT-2 regex (Qwen's has use_regex false).
+bool uses_byte_level_regex(const nlohmann::json& pre_tokenizer) {
+  if (!pre_tokenizer.is_object()) return false;
+  const std::string type = pre_tokenizer.value("type", "");
+  if (type == "Sequence") {
+    for (const auto& inner : pre_tokenizer.value("pretokenizers", nlohmann::json::array()))
+      if (uses_byte_level_regex(inner)) return true;
+    return false;
+  }
+  return type == "ByteLevel" && pre_tokenizer.value("use_regex", true);
 }
 
 std::vector<AddedToken> parse_added_tokens(const nlohmann::json& list, const std::string& source) {
@@ -118,12 +129,17 @@ BpeTokenizer BpeTokenizer::load(const std::string& dir_or_file) {
     const auto& model_json = json["model"];
     K5_CHECK(model_json.value("type", "BPE") == "BPE", json_path, ": model type ", model_json.value("type", ""),
              " is not BPE");
-    K5_CHECK(model_json.contains("vocab") && model_json.contains("merges"), json_path,
-             ": model lacks vocab or merges");
+    K5_CHECK(model_json.contains("vocab") && model_json.contains("merges"), json_path, ": model lacks vocab or merges");
     model.emplace(bpe::parse_vocab(model_json["vocab"], json_path), bpe::parse_merges(model_json["merges"], json_path),
                   std::string(), json_path);
-    if (json.contains("pre_tokenizer"))
-      if (auto found = find_split_pattern(json["pre_tokenizer"], json_path)) pattern = *found;
+    if (json.contains("pre_tokenizer") && !json["pre_tokenizer"].is_null()) {
+      auto found = find_split_pattern(json["pre_tokenizer"], json_path);
+      K5_CHECK(found.has_value(), json_path, ": the pre_tokenizer has no regex Split (only Qwen2-style byte-level ",
+               "BPE is supported)");
+      K5_CHECK(!uses_byte_level_regex(json["pre_tokenizer"]), json_path,
+               ": a ByteLevel pre-tokenizer with use_regex is not supported");
+      pattern = *found;
+    }
     const auto& normalizer = json.contains("normalizer") ? json["normalizer"] : nlohmann::json();
     normalize_nfc = normalizer.is_object() && normalizer.value("type", "") == "NFC";
     K5_CHECK(normalizer.is_null() || normalize_nfc, json_path, ": only the NFC normalizer is supported");
@@ -134,7 +150,8 @@ BpeTokenizer BpeTokenizer::load(const std::string& dir_or_file) {
     added = read_config_added_tokens(config_path);
   }
 
-  auto impl = std::make_shared<Impl>(Impl{source, std::move(*model), bpe::SplitRegex(pattern), normalize_nfc, {}, {}, {}});
+  auto impl =
+      std::make_shared<Impl>(Impl{source, std::move(*model), bpe::SplitRegex(pattern), normalize_nfc, {}, {}, {}});
   std::stable_sort(added.begin(), added.end(),
                    [](const AddedToken& a, const AddedToken& b) { return a.content.size() > b.content.size(); });
   for (const auto& token : added) {

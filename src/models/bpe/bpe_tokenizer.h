@@ -31,8 +31,8 @@ class BpeTokenizer {
   std::vector<int32_t> encode(std::string_view text) const;
   std::string decode(const std::vector<int32_t>& ids, bool skip_special_tokens) const;
   std::optional<int32_t> token_id(std::string_view token) const;  // vocabulary or added token
-  size_t vocab_size() const;                                       // highest id + 1
-  const std::string& source() const;                               // the file(s) it was loaded from
+  size_t vocab_size() const;                                      // highest id + 1
+  const std::string& source() const;                              // the file(s) it was loaded from
 
   struct Impl;
 

@@ -2,7 +2,6 @@
 
 #include <filesystem>
 #include <fstream>
-
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
@@ -55,8 +54,8 @@ ClipTokenizer ClipTokenizer::load(const std::string& dir_or_file) {
     config_path = (dir / "tokenizer_config.json").string();
     if (fs::exists(dir / "vocab.json") && fs::exists(dir / "merges.txt")) {
       source = (dir / "vocab.json").string() + " + " + (dir / "merges.txt").string();
-      model.emplace(bpe::read_vocab_json((dir / "vocab.json").string()), bpe::read_merges_txt((dir / "merges.txt").string()),
-                    "</w>", source);
+      model.emplace(bpe::read_vocab_json((dir / "vocab.json").string()),
+                    bpe::read_merges_txt((dir / "merges.txt").string()), "</w>", source);
     } else if (fs::exists(dir / "tokenizer.json")) {
       load_tokenizer_json((dir / "tokenizer.json").string());
     } else {
@@ -74,7 +73,7 @@ ClipTokenizer ClipTokenizer::load(const std::string& dir_or_file) {
     const nlohmann::json config = read_json(config_path);
     if (config.contains("pad_token")) {
       const auto& entry = config["pad_token"];
-      const std::string pad_token = entry.is_string() ? entry.get<std::string>()
+      const std::string pad_token = entry.is_string()   ? entry.get<std::string>()
                                     : entry.is_object() ? entry.value("content", std::string(kEndOfText))
                                                         : std::string(kEndOfText);
       const auto found = model->token_id(pad_token);
@@ -82,7 +81,8 @@ ClipTokenizer ClipTokenizer::load(const std::string& dir_or_file) {
       pad = *found;
     }
   }
-  return ClipTokenizer(std::make_shared<Impl>(Impl{source, std::move(*model), bpe::SplitRegex(kClipWordPattern), *bos, *eos, pad}));
+  return ClipTokenizer(
+      std::make_shared<Impl>(Impl{source, std::move(*model), bpe::SplitRegex(kClipWordPattern), *bos, *eos, pad}));
 }
 
 std::vector<int32_t> ClipTokenizer::encode(std::string_view text) const {

@@ -44,10 +44,14 @@ const std::vector<std::string>& template_lines(PromptContent content) {
       "<|im_start|>user\n{}",
   };
   switch (content) {
-    case PromptContent::video: return video;
-    case PromptContent::image: return image;
-    case PromptContent::image_edit: return image_edit;
-    case PromptContent::image2video: return image2video;
+    case PromptContent::video:
+      return video;
+    case PromptContent::image:
+      return image;
+    case PromptContent::image_edit:
+      return image_edit;
+    case PromptContent::image2video:
+      return image2video;
   }
   fail("unknown prompt content");
 }
@@ -73,10 +77,14 @@ PromptContent parse_prompt_content(std::string_view name) {
 
 const char* prompt_content_name(PromptContent content) {
   switch (content) {
-    case PromptContent::video: return "video";
-    case PromptContent::image: return "image";
-    case PromptContent::image_edit: return "image_edit";
-    case PromptContent::image2video: return "image2video";
+    case PromptContent::video:
+      return "video";
+    case PromptContent::image:
+      return "image";
+    case PromptContent::image_edit:
+      return "image_edit";
+    case PromptContent::image2video:
+      return "image2video";
   }
   return "?";
 }
@@ -87,20 +95,28 @@ const std::string& kandinsky_prompt_template(PromptContent content) {
   static const std::string image_edit = join_lines(template_lines(PromptContent::image_edit));
   static const std::string image2video = join_lines(template_lines(PromptContent::image2video));
   switch (content) {
-    case PromptContent::video: return video;
-    case PromptContent::image: return image;
-    case PromptContent::image_edit: return image_edit;
-    case PromptContent::image2video: return image2video;
+    case PromptContent::video:
+      return video;
+    case PromptContent::image:
+      return image;
+    case PromptContent::image_edit:
+      return image_edit;
+    case PromptContent::image2video:
+      return image2video;
   }
   fail("unknown prompt content");
 }
 
 int kandinsky_crop_start(PromptContent content) {
   switch (content) {
-    case PromptContent::video: return 129;
-    case PromptContent::image: return 41;
-    case PromptContent::image_edit: return 55;
-    case PromptContent::image2video: return 132;
+    case PromptContent::video:
+      return 129;
+    case PromptContent::image:
+      return 41;
+    case PromptContent::image_edit:
+      return 55;
+    case PromptContent::image2video:
+      return 132;
   }
   fail("unknown prompt content");
 }

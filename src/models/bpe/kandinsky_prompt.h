@@ -31,9 +31,9 @@ int kandinsky_crop_start(PromptContent content);
 int kandinsky_default_max_length(PromptContent content);
 
 struct QwenPrompt {
-  std::vector<int32_t> ids;   // [L]: the full templated sequence for the text encoder
-  std::vector<uint8_t> mask;  // [L]: 1 for real tokens, 0 for padding
-  int crop_start = 0;         // the DiT gets positions [crop_start, L)
+  std::vector<int32_t> ids;                // [L]: the full templated sequence for the text encoder
+  std::vector<uint8_t> mask;               // [L]: 1 for real tokens, 0 for padding
+  int crop_start = 0;                      // the DiT gets positions [crop_start, L)
   std::vector<uint8_t> text_mask() const;  // mask[crop_start:], the attention mask handed to the DiT
 };
 

@@ -174,9 +174,7 @@ SplitRegex::~SplitRegex() = default;
 SplitRegex::SplitRegex(SplitRegex&&) noexcept = default;
 SplitRegex& SplitRegex::operator=(SplitRegex&&) noexcept = default;
 
-void SplitRegex::split(std::string_view text, std::vector<std::string_view>& pieces) const {
-  run(text, pieces, true);
-}
+void SplitRegex::split(std::string_view text, std::vector<std::string_view>& pieces) const { run(text, pieces, true); }
 
 void SplitRegex::matches(std::string_view text, std::vector<std::string_view>& pieces) const {
   run(text, pieces, false);
@@ -190,10 +188,10 @@ void SplitRegex::run(std::string_view text, std::vector<std::string_view>& piece
   while (offset < text.size()) {
     // The text was validated once by the caller: skip PCRE2's per-call UTF check (it would make the loop
     // quadratic).
-    const int rc = compiled_->jit ? pcre2_jit_match(compiled_->code, subject, text.size(), offset,
-                                                    PCRE2_NO_UTF_CHECK, match.get(), nullptr)
-                                  : pcre2_match(compiled_->code, subject, text.size(), offset, PCRE2_NO_UTF_CHECK,
-                                                match.get(), nullptr);
+    const int rc =
+        compiled_->jit
+            ? pcre2_jit_match(compiled_->code, subject, text.size(), offset, PCRE2_NO_UTF_CHECK, match.get(), nullptr)
+            : pcre2_match(compiled_->code, subject, text.size(), offset, PCRE2_NO_UTF_CHECK, match.get(), nullptr);
     if (rc == PCRE2_ERROR_NOMATCH) break;
     K5_CHECK(rc >= 0, "tokenizer split regex: matching failed with PCRE2 error ", rc);
     const PCRE2_SIZE* ovector = pcre2_get_ovector_pointer(match.get());

@@ -5,7 +5,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
-
+#include <thread>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
@@ -70,9 +70,12 @@ std::vector<std::vector<std::string>> read_csv(const std::string& path) {
   for (size_t i = 0; i < data.size(); ++i) {
     const char c = data[i];
     if (quoted) {
-      if (c == '"' && i + 1 < data.size() && data[i + 1] == '"') field.push_back('"'), ++i;
-      else if (c == '"') quoted = false;
-      else field.push_back(c);
+      if (c == '"' && i + 1 < data.size() && data[i + 1] == '"')
+        field.push_back('"'), ++i;
+      else if (c == '"')
+        quoted = false;
+      else
+        field.push_back(c);
     } else if (c == '"') {
       quoted = true;
     } else if (c == ',') {
@@ -146,7 +149,8 @@ TEST_F(TokenizerCorpus, MovieGenExpandedPromptsMatch) {
   const auto& header = rows[0];
   size_t checked = 0;
   for (const auto& entry : (*corpus_)["moviegen"]) {
-    const size_t column = size_t(std::find(header.begin(), header.end(), entry["column"].get<std::string>()) - header.begin());
+    const size_t column =
+        size_t(std::find(header.begin(), header.end(), entry["column"].get<std::string>()) - header.begin());
     const size_t row = entry["row"].get<size_t>() + 1;
     ASSERT_LT(row, rows.size());
     ASSERT_LT(column, rows[row].size());
@@ -202,15 +206,43 @@ TEST_F(TokenizerCorpus, CropStartIsTheTemplatePrefixLength) {
   }
 }
 
+TEST_F(TokenizerCorpus, ConcurrentEncodesShareTheWordCache) {
+  const auto& strings = (*corpus_)["strings"];
+  const BpeTokenizer fresh = BpeTokenizer::load(qwen_path());
+  std::vector<std::thread> threads;
+  std::vector<size_t> mismatches(4, 0);
+  for (size_t t = 0; t < 4; ++t)
+    threads.emplace_back([&, t] {
+      for (size_t i = t; i < strings.size(); i += 2)  // overlapping halves: the same words from two threads
+        if (fresh.encode(strings[i]["text"].get<std::string>()) != ids_of(strings[i]["qwen"])) ++mismatches[t];
+    });
+  for (auto& thread : threads) thread.join();
+  EXPECT_EQ(mismatches, std::vector<size_t>(4, 0));
+}
+
 TEST_F(TokenizerCorpus, LongPromptEncodesFast) {
   const std::string text = (*corpus_)["strings"].back()["text"];
+  const auto load_start = std::chrono::steady_clock::now();
   const BpeTokenizer cold = BpeTokenizer::load(qwen_path());  // empty word cache
+  const double load_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - load_start).count();
   const auto start = std::chrono::steady_clock::now();
   const auto ids = cold.encode(text);
   const double cold_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   EXPECT_GE(ids.size(), 2000u);
   EXPECT_LT(cold_ms, 50.0) << ids.size() << " tokens";
-  std::printf("[ timing ] Qwen encode of %zu tokens, cold cache: %.2f ms\n", ids.size(), cold_ms);
+  const auto clip_load_start = std::chrono::steady_clock::now();
+  const ClipTokenizer clip = ClipTokenizer::load(test::source_path("tests/golden/tokenizers/clip"));
+  const auto clip_start = std::chrono::steady_clock::now();
+  const auto clip_ids = clip.encode(text);
+  const auto clip_end = std::chrono::steady_clock::now();
+  const double clip_ms = std::chrono::duration<double, std::milli>(clip_end - clip_start).count();
+  EXPECT_LT(clip_ms, 50.0) << clip_ids.size() << " tokens";
+  std::printf(
+      "[ timing ] Qwen: load %.0f ms, encode of %zu tokens (cold cache) %.2f ms; CLIP: load %.0f ms, "
+      "encode of %zu tokens (cold cache) %.2f ms\n",
+      load_ms, ids.size(), cold_ms, std::chrono::duration<double, std::milli>(clip_start - clip_load_start).count(),
+      clip_ids.size(), clip_ms);
 }
 
 }  // namespace

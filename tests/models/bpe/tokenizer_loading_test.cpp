@@ -2,14 +2,12 @@
 // (vocab.json + merges.txt, "a b" merges) are written from the real Qwen tokenizer.json and must give the
 // ids of the golden-checked original.
 #include <gtest/gtest.h>
-
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
@@ -106,7 +104,8 @@ TEST(BpeTokenizerLoading, CorruptFilesAreErrors) {
   write_text(dir / "tokenizer.json", R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}})");
   EXPECT_THROW(BpeTokenizer::load(dir.string()), Error);
   // Added tokens that absorb white space are refused rather than tokenised differently.
-  nlohmann::json tiny = {{"model", {{"type", "BPE"}, {"vocab", nlohmann::json::object()}, {"merges", nlohmann::json::array()}}}};
+  nlohmann::json tiny = {
+      {"model", {{"type", "BPE"}, {"vocab", nlohmann::json::object()}, {"merges", nlohmann::json::array()}}}};
   for (int b = 0; b < 256; ++b) tiny["model"]["vocab"][bpe::byte_to_unicode(uint8_t(b))] = b;
   tiny["added_tokens"] = {{{"id", 256}, {"content", "<x>"}, {"lstrip", true}}};
   write_text(dir / "tokenizer.json", tiny.dump());
@@ -114,6 +113,10 @@ TEST(BpeTokenizerLoading, CorruptFilesAreErrors) {
   tiny["added_tokens"][0]["lstrip"] = false;
   write_text(dir / "tokenizer.json", tiny.dump());
   EXPECT_EQ(BpeTokenizer::load(dir.string()).encode("a<x>"), (std::vector<int32_t>{'a', 256}));
+  // A GPT-2 style pre-tokenizer (no Split, ByteLevel with use_regex) is refused, not run with Qwen's regex.
+  tiny["pre_tokenizer"] = {{"type", "ByteLevel"}, {"use_regex", true}};
+  write_text(dir / "tokenizer.json", tiny.dump());
+  EXPECT_THROW(BpeTokenizer::load(dir.string()), Error);
   // A vocabulary that is not an object; a merge line without two tokens.
   const fs::path clip_dir = fresh_dir("clip_corrupt");
   write_text(clip_dir / "vocab.json", "[1, 2]");
