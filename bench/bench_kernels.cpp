@@ -43,7 +43,7 @@ int main(int argc, char** argv) {
   const int threads = argc > 1 ? std::atoi(argv[1]) : 2;
   const int repeat = argc > 2 ? std::atoi(argv[2]) : 3;
   const bool quick = argc > 3 && std::strcmp(argv[3], "quick") == 0;
-  Context ctx({.threads = threads});
+  Context ctx({.threads = threads, .precision = Precision::bf16});
   std::printf("peak fp32 %.1f\npeak bf16 %.1f\n", bench::peak_fp32_gflops(threads), bench::peak_bf16_gflops(threads));
 
   struct GemmShape {
@@ -69,13 +69,17 @@ int main(int argc, char** argv) {
   };
   std::vector<AttentionShape> attentions = {{4096, 4, 64}, {4096, 2, 128}, {16384, 1, 64}, {16384, 1, 128}};
   if (quick) attentions.resize(1);
+  Context fp32_ctx({.threads = threads, .precision = Precision::fp32});
   for (const auto& [tokens, heads, dim] : attentions) {
     Tensor q = random_tensor(DType::F32, {tokens, heads, dim}), k = random_tensor(DType::F32, {tokens, heads, dim});
     Tensor v = random_tensor(DType::F32, {tokens, heads, dim}), out = Tensor::empty(DType::F32, {tokens, heads, dim});
-    const double seconds = best_seconds(repeat, [&] { ops::attention(ctx, q, k, v, out); });
-    std::printf("k5 attention_n%ld_h%ld_d%ld fp32 %.6f %.1f\n", long(tokens), long(heads), long(dim), seconds,
-                4.0 * tokens * tokens * dim * heads / seconds / 1e9);
-    std::fflush(stdout);
+    // bf16 mode: BF16 tile products with float32 softmax and accumulation; fp32 mode: float32 throughout.
+    for (Context* mode : {&fp32_ctx, &ctx}) {
+      const double seconds = best_seconds(repeat, [&] { ops::attention(*mode, q, k, v, out); });
+      std::printf("k5 attention_n%ld_h%ld_d%ld %s %.6f %.1f\n", long(tokens), long(heads), long(dim),
+                  precision_name(mode->precision()), seconds, 4.0 * tokens * tokens * dim * heads / seconds / 1e9);
+      std::fflush(stdout);
+    }
   }
   return 0;
 }
