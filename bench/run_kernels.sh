@@ -14,10 +14,14 @@ python3 - "$out" "$threads" <<'PY' >bench/results/kernels-cpu.md
 import collections, glob, platform, subprocess, sys
 out, threads = sys.argv[1], sys.argv[2]
 best = collections.defaultdict(lambda: float("inf"))
+nabla = ""
 peaks = {}
 for path in glob.glob(out + "/*"):
     for line in open(path):
         parts = line.split()
+        if parts[0] == "nabla":
+            nabla = line.strip()
+            continue
         if parts[0] == "peak":
             peaks[parts[1]] = max(peaks.get(parts[1], 0), float(parts[2]))
             continue
@@ -48,6 +52,8 @@ for (side, case, dtype), seconds in sorted(best.items()):
     peak = peaks.get(dtype, 0)
     print(f"| {case} | {dtype} | {flops(case) / k5 / 1e9:.0f} | {flops(case) / seconds / 1e9:.0f} | "
           f"{seconds / k5:.2f} | {100 * flops(case) / k5 / 1e9 / peak:.0f}% |")
+print("\nNABLA block-sparse attention vs k5 dense attention, same shape (2 heads, head_dim 64), bf16 mode, last run:")
+print(f"`{nabla}`")
 PY
 rm -rf "$out"
 cat bench/results/kernels-cpu.md

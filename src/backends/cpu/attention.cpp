@@ -12,6 +12,7 @@
 
 #include "backends/cpu/kernels.h"
 #include "backends/cpu/onednn_matmul.h"
+#include "backends/cpu/vector_math.h"
 
 namespace k5::cpu {
 
@@ -30,24 +31,6 @@ HeadLayout head_layout(const Tensor& t, const char* what) {
   K5_CHECK(t.dtype() == DType::F32 && t.dim() == 3, "attention: ", what, " must be F32 [L, H, D], got ", t.describe());
   K5_CHECK(t.stride(2) == 1, "attention: ", what, " must have a contiguous last dim, got ", t.describe());
   return {t.data<float>(), t.size(0), t.size(1), t.size(2), t.stride(0), t.stride(1)};
-}
-
-// exp(x) for 8 floats (Cephes-style range reduction + degree-6 polynomial; ~1 ulp), exp(-inf) = 0.
-inline __m256 exp8(__m256 x) {
-  x = _mm256_max_ps(x, _mm256_set1_ps(-87.3f));
-  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-  p = _mm256_fmadd_ps(_mm256_mul_ps(p, r), r, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-  const __m256i exponent = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-  return _mm256_mul_ps(p, _mm256_castsi256_ps(exponent));
 }
 
 inline float row_max(const float* row, int64_t n) {

@@ -5,6 +5,7 @@
 
 #include "backends/cpu/kernels.h"
 #include "backends/cpu/rows.h"
+#include "backends/cpu/vector_math.h"
 
 namespace k5::cpu {
 
@@ -21,21 +22,36 @@ float* contiguous_f32(const Tensor& t, const char* what) {
 }  // namespace
 
 void unary_inplace(Unary function, float* values, int64_t count) {
+  int64_t i = 0;
+  const __m256 half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f);
   switch (function) {
     case Unary::silu:
-      for (int64_t i = 0; i < count; ++i) values[i] = values[i] / (1.0f + std::exp(-values[i]));
+      for (; i + 8 <= count; i += 8) {
+        const __m256 x = _mm256_loadu_ps(values + i);
+        _mm256_storeu_ps(values + i, _mm256_mul_ps(x, sigmoid8(x)));
+      }
+      for (; i < count; ++i) values[i] = values[i] / (1.0f + std::exp(-values[i]));
       return;
     case Unary::gelu_erf:
-      for (int64_t i = 0; i < count; ++i) values[i] = 0.5f * values[i] * (1.0f + std::erf(values[i] * float(M_SQRT1_2)));
+      for (; i + 8 <= count; i += 8) {
+        const __m256 x = _mm256_loadu_ps(values + i);
+        const __m256 e = erf8(_mm256_mul_ps(x, _mm256_set1_ps(float(M_SQRT1_2))));
+        _mm256_storeu_ps(values + i, _mm256_mul_ps(_mm256_mul_ps(half, x), _mm256_add_ps(one, e)));
+      }
+      for (; i < count; ++i) values[i] = 0.5f * values[i] * (1.0f + std::erf(values[i] * float(M_SQRT1_2)));
       return;
     case Unary::gelu_tanh:
-      for (int64_t i = 0; i < count; ++i) {
+      for (; i < count; ++i) {
         const float x = values[i];
         values[i] = 0.5f * x * (1.0f + std::tanh(0.7978845608028654f * (x + 0.044715f * x * x * x)));
       }
       return;
     case Unary::quick_gelu:
-      for (int64_t i = 0; i < count; ++i) values[i] = values[i] / (1.0f + std::exp(-1.702f * values[i]));
+      for (; i + 8 <= count; i += 8) {
+        const __m256 x = _mm256_loadu_ps(values + i);
+        _mm256_storeu_ps(values + i, _mm256_mul_ps(x, sigmoid8(_mm256_mul_ps(x, _mm256_set1_ps(1.702f)))));
+      }
+      for (; i < count; ++i) values[i] = values[i] / (1.0f + std::exp(-1.702f * values[i]));
       return;
   }
 }
@@ -57,7 +73,12 @@ void swiglu(Context& ctx, const Tensor& gate, const Tensor& up, Tensor& out) {
   const float* u = contiguous_f32(up, "swiglu up");
   float* result = contiguous_f32(out, "swiglu output");
   ctx.pool().parallel_for(0, gate.numel(), kGrain, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) result[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+    int64_t i = begin;
+    for (; i + 8 <= end; i += 8) {
+      const __m256 x = _mm256_loadu_ps(g + i);
+      _mm256_storeu_ps(result + i, _mm256_mul_ps(_mm256_mul_ps(x, sigmoid8(x)), _mm256_loadu_ps(u + i)));
+    }
+    for (; i < end; ++i) result[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
   });
 }
 

@@ -183,16 +183,8 @@ TEST(CrossDitCli, ForwardDitEndToEndAndErrors) {
   std::filesystem::remove(out);
   const std::string base = "forward dit --config " + golden("t2v_cond.yaml") + " --weights " +
                            golden("weights_cond.safetensors") + " --precision fp32 --threads 2";
-  ASSERT_EQ(run_k5(base + " --inputs " + golden("t2v_cond.safetensors") + " --output " + out), 0);
-  {
-    const auto result = SafetensorsFile::open(out);
-    const auto expected = SafetensorsFile::open(golden("t2v_cond.safetensors"));
-    EXPECT_LE(test::relative_l2(result->tensor("velocity"), expected->tensor("velocity")), 1e-4);
-  }
-  std::filesystem::remove(out);
-
-  // Bad inputs: the golden file itself carries an unknown tensor ('velocity') for `forward dit`... so build
-  // input files: missing 'time', wrong x shape, and an unknown key.
+  // The golden file also holds the expected 'velocity', an unknown tensor for `forward dit`: build input files
+  // from it: the valid inputs, then missing 'time', a wrong x shape and an unknown key.
   const auto golden_file = SafetensorsFile::open(golden("t2v_cond.safetensors"));
   auto write_inputs = [&](const std::string& path, const std::string& drop, const std::string& extra, bool bad_x) {
     std::vector<std::pair<std::string, Tensor>> tensors;
@@ -205,6 +197,16 @@ TEST(CrossDitCli, ForwardDitEndToEndAndErrors) {
     if (!extra.empty()) tensors.push_back({extra, golden_file->tensor("time")});
     save_safetensors(path, tensors);
   };
+  const std::string good = testing::TempDir() + "/k5_dit_in.safetensors";
+  write_inputs(good, "", "", false);
+  ASSERT_EQ(run_k5(base + " --inputs " + good + " --output " + out), 0);
+  {
+    const auto result = SafetensorsFile::open(out);
+    EXPECT_LE(test::relative_l2(result->tensor("velocity"), golden_file->tensor("velocity")), 1e-4);
+  }
+  std::filesystem::remove(out);
+  std::filesystem::remove(good);
+
   const std::string bad = testing::TempDir() + "/k5_dit_bad.safetensors";
   std::string message;
   write_inputs(bad, "time", "", false);

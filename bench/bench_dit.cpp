@@ -1,0 +1,57 @@
+// k5 side of bench/run_dit.sh: one CrossDiT forward (batch 1, latent [T, H, W], L text tokens), best of REPEAT.
+//   bench_dit CONFIG.yaml DIT.safetensors T H W L fp32|bf16 THREADS REPEAT [dense|nabla]
+// Prints `k5 dit PRECISION TOKENS SECONDS`.
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <random>
+#include <string>
+
+#include "models/crossdit/crossdit.h"
+
+using namespace k5;
+
+namespace {
+
+Tensor random_tensor(Shape shape, uint32_t seed) {
+  Tensor t = Tensor::empty(DType::F32, std::move(shape));
+  std::mt19937 generator(seed);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = normal(generator);
+  return t;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 10) {
+    std::fprintf(stderr, "usage: bench_dit CONFIG DIT T H W L fp32|bf16 THREADS REPEAT [dense|nabla]\n");
+    return 2;
+  }
+  try {
+    const KandinskyConfig config = load_kandinsky_config(argv[1]);
+    const int64_t t = std::atol(argv[3]), h = std::atol(argv[4]), w = std::atol(argv[5]), l = std::atol(argv[6]);
+    const Precision precision = parse_precision(argv[7]);
+    const int threads = std::atoi(argv[8]), repeat = std::atoi(argv[9]);
+    const DitAttention attention = argc > 10 ? parse_dit_attention(argv[10]) : DitAttention::automatic;
+    Context ctx({.threads = threads, .precision = precision, .log_level = LogLevel::quiet});
+    const CrossDit dit = CrossDit::load(config, argv[2], precision, attention);
+    DitInputs inputs;
+    inputs.x = random_tensor({t, h, w, config.dit.input_channels()}, 1);
+    inputs.text_embed = random_tensor({l, config.dit.in_text_dim}, 2);
+    inputs.pooled_text_embed = random_tensor({1, config.dit.in_text_dim2}, 3);
+    inputs.time = 500.0f;
+    dit.forward(ctx, inputs);  // warm-up: page faults on the mapped weights, primitive creation
+    double best = 1e30;
+    for (int i = 0; i < repeat; ++i) {
+      const auto start = std::chrono::steady_clock::now();
+      dit.forward(ctx, inputs);
+      best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    }
+    std::printf("k5 dit %s %ld %.4f\n", argv[7], long(t * (h / 2) * (w / 2)), best);
+  } catch (const Error& error) {
+    std::fprintf(stderr, "bench_dit: %s\n", error.what());
+    return 1;
+  }
+  return 0;
+}
