@@ -33,7 +33,11 @@ __attribute__((target("avx512f,avx512bf16"))) float bf16_chains() {
     for (int i = 0; i < 10; ++i) a[i] = _mm512_dpbf16_ps(a[i], b, b);
   __m512 sum = a[0];
   for (int i = 1; i < 10; ++i) sum = _mm512_add_ps(sum, a[i]);
-  return _mm512_reduce_add_ps(sum);
+  alignas(64) float lanes[16];
+  _mm512_store_ps(lanes, sum);
+  float total = 0;
+  for (float lane : lanes) total += lane;
+  return total;
 }
 
 double run_on_threads(int threads, float (*chains)(), double flops_per_thread) {

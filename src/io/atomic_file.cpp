@@ -17,8 +17,9 @@ void write_atomically(const std::string& path, const std::function<void(const st
   const fs::path directory = target.has_parent_path() ? target.parent_path() : fs::path(".");
   std::error_code error;
   K5_CHECK(fs::is_directory(directory, error), path, ": directory ", directory.string(), " does not exist");
-  const std::string temporary = (directory / ("." + target.filename().string() + ".k5tmp." +
-                                              std::to_string(::getpid()))).string();
+  std::string hidden_name = ".";
+  hidden_name.append(target.filename().string()).append(".k5tmp.").append(std::to_string(::getpid()));
+  const std::string temporary = (directory / hidden_name).string();
   try {
     write(temporary);
   } catch (...) {

@@ -53,9 +53,10 @@ inline std::vector<uint8_t> read_bytes(const std::string& path) {
 
 // A safetensors file from its header text (as given, no padding) and `data_bytes` bytes of data.
 inline std::vector<uint8_t> safetensors_bytes(const std::string& header, size_t data_bytes, uint64_t length_field) {
-  std::vector<uint8_t> bytes(8);
-  for (int i = 0; i < 8; ++i) bytes[i] = uint8_t(length_field >> (8 * i));
-  bytes.insert(bytes.end(), header.begin(), header.end());
+  std::vector<uint8_t> bytes;
+  bytes.reserve(8 + header.size() + data_bytes);
+  for (int i = 0; i < 8; ++i) bytes.push_back(uint8_t(length_field >> (8 * i)));
+  for (char c : header) bytes.push_back(uint8_t(c));
   for (size_t i = 0; i < data_bytes; ++i) bytes.push_back(uint8_t(i * 7 + 1));
   return bytes;
 }
