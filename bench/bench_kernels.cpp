@@ -55,7 +55,8 @@ int main(int argc, char** argv) {
   if (quick) gemms.resize(2);
   for (const auto& [m, k, n] : gemms) {
     for (DType dtype : {DType::F32, DType::BF16}) {
-      Tensor x = random_tensor(DType::F32, {m, k}), w = random_tensor(dtype, {n, k});
+      // Same dtypes as the PyTorch side: F32 x F32, or BF16 activations x BF16 weights.
+      Tensor x = random_tensor(dtype, {m, k}), w = random_tensor(dtype, {n, k});
       Tensor out = Tensor::empty(DType::F32, {m, n});
       const double seconds = best_seconds(repeat, [&] { ops::linear(ctx, x, w, nullptr, out); });
       std::printf("k5 gemm_m%ld_k%ld_n%ld %s %.6f %.1f\n", long(m), long(k), long(n),

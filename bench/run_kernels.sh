@@ -33,7 +33,7 @@ print(f"Machine: {model}, {threads} threads; {platform.platform()}. Command: `be
 print("Runs interleaved (k5, torch, k5, torch), best time of each side kept. Peak = measured register-only")
 print(f"FMA / VDPBF16PS throughput on {threads} threads: fp32 {peaks.get('fp32', 0):.0f} GFLOP/s, "
       f"bf16 {peaks.get('bf16', 0):.0f} GFLOP/s.\n")
-print("GEMM: `ops::linear` (fp32: F32 weights; bf16: BF16 weights, activations rounded to BF16) vs `F.linear`")
+print("GEMM: `ops::linear` (fp32: F32 activations and weights; bf16: BF16 activations and weights) vs `F.linear`")
 print("on fp32 / bf16 tensors. Attention: `ops::attention` in fp32 / bf16 precision vs")
 print("`F.scaled_dot_product_attention` on fp32 / bf16 tensors (one sequence, no mask).\n")
 print("| case | dtype | k5 GFLOP/s | PyTorch GFLOP/s | ratio (torch time / k5 time) | k5 % of peak |")

@@ -22,7 +22,12 @@ std::vector<float> bias_as_f32(const Tensor* bias, int64_t n) {
 
 void linear(Context& ctx, const Tensor& x, const Tensor& weight, const Tensor* bias, Tensor& out,
             ops::Activation activation) {
-  const Rows input = rows_of(x, "linear input");
+  // BF16 activations (with BF16 weights) go to the GEMM as they are; F32 ones are rounded to BF16 first.
+  const bool bf16_input = x.dtype() == DType::BF16;
+  K5_CHECK(!bf16_input || (weight.dtype() == DType::BF16 && x.is_contiguous() && x.dim() >= 1),
+           "linear: BF16 input ", x.describe(), " needs contiguous rows and BF16 weights, got ", weight.describe());
+  const Rows input = bf16_input ? Rows{nullptr, x.numel() / std::max<int64_t>(1, x.size(-1)), x.size(-1), x.size(-1)}
+                                : rows_of(x, "linear input");
   const Rows output = rows_of(out, "linear output");
   K5_CHECK(weight.dim() == 2 && weight.is_contiguous(), "linear: weight must be a contiguous [N, K] matrix, got ",
            weight.describe());
@@ -38,10 +43,14 @@ void linear(Context& ctx, const Tensor& x, const Tensor& weight, const Tensor* b
              "linear: oneDNN sgemm failed for ", x.describe(), " x ", weight.describe());
   } else if (weight.dtype() == DType::BF16) {
     auto scope = ctx.workspace().scope();
-    auto* x_bf16 = static_cast<uint16_t*>(ctx.workspace().allocate(size_t(m * k) * 2));
-    ctx.pool().parallel_for(0, m, std::max<int64_t>(1, 16384 / k), [&](int64_t begin, int64_t end) {
-      for (int64_t r = begin; r < end; ++r) convert_from_f32(input.row(r), x_bf16 + r * k, DType::BF16, size_t(k));
-    });
+    const uint16_t* x_bf16 = bf16_input ? x.data<uint16_t>() : nullptr;
+    if (!bf16_input) {
+      auto* rounded = static_cast<uint16_t*>(ctx.workspace().allocate(size_t(m * k) * 2));
+      ctx.pool().parallel_for(0, m, std::max<int64_t>(1, 16384 / k), [&](int64_t begin, int64_t end) {
+        for (int64_t r = begin; r < end; ++r) convert_from_f32(input.row(r), rounded + r * k, DType::BF16, size_t(k));
+      });
+      x_bf16 = rounded;
+    }
     matmul_bf16({.m = m, .n = n, .k = k, .a = x_bf16, .lda = k, .b = weight.data<uint16_t>(), .ldb = k,
                  .b_transposed = true, .c = output.data, .ldc = output.stride,
                  .bias = bias ? bias_values.data() : nullptr});

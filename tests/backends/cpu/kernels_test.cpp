@@ -130,6 +130,11 @@ TEST(CpuKernels, LinearFloatAndBf16) {
   EXPECT_LT(test::relative_l2(out.to_f32_vector(), expected), 1e-6);
   ops::linear(ctx, x, w.to(DType::BF16), &b, out, ops::Activation::gelu_erf);
   EXPECT_LT(test::relative_l2(out.to_f32_vector(), expected), 1e-2);
+  Tensor rounded_input = Tensor::empty(DType::F32, {m, n});
+  ops::linear(ctx, x, w.to(DType::BF16), &b, rounded_input, ops::Activation::gelu_erf);
+  ops::linear(ctx, x.to(DType::BF16), w.to(DType::BF16), &b, out, ops::Activation::gelu_erf);
+  EXPECT_EQ(out.to_f32_vector(), rounded_input.to_f32_vector());  // BF16 input == F32 input rounded inside
+  EXPECT_THROW(ops::linear(ctx, x.to(DType::BF16), w, &b, out), Error);
   EXPECT_THROW(ops::linear(ctx, x, random_tensor({n, k + 1}, 1), nullptr, out), Error);
 }
 
