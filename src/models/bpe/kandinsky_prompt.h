@@ -25,7 +25,7 @@ const char* prompt_content_name(PromptContent content);
 const std::string& kandinsky_prompt_template(PromptContent content);
 // Tokens of the template prefix the official code drops: video 129, image 41, image_edit 55, image2video 132.
 // For image_edit the real prefix is 52 tokens, so the official crop also drops the first 3 prompt tokens
-// (reproduced on purpose; see tests/models/bpe/kandinsky_prompt_test.cpp).
+// (reproduced on purpose; see tests/models/bpe/tokenizer_corpus_test.cpp).
 int kandinsky_crop_start(PromptContent content);
 // max_length of the official configs: 256 for video, 512 for images (the value passed as `max_length`).
 int kandinsky_default_max_length(PromptContent content);
