@@ -1,0 +1,111 @@
+#include "pipelines/text_conditioning.h"
+
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+
+#include "core/error.h"
+#include "models/bpe/tokenizer_paths.h"
+
+namespace k5 {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+// DIR/<component> or DIR/weights/<component>, the first holding a config.json.
+std::string find_component(const std::string& model_dir, const char* component, const char* what) {
+  K5_CHECK(fs::is_directory(model_dir), "model folder ", model_dir, " does not exist or is not a folder");
+  const fs::path root(model_dir);
+  const fs::path candidates[] = {root / component, root / "weights" / component};
+  for (const auto& dir : candidates)
+    if (fs::is_regular_file(dir / "config.json")) return dir.string();
+  fail("no ", what, " text encoder in ", model_dir, "; looked for ", (candidates[0] / "config.json").string(), " and ",
+       (candidates[1] / "config.json").string());
+}
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+}  // namespace
+
+TextEncoderPaths TextEncoderPaths::find(const std::string& model_dir) {
+  TextEncoderPaths paths;
+  paths.qwen_dir = find_component(model_dir, "text_encoder", "Qwen2.5-VL (text_encoder/)");
+  paths.clip_dir = find_component(model_dir, "text_encoder2", "CLIP (text_encoder2/)");
+  return paths;
+}
+
+TextEncoders TextEncoders::load(Context& ctx, const TextEncoderPaths& paths, std::optional<QwenWeights> qwen_weights) {
+  const auto start = std::chrono::steady_clock::now();
+  // The tokenizers sit in the encoders' own folders in the official layout (find_* also accepts a folder
+  // that is itself the tokenizer's).
+  TextEncoders encoders{BpeTokenizer::load(find_qwen_tokenizer(paths.qwen_dir)),
+                        QwenTextModel::load(ctx, paths.qwen_dir, "", qwen_weights),
+                        ClipTokenizer::load(find_clip_tokenizer(paths.clip_dir)),
+                        ClipTextModel::load(ctx, paths.clip_dir, "")};
+  K5_CHECK(encoders.qwen_tokenizer.vocab_size() <= size_t(encoders.qwen.config().vocab_size), paths.qwen_dir,
+           ": the tokenizer has ", encoders.qwen_tokenizer.vocab_size(), " ids but the model's vocab_size is ",
+           encoders.qwen.config().vocab_size);
+  ctx.log().info("text encoders loaded in ", seconds_since(start), " s (Qwen ",
+                 encoders.qwen.config().num_hidden_layers, " layers, hidden ", encoders.qwen.config().hidden_size,
+                 "; CLIP hidden ", encoders.clip.config().hidden_size, ")");
+  return encoders;
+}
+
+const std::string& default_negative_prompt(PromptContent content) {
+  // t2v_pipeline.py / i2v_pipeline.py defaults; t2i_pipeline.py / i2i_pipeline.py default to "".
+  static const std::string video =
+      "Static, 2D cartoon, cartoon, 2d animation, paintings, images, worst quality, low quality, ugly, deformed, "
+      "walking backwards";
+  static const std::string image;
+  return content == PromptContent::video || content == PromptContent::image2video ? video : image;
+}
+
+PromptEmbedding encode_prompt(Context& ctx, const TextEncoders& encoders, std::string_view prompt,
+                              PromptContent content, int max_length) {
+  if (max_length <= 0) max_length = kandinsky_default_max_length(content);
+  const auto start = std::chrono::steady_clock::now();
+
+  // Qwen: all max_length + crop_start ids, no mask (see the header), then drop the template prefix.
+  const QwenPrompt tokens = encode_kandinsky_prompt(encoders.qwen_tokenizer, prompt, content, max_length);
+  const int64_t total = int64_t(tokens.ids.size());
+  K5_CHECK(total > tokens.crop_start, "text encoding: the ", prompt_content_name(content), " prompt gives ", total,
+           " tokens, not more than the ", tokens.crop_start, " template tokens the official code drops");
+  const Tensor hidden = encoders.qwen.forward(ctx, tokens.ids);  // [total, D]
+  PromptEmbedding out;
+  out.text_embed = hidden.slice(0, tokens.crop_start, total).clone();  // [L, D]
+  const std::vector<uint8_t> text_mask = tokens.text_mask();
+  out.attention_mask = Tensor::empty(DType::U8, {1, int64_t(text_mask.size())});
+  std::memcpy(out.attention_mask.raw(), text_mask.data(), text_mask.size());
+
+  // CLIP: the raw prompt, 77 tokens with padding; the pooled state never sees the padding (causal).
+  const ClipTokenizer::Encoding clip_tokens = encoders.clip_tokenizer.encode_padded(prompt, 77);
+  const ClipTextOutput clip = encoders.clip.forward(ctx, clip_tokens.ids, clip_tokens.mask);
+  out.pooled_text_embed = clip.pooler_output.contiguous().reshape({1, clip.pooler_output.numel()});
+
+  int64_t real = 0;
+  for (const uint8_t m : text_mask) real += m;
+  ctx.log().debug("encoded a ", prompt_content_name(content), " prompt: ", real, " of ", text_mask.size(),
+                  " text tokens real, ", seconds_since(start), " s");
+  return out;
+}
+
+TextConditioning encode_text_conditioning(Context& ctx, const TextEncoders& encoders, std::string_view prompt,
+                                          std::string_view negative_prompt, PromptContent content, int max_length) {
+  K5_CHECK(!prompt.empty(), "text encoding: the prompt is empty");
+  return {encode_prompt(ctx, encoders, prompt, content, max_length),
+          encode_prompt(ctx, encoders, negative_prompt, content, max_length)};
+}
+
+std::vector<std::pair<std::string, Tensor>> sample_inputs(const TextConditioning& conditioning) {
+  return {{"text_embed", conditioning.prompt.text_embed},
+          {"pooled_text_embed", conditioning.prompt.pooled_text_embed},
+          {"attention_mask", conditioning.prompt.attention_mask},
+          {"null_text_embed", conditioning.negative.text_embed},
+          {"null_pooled_text_embed", conditioning.negative.pooled_text_embed},
+          {"null_attention_mask", conditioning.negative.attention_mask}};
+}
+
+}  // namespace k5

@@ -1,0 +1,83 @@
+// The text-conditioning step of the Kandinsky 5 pipelines (official kandinsky/models/text_embedders.py,
+// Kandinsky5TextEmbedder.encode, as generation_utils.py calls it for the prompt and the negative prompt):
+//
+//   Qwen2.5-VL: the templated prompt is tokenised to max_length + crop_start tokens (truncated, right-padded
+//     with <|endoftext|>), the language model runs on input_ids alone (no attention mask: the official
+//     non-edit path passes none; causal attention keeps real tokens' states the same either way, and the
+//     padded positions get the states of pad tokens that see the whole prompt), and hidden_states[-1] from
+//     crop_start on is the text embedding.
+//   Packing: the official default (text_token_padding=True in every utils.get_*_pipeline) keeps the padded
+//     length: text_embeds [max_length, D] with the cropped attention mask [1, max_length] (1 = real token),
+//     and text RoPE positions arange(max_length). That is what is returned here: `text_embed` holds every
+//     position, padded ones included, and `attention_mask` marks the real ones. (The official
+//     text_token_padding=False branch, which would pack the real tokens only, is unusable: encode() calls
+//     attention_mask.to(...) on the None it returns.)
+//   CLIP: pooler_output of the raw prompt (not templated), max_length 77, truncation, padding to 77.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "core/context.h"
+#include "core/tensor.h"
+#include "models/bpe/bpe_tokenizer.h"
+#include "models/bpe/clip_tokenizer.h"
+#include "models/bpe/kandinsky_prompt.h"
+#include "models/clip/clip_text_model.h"
+#include "models/qwen25vl/qwen_text_model.h"
+
+namespace k5 {
+
+// Where a model folder keeps its text encoders: DIR/text_encoder (Qwen2.5-VL) and DIR/text_encoder2 (CLIP),
+// or the same under DIR/weights/ (the official download layout). Each folder holds config.json, the
+// safetensors weights (one file, shards or an index) and the tokenizer. Throws a one-line k5::Error naming
+// every place looked at when a folder is missing.
+struct TextEncoderPaths {
+  std::string qwen_dir;
+  std::string clip_dir;
+  static TextEncoderPaths find(const std::string& model_dir);
+};
+
+// Both text encoders with their tokenizers, loaded once (k5 generate reuses them for both prompts).
+struct TextEncoders {
+  BpeTokenizer qwen_tokenizer;
+  QwenTextModel qwen;
+  ClipTokenizer clip_tokenizer;
+  ClipTextModel clip;
+
+  // `qwen_weights`: empty = from the context precision (fp32 -> f32, bf16 -> bf16), or int8 weight-only.
+  static TextEncoders load(Context& ctx, const TextEncoderPaths& paths,
+                           std::optional<QwenWeights> qwen_weights = std::nullopt);
+};
+
+// One prompt's conditioning, as the DiT takes it (k5 forward dit / sample inputs).
+struct PromptEmbedding {
+  Tensor text_embed;         // F32 [L, qwen hidden]: hidden_states[-1][crop_start:], L = max_length
+  Tensor pooled_text_embed;  // F32 [1, clip hidden]: CLIP pooler_output
+  Tensor attention_mask;     // U8 [1, L]: 1 = real token, 0 = padding
+};
+
+struct TextConditioning {
+  PromptEmbedding prompt;
+  PromptEmbedding negative;  // the null_* inputs of classifier-free guidance
+};
+
+// The official pipelines' default negative prompts: the t2v/i2v one for video and image2video, "" for
+// images (t2i / i2i).
+const std::string& default_negative_prompt(PromptContent content);
+
+// `max_length`: tokens kept after the template prefix; <= 0 = the official default for the content
+// (256 video, 512 images). An empty `prompt` is refused (the negative prompt may be empty).
+PromptEmbedding encode_prompt(Context& ctx, const TextEncoders& encoders, std::string_view prompt,
+                              PromptContent content, int max_length = 0);
+TextConditioning encode_text_conditioning(Context& ctx, const TextEncoders& encoders, std::string_view prompt,
+                                          std::string_view negative_prompt, PromptContent content, int max_length = 0);
+
+// The tensors under the names `k5 forward sample` reads: text_embed, pooled_text_embed, attention_mask and
+// their null_ versions.
+std::vector<std::pair<std::string, Tensor>> sample_inputs(const TextConditioning& conditioning);
+
+}  // namespace k5
