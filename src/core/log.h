@@ -22,6 +22,10 @@ class Logger {
     if (enabled(LogLevel::info)) write("", concat(parts...));
   }
   template <typename... Parts>
+  void warn(const Parts&... parts) const {
+    if (enabled(LogLevel::info)) write("warning: ", concat(parts...));
+  }
+  template <typename... Parts>
   void debug(const Parts&... parts) const {
     if (enabled(LogLevel::debug)) write("debug: ", concat(parts...));
   }

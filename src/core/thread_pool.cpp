@@ -1,10 +1,13 @@
 #include "core/thread_pool.h"
 
+#include <omp.h>
 #include <sched.h>
 
 #include <algorithm>
 #include <atomic>
-#include <utility>
+#include <exception>
+#include <mutex>
+#include <thread>
 
 namespace k5 {
 
@@ -18,67 +21,37 @@ int hardware_threads() {
   return std::max(1u, std::thread::hardware_concurrency());
 }
 
-ThreadPool::ThreadPool(int threads) {
-  const int count = threads > 0 ? threads : hardware_threads();
-  for (int i = 1; i < count; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
-}
+ThreadPool::ThreadPool(int threads) : threads_(threads > 0 ? threads : hardware_threads()) {}
 
-ThreadPool::~ThreadPool() {
-  {
-    std::lock_guard lock(mutex_);
-    stopping_ = true;
-  }
-  wake_.notify_all();
-  for (auto& worker : workers_) worker.join();
-}
-
-void ThreadPool::run_task(int index) {
-  inside_pool_task = true;
-  try {
-    (*task_)(index, size());
-  } catch (...) {
-    std::lock_guard lock(mutex_);
-    if (!error_) error_ = std::current_exception();
-  }
-  inside_pool_task = false;
-}
-
-void ThreadPool::worker_loop(int index) {
-  uint64_t seen = 0;
-  while (true) {
-    {
-      std::unique_lock lock(mutex_);
-      wake_.wait(lock, [&] { return stopping_ || generation_ != seen; });
-      if (stopping_) return;
-      seen = generation_;
-    }
-    run_task(index);
-    std::lock_guard lock(mutex_);
-    if (--pending_ == 0) done_.notify_one();
-  }
-}
+ThreadPool::~ThreadPool() = default;
 
 void ThreadPool::run_on_all(const std::function<void(int, int)>& body) {
-  if (workers_.empty() || inside_pool_task) {
+  if (threads_ == 1 || inside_pool_task || omp_in_parallel()) {
     const bool was_inside = inside_pool_task;
     inside_pool_task = true;
-    body(0, 1);
+    try {
+      body(0, 1);
+    } catch (...) {
+      inside_pool_task = was_inside;
+      throw;
+    }
     inside_pool_task = was_inside;
     return;
   }
+  std::exception_ptr error;
+  std::mutex error_mutex;
+#pragma omp parallel num_threads(threads_)
   {
-    std::lock_guard lock(mutex_);
-    task_ = &body;
-    pending_ = int(workers_.size());
-    error_ = nullptr;
-    ++generation_;
+    inside_pool_task = true;
+    try {
+      body(omp_get_thread_num(), omp_get_num_threads());
+    } catch (...) {
+      std::lock_guard lock(error_mutex);
+      if (!error) error = std::current_exception();
+    }
+    inside_pool_task = false;
   }
-  wake_.notify_all();
-  run_task(0);
-  std::unique_lock lock(mutex_);
-  done_.wait(lock, [&] { return pending_ == 0; });
-  task_ = nullptr;
-  if (error_) std::rethrow_exception(std::exchange(error_, nullptr));
+  if (error) std::rethrow_exception(error);
 }
 
 void ThreadPool::parallel_for(int64_t begin, int64_t end, int64_t grain,
@@ -87,12 +60,12 @@ void ThreadPool::parallel_for(int64_t begin, int64_t end, int64_t grain,
   grain = std::max<int64_t>(1, grain);
   const int64_t total = end - begin;
   const int64_t max_chunks = (total + grain - 1) / grain;
-  if (max_chunks == 1 || workers_.empty() || inside_pool_task) {
+  if (max_chunks == 1 || threads_ == 1 || inside_pool_task || omp_in_parallel()) {
     body(begin, end);
     return;
   }
   // Dynamic scheduling over a few chunks per thread balances uneven work (masked attention rows, tails).
-  const int64_t chunks = std::min<int64_t>(max_chunks, int64_t(size()) * 4);
+  const int64_t chunks = std::min<int64_t>(max_chunks, int64_t(threads_) * 4);
   const int64_t chunk = (total + chunks - 1) / chunks;
   std::atomic<int64_t> next{0};
   run_on_all([&](int, int) {

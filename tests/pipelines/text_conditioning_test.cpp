@@ -17,6 +17,7 @@
 #include "core/error.h"
 #include "io/safetensors.h"
 #include "support/compare.h"
+#include "support/model_folder.h"
 
 namespace k5 {
 namespace {
@@ -25,46 +26,14 @@ namespace fs = std::filesystem;
 
 std::string golden(const std::string& name) { return test::source_path("tests/golden/encode_text/" + name); }
 
-// The weights of one encoder from the golden: every "<prefix>.<key>" tensor under <key>, plus the full
-// embedding table `embedding_key` [vocab, D], zero except the stored rows.
-std::vector<std::pair<std::string, Tensor>> encoder_weights(const SafetensorsFile& file, const std::string& prefix,
-                                                            const std::string& embedding_key, int64_t vocab) {
-  std::vector<std::pair<std::string, Tensor>> weights;
-  for (const auto& info : file.tensors()) {
-    if (info.name.rfind(prefix + ".", 0) != 0) continue;
-    const std::string key = info.name.substr(prefix.size() + 1);
-    if (key != "embed_ids" && key != "embed_rows") weights.emplace_back(key, file.tensor(info.name));
-  }
-  const Tensor ids = file.tensor(prefix + ".embed_ids").to(DType::I32);
-  const Tensor rows = file.tensor(prefix + ".embed_rows").to(DType::F32);
-  const int64_t dim = rows.size(1);
-  Tensor table = Tensor::zeros(DType::F32, {vocab, dim});
-  for (int64_t i = 0; i < ids.numel(); ++i)
-    std::copy_n(rows.data<float>() + i * dim, dim, table.data<float>() + int64_t(ids.data<int32_t>()[i]) * dim);
-  weights.emplace_back(embedding_key, table);
-  return weights;
-}
-
 // A temporary official-layout model folder: <dir>/<subdir>/text_encoder{,2}/.
 struct ModelFolder {
-  fs::path dir = fs::temp_directory_path() / ("k5_encode_text_" + std::to_string(::getpid()));
+  test::TempDir temp{"encode_text"};
+  fs::path dir = temp.path;
   fs::path root;
   explicit ModelFolder(const std::string& subdir = "") : root(dir / subdir) {
-    const auto file = SafetensorsFile::open(golden("weights.safetensors"));
-    const fs::path qwen = root / "text_encoder", clip = root / "text_encoder2";
-    fs::create_directories(qwen);
-    fs::create_directories(clip);
-    fs::copy_file(golden("qwen_config.json"), qwen / "config.json");
-    fs::copy_file(test::shared_path("tokenizers/qwen2.5/tokenizer.json"), qwen / "tokenizer.json");
-    save_safetensors((qwen / "model.safetensors").string(),
-                     encoder_weights(*file, "qwen", "model.embed_tokens.weight", 151936));
-    fs::copy_file(golden("clip_config.json"), clip / "config.json");
-    for (const char* name : {"vocab.json", "merges.txt"})
-      fs::copy_file(test::source_path(std::string("tests/golden/tokenizers/clip/") + name), clip / name);
-    save_safetensors((clip / "model.safetensors").string(),
-                     encoder_weights(*file, "clip", "text_model.embeddings.token_embedding.weight", 49408));
+    test::write_text_encoders(golden(""), "weights.safetensors", root);
   }
-  ~ModelFolder() { fs::remove_all(dir); }
 };
 
 struct Case {
@@ -165,27 +134,13 @@ TEST(TextConditioning, EmptyPromptAndMissingEncodersAreRefused) {
 }
 
 struct CliRun {
-  fs::path dir = fs::temp_directory_path() / ("k5_encode_text_cli_" + std::to_string(::getpid()));
-  CliRun() { fs::create_directories(dir); }
-  ~CliRun() { fs::remove_all(dir); }
-  int run(const std::string& arguments) const {
-    const std::string command = std::string(K5_BINARY) + " " + arguments + " -q -t 2 2>" + (dir / "stderr").string();
-    return std::system(command.c_str());
-  }
-  std::string stderr_text() const {
-    std::ifstream in(dir / "stderr");
-    std::stringstream text;
-    text << in.rdbuf();
-    return text.str();
-  }
+  test::TempDir temp{"encode_text_cli"};
+  fs::path dir = temp.path;
+  int run(const std::string& arguments) const { return test::run_k5(arguments + " -q -t 2", dir); }
+  std::string stderr_text() const { return test::read_text(dir / "stderr"); }
 };
 
-// Shell-quotes `text` with single quotes.
-std::string quoted(const std::string& text) {
-  std::string out = "'";
-  for (const char c : text) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return out + "'";
-}
+std::string quoted(const std::string& text) { return test::shell_quoted(text); }
 
 TEST(EncodeTextCli, WritesTheForwardSampleInputs) {
   const ModelFolder folder;

@@ -303,9 +303,22 @@ Tensor CrossDit::forward(Context& ctx, const DitInputs& in) const {
   }
   Tensor visual = ops::linear(ctx, patches, w.visual_in.weight, w.visual_in.bias_or_null());
   const RopeTables visual_rope_tables = visual_rope(order, H, W, p.axes_dims, config_.scale_factor);
-  for (size_t i = 0; i < w.visual_blocks.size(); ++i)
-    decoder_block(ctx, w.visual_blocks[i], silu_time, heads, visual, text, visual_rope_tables, key_mask,
-                  nabla_ ? &sparse : nullptr, int(i));
+  if (in.visual_residual && in.reuse_visual_residual) {
+    K5_CHECK(in.visual_residual->defined() && in.visual_residual->shape() == visual.shape(),
+             "MagCache: no cached residual of shape ", shape_string(visual.shape()), " to reuse");
+    ops::add(ctx, visual, *in.visual_residual, visual);
+  } else {
+    Tensor before;
+    if (in.visual_residual) before = visual.clone();
+    for (size_t i = 0; i < w.visual_blocks.size(); ++i)
+      decoder_block(ctx, w.visual_blocks[i], silu_time, heads, visual, text, visual_rope_tables, key_mask,
+                    nabla_ ? &sparse : nullptr, int(i));
+    if (in.visual_residual) {
+      ops::scale(ctx, before, -1.0f, before);  // residual = after - before (negation is exact)
+      ops::add(ctx, visual, before, before);
+      *in.visual_residual = std::move(before);
+    }
+  }
 
   // Output layer: modulated LayerNorm, Linear to patch * Cout features (C, p0, p1, p2), un-patch.
   const Modulation mod = modulation(ctx, silu_time, w.out_modulation, d);  // (shift, scale)

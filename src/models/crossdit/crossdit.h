@@ -23,6 +23,11 @@ struct DitInputs {
   Tensor pooled_text_embed;  // [1, in_text_dim2] F32
   float time = 0;            // sampling time * 1000
   Tensor attention_mask;     // [L] U8 (1 = real token), or undefined
+  // MagCache (official magcache_utils): with `visual_residual` set, either the decoder blocks are skipped and
+  // the stored residual (visual tokens after the blocks minus before) is added (`reuse_visual_residual`), or
+  // the blocks run and their residual is stored there.
+  Tensor* visual_residual = nullptr;
+  bool reuse_visual_residual = false;
 };
 
 class CrossDit {

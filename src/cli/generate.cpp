@@ -1,0 +1,159 @@
+// `k5 generate`: a prompt (and an image for I2V / I2I) in, an MP4 or an image out, as the official
+// pipelines make them (src/pipelines/generation.h). Flags follow stable-diffusion.cpp where one exists.
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <random>
+
+#include "cli/command.h"
+#include "cli/progress.h"
+#include "core/error.h"
+#include "io/image_file.h"
+#include "io/safetensors.h"
+#include "io/video_file.h"
+#include "pipelines/generation.h"
+#include "pipelines/model_files.h"
+
+namespace k5::cli {
+namespace {
+
+struct GenerateOptions {
+  ContextOptions context;
+  std::string model, output, progress = "bar", rng = "cuda", save_latents;
+  ModelOverrides overrides;
+  GenerationRequest request;
+  std::optional<std::string> negative;
+  std::optional<double> guidance, scheduler_scale;
+  int64_t seed = -1;
+  int crf = 5, quality = 95;
+  bool expand_prompt = false, no_expand_prompt = false;
+};
+
+std::atomic<bool> interrupted{false};
+
+extern "C" void on_interrupt(int) {
+  interrupted = true;
+  std::signal(SIGINT, SIG_DFL);  // a second Ctrl-C ends the process at once
+}
+
+// The output's format must suit the mode, and its folder must be writable, before any heavy work.
+void check_output(const std::string& output, bool video) {
+  namespace fs = std::filesystem;
+  std::string extension = fs::path(output).extension().string();
+  for (char& c : extension) c = char(std::tolower(static_cast<unsigned char>(c)));
+  if (video)
+    K5_CHECK(extension == ".mp4", "--output ", output, ": this model makes videos; use a .mp4 file name");
+  else
+    K5_CHECK(extension == ".png" || extension == ".jpg" || extension == ".jpeg" || extension == ".webp", "--output ",
+             output, ": this model makes images; use .png, .jpg or .webp");
+  const fs::path folder = fs::path(output).has_parent_path() ? fs::path(output).parent_path() : fs::path(".");
+  K5_CHECK(fs::is_directory(folder), "--output ", output, ": folder ", folder.string(), " does not exist");
+  K5_CHECK(::access(folder.c_str(), W_OK) == 0, "--output ", output, ": folder ", folder.string(), " is not writable");
+}
+
+int run_generate(GenerateOptions& o) {
+  const auto start = std::chrono::steady_clock::now();
+  K5_CHECK(!o.expand_prompt, "--expand-prompt: prompt expansion with Qwen2.5-VL generation is not available yet");
+  GenerationRequest& r = o.request;
+  r.negative_prompt = o.negative;
+  r.guidance = o.guidance;
+  r.scheduler_scale = o.scheduler_scale;
+  r.rng = parse_rng_device(o.rng);
+  K5_CHECK(o.seed >= -1, "--seed must be a non-negative number (or -1 for a random one)");
+  r.seed = o.seed >= 0 ? uint64_t(o.seed) : uint64_t(std::random_device{}());  // torch.randint(2**32 - 1) range
+  const ProgressStyle style = parse_progress_style(o.progress);
+
+  // Everything is checked before the first model loads.
+  const ModelFiles files = find_model_files(o.model, o.overrides);
+  const GenerationPlan plan = plan_generation(files.config, r);
+  if (o.output.empty()) o.output = plan.is_video() ? "output.mp4" : "output.png";
+  check_output(o.output, plan.is_video());
+  K5_CHECK(o.crf >= 0 && o.crf <= 51, "--crf must be within 0..51");
+  K5_CHECK(o.quality >= 1 && o.quality <= 100, "--quality must be within 1..100");
+
+  Context ctx(o.context);
+  auto& log = ctx.log();
+  if (!o.no_expand_prompt)
+    log.warn("prompt expansion (on by default in the official pipelines) is not available yet: the prompt is used as "
+             "written, as the official code does with expand_prompts=False (--no-expand-prompt hides this note)");
+  if (plan.mode == GenerationMode::i2i && plan.init_image)
+    log.warn("--text-only-edit: the source image conditions the latents but not the text (no Qwen2.5-VL vision "
+             "tokens yet); results differ from the official pipeline");
+  log.info(generation_mode_name(plan.mode), " with ", files.config.source, ": ", plan.width, "x", plan.height,
+           plan.is_video() ? ", " + std::to_string(plan.frames) + " frames" : std::string(), ", ", plan.steps,
+           " steps, guidance ", plan.guidance, ", scheduler scale ", plan.scheduler_scale, ", seed ", plan.seed, " (",
+           o.rng, " generator)");
+
+  ProgressDisplay display(style);
+  interrupted = false;
+  std::signal(SIGINT, on_interrupt);
+  struct RestoreSignal {
+    ~RestoreSignal() { std::signal(SIGINT, SIG_DFL); }
+  } restore;
+  const GenerationResult result = generate(ctx, files, plan, [&](const GenerationEvent& event) {
+    if (interrupted) fail("interrupted; nothing was written");
+    display(event);
+  });
+  if (interrupted) fail("interrupted; nothing was written");
+
+  if (!o.save_latents.empty()) save_safetensors(o.save_latents, {{"latents", result.latents}});
+  const auto metadata = generation_metadata(plan, files, ctx.precision());
+  if (plan.is_video())
+    write_mp4(o.output, result.frames, VideoWriteOptions{24, o.crf, metadata});
+  else
+    write_image(o.output, result.frames.front(), metadata, o.quality);
+  display.finished(o.output, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  return 0;
+}
+
+}  // namespace
+
+K5_COMMAND("generate", "text/image -> video or image with an official Kandinsky 5 model folder",
+           [](CLI::App& app) -> std::function<int()> {
+             auto o = std::make_shared<GenerateOptions>();
+             add_context_options(app, o->context);
+             GenerationRequest& r = o->request;
+             app.add_option("-m,--model", o->model,
+                            "model folder (official layout: configs/*.yaml + weights/) or an official config .yaml")
+                 ->required();
+             app.add_option("--config", o->overrides.config, "config name or path when the folder has several");
+             app.add_option("--dit", o->overrides.dit, "DiT .safetensors (overrides the config's)");
+             app.add_option("--vae", o->overrides.vae, "VAE folder (overrides the config's)");
+             app.add_option("--text-encoder", o->overrides.text_encoder, "Qwen2.5-VL folder (overrides)");
+             app.add_option("--text-encoder2", o->overrides.text_encoder2, "CLIP text folder (overrides)");
+             app.add_option("-p,--prompt", r.prompt, "the prompt")->required();
+             app.add_option("-n,--negative-prompt", o->negative,
+                            "negative prompt (default: the official one for video, empty for images)");
+             app.add_option("-o,--output", o->output, "output .mp4 (video) or .png/.jpg/.webp (image); "
+                                                      "default output.mp4 / output.png");
+             app.add_option("-W,--width", r.width, "width in pixels (one of the model's sizes)");
+             app.add_option("-H,--height", r.height, "height in pixels (one of the model's sizes)");
+             app.add_option("--duration", r.duration, "video length in seconds (default 5, or 10 for 10 s models)");
+             app.add_option("--frames", r.frames, "video frames, 4k + 1 (instead of --duration)");
+             app.add_option("--steps", r.steps, "sampling steps (default: the config's)");
+             app.add_option("--cfg-scale", o->guidance, "classifier-free guidance weight (default: the config's)");
+             app.add_option("--scheduler-scale", o->scheduler_scale,
+                            "time-grid shift (default: the config's, else 10 video / 3 images)");
+             app.add_option("-s,--seed", o->seed, "seed (default -1: random, printed and stored in the file)");
+             app.add_option("--rng", o->rng, "noise generator: cuda (as the official GPU run; default) or cpu")
+                 ->check(CLI::IsMember({"cuda", "cpu"}));
+             app.add_option("-i,--init-img", r.init_image, "input image: I2V first frame or I2I source (PNG/JPEG/WebP)");
+             app.add_flag("--magcache", r.magcache, "MagCache: skip DiT blocks on steps the config's ratios allow");
+             app.add_flag("--text-only-edit", r.text_only_edit,
+                          "I2I without the image's Qwen2.5-VL vision tokens (not available yet; differs from official)");
+             app.add_flag("--expand-prompt", o->expand_prompt, "prompt expansion (not available yet)");
+             app.add_flag("--no-expand-prompt", o->no_expand_prompt, "use the prompt as written (hides the note)");
+             app.add_option("--progress", o->progress, "bar (default), json (one object per line) or none")
+                 ->check(CLI::IsMember({"bar", "json", "none"}));
+             app.add_option("--crf", o->crf, "MP4 quality: x264 CRF, 0 = lossless .. 51 (default 5, as official)");
+             app.add_option("--quality", o->quality, "JPEG/WebP quality 1..100 (default 95)");
+             app.add_option("--save-latents", o->save_latents, "also write the sampled latents (.safetensors)");
+             return [o]() { return run_generate(*o); };
+           });
+
+}  // namespace k5::cli

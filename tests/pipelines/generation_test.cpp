@@ -1,0 +1,292 @@
+// End-to-end generation (src/pipelines/generation, `k5 generate`) on the tiny official-layout model folder of
+// tools/golden/pipeline.py: the latents before the VAE against the official pipeline code (CPU generator,
+// float32), the files written, and bad input.
+#include "pipelines/generation.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "io/image_file.h"
+#include "io/safetensors.h"
+#include "io/video_file.h"
+#include "support/compare.h"
+#include "support/model_folder.h"
+
+namespace k5 {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string golden(const std::string& name) { return test::source_path("tests/golden/pipeline/" + name); }
+
+// The golden model folder with its text encoders filled in (weights/text_encoder, weights/text_encoder2).
+struct TinyModel {
+  test::TempDir temp{"generate"};
+  fs::path root = temp.path / "model";
+  TinyModel() {
+    fs::copy(golden("model"), root, fs::copy_options::recursive);
+    test::write_text_encoders(golden(""), "text_encoders.safetensors", root / "weights");
+  }
+};
+
+const TinyModel& tiny_model() {
+  static const TinyModel model;
+  return model;
+}
+
+ModelFiles tiny_files(const std::string& config) {
+  ModelOverrides overrides;
+  overrides.config = config;
+  return find_model_files(tiny_model().root.string(), overrides);
+}
+
+Context make_context(Precision precision) {
+  ContextOptions options;
+  options.threads = 2;
+  options.precision = precision;
+  options.log_level = LogLevel::quiet;
+  return Context(options);
+}
+
+nlohmann::json cases() {
+  std::ifstream in(golden("cases.json"));
+  return nlohmann::json::parse(in);
+}
+
+GenerationRequest request_for(const nlohmann::json& c) {
+  GenerationRequest r;
+  r.prompt = c["prompt"];
+  if (c.contains("negative")) r.negative_prompt = c["negative"].get<std::string>();
+  if (c.contains("image")) {
+    r.init_image = golden(c["image"]);
+    r.text_only_edit = true;
+  }
+  if (!c.contains("image") || c["config"] != "k5_tiny_i2v") {
+    r.width = c["width"];
+    r.height = c["height"];
+  }
+  if (c.contains("frames")) r.frames = c["frames"];
+  r.magcache = c.value("magcache", false);
+  r.seed = c["seed"];
+  r.rng = RngDevice::cpu;
+  return r;
+}
+
+TEST(Generation, LatentsMatchTheOfficialPipelineFp32) {
+  Context ctx = make_context(Precision::fp32);
+  const auto expected = SafetensorsFile::open(golden("expected.safetensors"));
+  for (const auto& c : cases()) {
+    const std::string name = c["name"];
+    SCOPED_TRACE(name);
+    const ModelFiles files = tiny_files(c["config"].get<std::string>());
+    const GenerationPlan plan = plan_generation(files.config, request_for(c));
+    EXPECT_EQ(plan.steps, c["steps"].get<int>());
+    EXPECT_DOUBLE_EQ(plan.guidance, c["guidance"].get<double>());
+    EXPECT_DOUBLE_EQ(plan.scheduler_scale, c["scheduler_scale"].get<double>());
+    EXPECT_EQ(plan.width, c["width"].get<int>());
+    EXPECT_EQ(plan.height, c["height"].get<int>());
+    int skipped = 0;
+    const GenerationResult result = generate(ctx, files, plan, [&](const GenerationEvent& e) {
+      if (e.stage == "denoise" && !e.detail.empty()) skipped = std::stoi(e.detail.substr(e.detail.find_first_of("0123456789")));
+    });
+    const Tensor want = expected->tensor(name + ".latents");
+    ASSERT_EQ(result.latents.shape(), want.shape());
+    const double error = test::relative_l2(result.latents, want);
+    EXPECT_LE(error, 1e-3);  // the bound; fp32 on both sides lands near 1e-6
+    RecordProperty(name + "_relative_l2", std::to_string(error));
+    if (plan.magcache) {
+      EXPECT_GT(skipped, 0) << "the MagCache case skipped nothing";
+    }
+    EXPECT_EQ(int(result.frames.size()), plan.frames);
+    EXPECT_EQ(result.frames.front().width, plan.width);
+    EXPECT_EQ(result.frames.front().height, plan.height);
+  }
+}
+
+TEST(Generation, Bf16StaysCloseToTheFp32Reference) {
+  Context ctx = make_context(Precision::bf16);
+  const auto c = cases()[3];  // t2i
+  const ModelFiles files = tiny_files(c["config"].get<std::string>());
+  const GenerationResult result = generate(ctx, files, plan_generation(files.config, request_for(c)));
+  const Tensor want = SafetensorsFile::open(golden("expected.safetensors"))->tensor("t2i.latents");
+  EXPECT_LE(test::relative_l2(result.latents, want), 5e-2);
+}
+
+TEST(Generation, PlanDefaultsAndChoices) {
+  const ModelFiles files = tiny_files("k5_tiny_t2v");
+  GenerationRequest r;
+  r.prompt = "a cat";
+  GenerationPlan plan = plan_generation(files.config, r);
+  EXPECT_EQ(plan.mode, GenerationMode::t2v);
+  EXPECT_EQ(plan.frames, 121);  // 5 s
+  EXPECT_EQ(plan.latent_frames, 31);
+  EXPECT_EQ(plan.width, 192);   // the official 768x512 default, scaled to resolution 128
+  EXPECT_EQ(plan.height, 128);
+  EXPECT_EQ(plan.negative_prompt, default_negative_prompt(PromptContent::video));
+  r.duration = 10;
+  EXPECT_EQ(plan_generation(files.config, r).latent_frames, 61);
+  // The official resolution tables.
+  KandinskyConfig sd = files.config, hd = files.config;
+  sd.resolution = 512;
+  hd.resolution = 1024;
+  EXPECT_EQ(allowed_sizes(sd), (std::vector<std::pair<int, int>>{{512, 512}, {512, 768}, {768, 512}}));
+  EXPECT_EQ(allowed_sizes(hd).size(), 7u);
+  r.duration = 0;
+  r.width = 100;
+  r.height = 100;
+  try {
+    plan_generation(files.config, r);
+    FAIL() << "an unsupported size was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("192x128"), std::string::npos) << e.what();
+  }
+}
+
+// The CLI: files, metadata, progress, bad input.
+struct Cli {
+  test::TempDir temp{"generate_cli"};
+  fs::path dir = temp.path;
+  std::string model = tiny_model().root.string();
+  int run(const std::string& arguments) const {
+    return test::run_k5("generate -m " + model + " -t 2 --rng cpu --no-expand-prompt " + arguments, dir);
+  }
+  std::string err() const { return test::read_text(dir / "stderr"); }
+  std::string path(const std::string& name) const { return (dir / name).string(); }
+};
+
+TEST(GenerateCli, VideoFileAndDeterminism) {
+  const Cli cli;
+  const std::string args = "--config k5_tiny_t2v -p 'a red fox' -W 128 -H 128 --frames 9 --steps 2 -s 7 --progress none ";
+  ASSERT_EQ(cli.run(args + "-o " + cli.path("a.mp4") + " --save-latents " + cli.path("a.safetensors")), 0) << cli.err();
+  ASSERT_EQ(cli.run(args + "-o " + cli.path("b.mp4") + " --save-latents " + cli.path("b.safetensors")), 0) << cli.err();
+  EXPECT_EQ(test::read_text(cli.path("a.safetensors")), test::read_text(cli.path("b.safetensors")));
+  const VideoInfo info = probe_video(cli.path("a.mp4"));
+  EXPECT_EQ(info.frames, 9);
+  EXPECT_EQ(info.width, 128);
+  EXPECT_EQ(info.height, 128);
+  EXPECT_NEAR(info.fps, 24.0, 1e-6);
+  EXPECT_EQ(info.metadata.at("prompt"), "a red fox");
+  EXPECT_EQ(info.metadata.at("seed"), "7");
+  EXPECT_EQ(read_video_frames(cli.path("a.mp4")).size(), 9u);
+}
+
+TEST(GenerateCli, ImageFileWithMetadataAndJsonProgress) {
+  const Cli cli;
+  ASSERT_EQ(cli.run("--config k5_tiny_t2i -p 'a cat in a hat' --steps 2 -s 3 --progress json -o " + cli.path("c.png")),
+            0)
+      << cli.err();
+  const Image image = read_image(cli.path("c.png"));
+  EXPECT_EQ(image.width, 128);
+  EXPECT_EQ(image.height, 128);
+  const ImageMetadata metadata = read_image_metadata(cli.path("c.png"));
+  auto value = [&](const std::string& key) {
+    for (const auto& [k, v] : metadata)
+      if (k == key) return v;
+    return std::string("<missing>");
+  };
+  EXPECT_EQ(value("prompt"), "a cat in a hat");
+  EXPECT_EQ(value("seed"), "3");
+  EXPECT_EQ(value("steps"), "2");
+  EXPECT_EQ(value("model"), "k5_tiny_t2i");
+  // One JSON object per progress line, the denoising steps among them.
+  std::istringstream lines(cli.err());
+  std::string line;
+  int denoise = 0;
+  bool done = false;
+  while (std::getline(lines, line)) {
+    if (line.empty() || line[0] != '{') continue;
+    const auto event = nlohmann::json::parse(line);
+    denoise += event["stage"] == "denoise" && event["done"].get<int>() > 0;
+    done |= event["stage"] == "done";
+  }
+  EXPECT_EQ(denoise, 2);
+  EXPECT_TRUE(done);
+}
+
+TEST(GenerateCli, ImageToVideoAndEditing) {
+  const Cli cli;
+  ASSERT_EQ(cli.run("--config k5_tiny_i2v -p 'the cat blinks' -i " + golden("i2v.png") +
+                    " --frames 5 --steps 1 --progress none -o " + cli.path("i2v.mp4")),
+            0)
+      << cli.err();
+  EXPECT_EQ(probe_video(cli.path("i2v.mp4")).frames, 5);
+  // Editing needs the image's vision tokens unless --text-only-edit says otherwise.
+  EXPECT_NE(cli.run("--config k5_tiny_i2i -p 'red hat' -i " + golden("i2i.png") + " --steps 1 -o " + cli.path("e.png")),
+            0);
+  EXPECT_NE(cli.err().find("--text-only-edit"), std::string::npos) << cli.err();
+  EXPECT_FALSE(fs::exists(cli.path("e.png")));
+  ASSERT_EQ(cli.run("--config k5_tiny_i2i -p 'make the hat bright red' -n 'blurry, low quality, distorted' -i " + golden("i2i.png") +
+                    " --text-only-edit --steps 1 --progress none -o " + cli.path("e.webp")),
+            0)
+      << cli.err();
+  EXPECT_EQ(read_image(cli.path("e.webp")).width, 128);
+}
+
+TEST(GenerateCli, BadInputGivesOneLineAndNoFile) {
+  const Cli cli;
+  const std::string corrupt = cli.path("corrupt.png");
+  std::ofstream(corrupt) << "\x89PNG\r\n\x1a\n not really a png";
+  const std::string out = cli.path("out.mp4");
+  const std::vector<std::pair<std::string, std::string>> bad{
+      {"--config k5_tiny_i2v -p cat -i " + cli.path("missing.png"), "missing.png"},
+      {"--config k5_tiny_i2v -p cat -i " + corrupt, "corrupt.png"},
+      {"--config k5_tiny_t2v -p cat -W 100 -H 100", "192x128"},
+      {"--config k5_tiny_t2v -p cat --frames 24", "4k + 1"},
+      {"--config k5_tiny_t2v -p ''", "prompt is empty"},
+      {"--config k5_tiny_t2v -p cat --cfg-scale 2 --scheduler-scale -1", "scheduler-scale"},
+      {"--config k5_tiny_nope -p cat", "k5_tiny_t2v"},
+      {"--config k5_tiny_t2i -p cat --frames 5", "images"},
+      {"--config k5_tiny_t2i -p cat -o " + cli.path("out.mp4"), ".png"},
+      {"--config k5_tiny_t2v -p cat -o " + cli.path("no/such/folder/out.mp4"), "does not exist"},
+  };
+  for (const auto& [arguments, expected] : bad) {
+    SCOPED_TRACE(arguments);
+    const std::string args = arguments.find(" -o ") == std::string::npos ? arguments + " -o " + out : arguments;
+    EXPECT_NE(cli.run(args), 0);
+    const std::string message = cli.err();
+    EXPECT_NE(message.find(expected), std::string::npos) << message;
+    EXPECT_EQ(std::count(message.begin(), message.end(), '\n'), 1) << message;
+    EXPECT_FALSE(fs::exists(out));
+  }
+  EXPECT_NE(test::run_k5("generate -m " + cli.path("nowhere") + " -p cat -o " + out, cli.dir), 0);
+  EXPECT_NE(test::read_text(cli.dir / "stderr").find("nowhere"), std::string::npos);
+  // A model folder with the DiT missing names what was looked for and where.
+  const TinyModel broken;
+  fs::remove(broken.root / "weights/model/kandinsky5tiny_t2v.safetensors");
+  EXPECT_NE(test::run_k5("generate -m " + broken.root.string() + " --config k5_tiny_t2v -p cat -o " + out, cli.dir), 0);
+  const std::string message = test::read_text(cli.dir / "stderr");
+  EXPECT_NE(message.find("weights/model/kandinsky5tiny_t2v.safetensors"), std::string::npos) << message;
+  EXPECT_FALSE(fs::exists(out));
+}
+
+TEST(GenerateCli, LongPromptIsCutAsTheOfficialEncoderCutsIt) {
+  const Cli cli;
+  std::string prompt;
+  while (prompt.size() < 10000) prompt += "a tiny robot waters the garden ";
+  prompt.resize(10000);
+  ASSERT_EQ(cli.run("--config k5_tiny_t2i -p '" + prompt + "' --steps 1 --progress none -o " + cli.path("long.png")), 0)
+      << cli.err();
+  EXPECT_NE(cli.err().find("the rest is cut"), std::string::npos) << cli.err();
+  EXPECT_TRUE(fs::exists(cli.path("long.png")));
+}
+
+TEST(GenerateCli, InterruptStopsCleanly) {
+  const Cli cli;
+  // SIGINT after 3 s, in the middle of 1000 denoising steps: the run stops at the next step, writes nothing.
+  const std::string command = "(" + std::string(K5_BINARY) + " generate -m " + cli.model +
+                              " -t 2 --rng cpu --no-expand-prompt --config k5_tiny_t2i -p cat --steps 1000"
+                              " --progress none -o " + cli.path("i.png") + " 2>" + cli.path("stderr") +
+                              " & pid=$!; sleep 3; kill -INT $pid; wait $pid)";
+  const int status = std::system(command.c_str());
+  EXPECT_NE(status, 0);
+  EXPECT_NE(cli.err().find("interrupted"), std::string::npos) << cli.err();
+  EXPECT_FALSE(fs::exists(cli.path("i.png")));
+}
+
+}  // namespace
+}  // namespace k5

@@ -1,0 +1,30 @@
+// Test model folders: temporary directories, the text encoders rebuilt from a golden that keeps only the
+// embedding rows its prompts use (tools/golden/encode_text.py format), and running the k5 binary.
+#pragma once
+
+#include <filesystem>
+#include <string>
+
+namespace k5::test {
+
+// A fresh directory under the system temp folder, removed with its contents on destruction.
+struct TempDir {
+  std::filesystem::path path;
+  explicit TempDir(const std::string& tag);
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+};
+
+// Writes <root>/text_encoder/ (Qwen2.5-VL: config.json, model.safetensors, the real tokenizer.json from
+// ../shared) and <root>/text_encoder2/ (CLIP: config.json, model.safetensors, vocab.json, merges.txt) from
+// <golden_dir>/<weights_file> (qwen.* / clip.* keys, embed_ids / embed_rows), qwen_config.json, clip_config.json.
+void write_text_encoders(const std::string& golden_dir, const std::string& weights_file,
+                         const std::filesystem::path& root);
+
+// Runs `k5 <arguments>` with stderr captured in <dir>/stderr; returns the exit status.
+int run_k5(const std::string& arguments, const std::filesystem::path& dir);
+std::string read_text(const std::filesystem::path& path);
+std::string shell_quoted(const std::string& text);
+
+}  // namespace k5::test
