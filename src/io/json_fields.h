@@ -14,6 +14,7 @@ nlohmann::json read_json_file(const std::string& path);
 class JsonFields {
  public:
   JsonFields(const nlohmann::json& object, std::string source) : object_(object), source_(std::move(source)) {}
+  JsonFields(nlohmann::json&&, std::string) = delete;  // the object is referenced, not copied
 
   bool has(const std::string& key) const;
   // Required fields.

@@ -3,7 +3,9 @@
 //     config's folder (the official repository root: configs/ beside weights/), the config's own folder,
 //     then the current directory;
 //   - a model folder holding configs/*.yaml (or *.yaml) and weights/: the config is --config NAME, else
-//     the only one, else the only one whose DiT checkpoint is present.
+//     the only one, else the only one whose DiT checkpoint is present;
+//   - a diffusers-format folder (model_index.json): transformer/, vae/, text_encoder/, tokenizer/,
+//     text_encoder_2/, tokenizer_2/, run with the official pipeline and the official defaults.
 // Explicit per-component paths override the config. A missing piece is one error line listing every
 // piece missing and every place looked at.
 #pragma once

@@ -41,9 +41,11 @@ TextEncoders TextEncoders::load(Context& ctx, const TextEncoderPaths& paths, std
   const auto start = std::chrono::steady_clock::now();
   // The tokenizers sit in the encoders' own folders in the official layout (find_* also accepts a folder
   // that is itself the tokenizer's).
-  TextEncoders encoders{BpeTokenizer::load(find_qwen_tokenizer(paths.qwen_dir)),
+  const std::string& qwen_tokenizer = paths.qwen_tokenizer_dir.empty() ? paths.qwen_dir : paths.qwen_tokenizer_dir;
+  const std::string& clip_tokenizer = paths.clip_tokenizer_dir.empty() ? paths.clip_dir : paths.clip_tokenizer_dir;
+  TextEncoders encoders{BpeTokenizer::load(find_qwen_tokenizer(qwen_tokenizer)),
                         QwenTextModel::load(ctx, paths.qwen_dir, "", qwen_weights),
-                        ClipTokenizer::load(find_clip_tokenizer(paths.clip_dir)),
+                        ClipTokenizer::load(find_clip_tokenizer(clip_tokenizer)),
                         ClipTextModel::load(ctx, paths.clip_dir, "")};
   K5_CHECK(encoders.qwen_tokenizer.vocab_size() <= size_t(encoders.qwen.config().vocab_size), paths.qwen_dir,
            ": the tokenizer has ", encoders.qwen_tokenizer.vocab_size(), " ids but the model's vocab_size is ",

@@ -38,6 +38,9 @@ namespace k5 {
 struct TextEncoderPaths {
   std::string qwen_dir;
   std::string clip_dir;
+  // The tokenizers' folders when they are not the encoders' own (diffusers: tokenizer/, tokenizer_2/).
+  std::string qwen_tokenizer_dir;
+  std::string clip_tokenizer_dir;
   static TextEncoderPaths find(const std::string& model_dir);
 };
 

@@ -117,6 +117,48 @@ TEST(Generation, Bf16StaysCloseToTheFp32Reference) {
   EXPECT_LE(test::relative_l2(result.latents, want), 5e-2);
 }
 
+// The same tiny text-to-image model in the diffusers layout gives the same latents.
+TEST(Generation, DiffusersLayoutRunsTheSameModel) {
+  const test::TempDir temp("generate_diffusers");
+  const fs::path root = temp.path / "Kandinsky-5.0-T2I-Tiny-Diffusers", model = tiny_model().root;
+  fs::create_directories(root / "transformer");
+  fs::copy(model / "weights/model/kandinsky5tiny_t2i.safetensors",
+           root / "transformer/diffusion_pytorch_model.safetensors");
+  fs::copy(model / "weights/flux/vae", root / "vae");
+  fs::copy(model / "weights/text_encoder", root / "text_encoder");
+  fs::copy(model / "weights/text_encoder2", root / "text_encoder_2");
+  fs::create_directories(root / "tokenizer_2");
+  for (const char* name : {"vocab.json", "merges.txt"}) fs::rename(root / "text_encoder_2" / name, root / "tokenizer_2" / name);
+  fs::create_directories(root / "tokenizer");
+  fs::rename(root / "text_encoder/tokenizer.json", root / "tokenizer/tokenizer.json");
+  std::ofstream(root / "model_index.json") << R"({"_class_name": "Kandinsky5T2IPipeline"})";
+  std::ofstream(root / "transformer/config.json")
+      << R"({"in_visual_dim": 16, "out_visual_dim": 16, "in_text_dim": 16, "in_text_dim2": 16, "time_dim": 32,
+            "patch_size": [1, 2, 2], "model_dim": 64, "ff_dim": 128, "num_text_blocks": 1, "num_visual_blocks": 2,
+            "axes_dims": [8, 12, 12], "visual_cond": false, "attention_type": "regular"})";
+  ModelFiles files = find_model_files(root.string());
+  EXPECT_EQ(files.config.num_steps, 50);
+  EXPECT_DOUBLE_EQ(files.config.guidance_weight, 3.5);
+  files.config.resolution = 128;  // the tiny model's sizes
+  const auto c = cases()[3];      // t2i
+  GenerationRequest r = request_for(c);
+  r.steps = c["steps"];
+  r.guidance = c["guidance"].get<double>();
+  r.scheduler_scale = c["scheduler_scale"].get<double>();
+  Context ctx = make_context(Precision::fp32);
+  const GenerationResult result = generate(ctx, files, plan_generation(files.config, r));
+  const Tensor want = SafetensorsFile::open(golden("expected.safetensors"))->tensor("t2i.latents");
+  EXPECT_LE(test::relative_l2(result.latents, want), 1e-3);
+  // A missing piece names what was looked for.
+  fs::remove_all(root / "tokenizer_2");
+  try {
+    find_model_files(root.string());
+    FAIL() << "a folder without tokenizer_2/ was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("tokenizer_2"), std::string::npos) << e.what();
+  }
+}
+
 TEST(Generation, PlanDefaultsAndChoices) {
   const ModelFiles files = tiny_files("k5_tiny_t2v");
   GenerationRequest r;
