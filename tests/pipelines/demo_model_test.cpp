@@ -23,6 +23,8 @@
 #include "models/vae_hunyuan/hunyuan_vae.h"
 #include "pipelines/text_conditioning.h"
 #include "support/compare.h"
+#include "support/context.h"
+#include "support/model_folder.h"
 
 namespace k5 {
 namespace {
@@ -33,14 +35,7 @@ const char* const kConfigs[] = {"k5_tiny_t2v_5s", "k5_tiny_i2v_5s", "k5_tiny_t2i
 const PromptContent kContents[] = {PromptContent::video, PromptContent::image, PromptContent::image_edit,
                                    PromptContent::image2video};
 
-struct TempDir {
-  fs::path path;
-  explicit TempDir(const std::string& name)
-      : path(fs::temp_directory_path() / ("k5_demo_model_" + name + "_" + std::to_string(::getpid()))) {
-    fs::remove_all(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
+using test::TempDir;
 
 // One demo folder for the whole suite (writing it takes a fraction of a second, loading it is what is tested).
 class DemoModel : public ::testing::Test {
@@ -58,13 +53,7 @@ class DemoModel : public ::testing::Test {
 };
 TempDir* DemoModel::folder_ = nullptr;
 
-Context make_context() {
-  ContextOptions options;
-  options.threads = 2;
-  options.precision = Precision::bf16;
-  options.log_level = LogLevel::quiet;
-  return Context(options);
-}
+Context make_context() { return test::make_context(Precision::bf16); }
 
 void expect_finite(const Tensor& tensor, const std::string& what) {
   const std::vector<float> values = tensor.to_f32_vector();

@@ -15,6 +15,7 @@
 #include "io/safetensors.h"
 #include "io/video_file.h"
 #include "support/compare.h"
+#include "support/context.h"
 #include "support/model_folder.h"
 
 namespace k5 {
@@ -45,13 +46,7 @@ ModelFiles tiny_files(const std::string& config) {
   return find_model_files(tiny_model().root.string(), overrides);
 }
 
-Context make_context(Precision precision) {
-  ContextOptions options;
-  options.threads = 2;
-  options.precision = precision;
-  options.log_level = LogLevel::quiet;
-  return Context(options);
-}
+using test::make_context;
 
 nlohmann::json cases() {
   std::ifstream in(golden("cases.json"));

@@ -17,6 +17,7 @@
 #include "core/error.h"
 #include "io/safetensors.h"
 #include "support/compare.h"
+#include "support/context.h"
 #include "support/model_folder.h"
 
 namespace k5 {
@@ -50,13 +51,7 @@ std::vector<Case> cases() {
   return out;
 }
 
-Context make_context(Precision precision) {
-  ContextOptions options;
-  options.threads = 2;
-  options.precision = precision;
-  options.log_level = LogLevel::quiet;
-  return Context(options);
-}
+using test::make_context;
 
 Tensor expected(const std::string& name) { return SafetensorsFile::open(golden("expected.safetensors"))->tensor(name); }
 

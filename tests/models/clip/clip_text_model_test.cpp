@@ -10,19 +10,14 @@
 #include "models/clip/clip_text_model.h"
 #include "models/qwen25vl/token_inputs.h"
 #include "support/compare.h"
+#include "support/context.h"
 
 namespace k5 {
 namespace {
 
 std::string golden(const std::string& name) { return test::source_path("tests/golden/text_encoders/" + name); }
 
-Context make_context(Precision precision) {
-  ContextOptions options;
-  options.threads = 2;
-  options.precision = precision;
-  options.log_level = LogLevel::quiet;
-  return Context(options);
-}
+using test::make_context;
 
 void check(Precision precision, const std::string& variant, double tolerance) {
   Context ctx = make_context(precision);

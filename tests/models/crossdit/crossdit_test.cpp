@@ -14,19 +14,14 @@
 #include "models/crossdit/nabla.h"
 #include "pipelines/sampler.h"
 #include "support/compare.h"
+#include "support/context.h"
 
 namespace k5 {
 namespace {
 
 std::string golden(const std::string& name) { return test::source_path("tests/golden/crossdit/" + name); }
 
-Context make_context(Precision precision) {
-  ContextOptions options;
-  options.threads = 2;
-  options.precision = precision;
-  options.log_level = LogLevel::quiet;
-  return Context(options);
-}
+using test::make_context;
 
 DitInputs read_dit_inputs(const DitInputFile& file) {
   DitInputs in;

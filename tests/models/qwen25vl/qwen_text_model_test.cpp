@@ -13,6 +13,7 @@
 #include "models/qwen25vl/qwen_text_model.h"
 #include "models/qwen25vl/token_inputs.h"
 #include "support/compare.h"
+#include "support/context.h"
 
 namespace k5 {
 namespace {
@@ -21,13 +22,7 @@ const std::string kDir = "tests/golden/text_encoders/";
 
 std::string golden(const std::string& name) { return test::source_path(kDir + name); }
 
-Context make_context(Precision precision) {
-  ContextOptions options;
-  options.threads = 2;
-  options.precision = precision;
-  options.log_level = LogLevel::quiet;
-  return Context(options);
-}
+using test::make_context;
 
 struct QwenGolden {
   TokenInputs inputs = read_token_inputs(golden("qwen_tiny_io.safetensors"));
