@@ -161,6 +161,7 @@ GenerationPlan plan_generation(const KandinskyConfig& config, const GenerationRe
   }
 
   // Sampling.
+  K5_CHECK(r.steps >= 0, "--steps must be positive");
   plan.steps = r.steps > 0 ? r.steps : int(config.num_steps);
   K5_CHECK(plan.steps <= 1000, "--steps ", plan.steps, " is more than 1000");
   plan.guidance = r.guidance.value_or(config.guidance_weight);
@@ -403,7 +404,10 @@ std::vector<std::pair<std::string, std::string>> generation_metadata(const Gener
       {"magcache", plan.magcache ? "on" : "off"},
       {"software", "k5 0.1.0"},
   };
-  if (plan.is_video()) m.emplace_back("frames", std::to_string(plan.frames));
+  if (plan.is_video()) {
+    m.emplace_back("frames", std::to_string(plan.frames));
+    m.emplace_back("comment", plan.prompt);  // the MP4 tag video players show
+  }
   return m;
 }
 
