@@ -3,8 +3,10 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <optional>
 
 #include "io/safetensors.h"
 #include "ops/attention.h"
@@ -93,7 +95,63 @@ std::string default_config_path(const std::string& checkpoint_path) {
   return (folder / "config.json").string();
 }
 
+// The checkpoint key of lm_head: the same in transformers 4.x and 5.x files.
+std::optional<std::string> lm_head_key(const Checkpoint& checkpoint) {
+  for (const char* key : {"lm_head.weight", "language_model.lm_head.weight"})
+    if (checkpoint.contains(key)) return std::string(key);
+  return std::nullopt;
+}
+
+// RoPE tables cos, sin [L, hd/2] (float32, as transformers computes them). Rotary frequency i belongs to the
+// M-RoPE section s (consecutive sections of config.mrope_section half-dims) and turns by position row s;
+// without mrope_section every frequency uses row 0.
+void rope_tables(const QwenTextConfig& config, const std::vector<int64_t>& position_ids, int64_t L, Tensor& cos,
+                 Tensor& sin) {
+  const int64_t half = config.head_dim / 2;
+  std::vector<int64_t> row_of(size_t(half), 0);
+  for (int64_t s = 0, i = 0; s < int64_t(config.mrope_section.size()); ++s)
+    for (int64_t n = 0; n < config.mrope_section[size_t(s)] && i < half; ++n) row_of[size_t(i++)] = s;
+  cos = Tensor::empty(DType::F32, {L, half});
+  sin = Tensor::empty(DType::F32, {L, half});
+  for (int64_t i = 0; i < half; ++i) {
+    const float inv_freq = 1.0f / std::pow(float(config.rope_theta), float(2 * i) / float(config.head_dim));
+    const int64_t* positions = position_ids.data() + row_of[size_t(i)] * L;
+    for (int64_t pos = 0; pos < L; ++pos) {
+      const float angle = float(positions[pos]) * inv_freq;
+      cos.data<float>()[pos * half + i] = std::cos(angle);
+      sin.data<float>()[pos * half + i] = std::sin(angle);
+    }
+  }
+}
+
+// Makes room for `needed` rows in every layer's cache, doubling so appending one token is amortised O(1).
+void reserve_cache(QwenKvCache& cache, int64_t layers, int64_t kv_heads, int64_t head_dim, int64_t needed) {
+  if (cache.keys.empty()) {
+    cache.keys.resize(size_t(layers));
+    cache.values.resize(size_t(layers));
+    cache.length = 0;
+  }
+  K5_CHECK(int64_t(cache.keys.size()) == layers, "qwen: KV cache has ", cache.keys.size(), " layers, model ", layers);
+  const int64_t capacity = cache.keys[0].defined() ? cache.keys[0].size(0) : 0;
+  if (needed <= capacity) return;
+  const int64_t grown = std::max({needed, 2 * capacity, int64_t(64)});
+  for (std::vector<Tensor>* tensors : {&cache.keys, &cache.values}) {
+    for (Tensor& tensor : *tensors) {
+      Tensor bigger = Tensor::empty(DType::F32, {grown, kv_heads, head_dim});
+      if (cache.length > 0) bigger.slice(0, 0, cache.length).copy_from(tensor.slice(0, 0, cache.length));
+      tensor = bigger;
+    }
+  }
+}
+
 }  // namespace
+
+std::vector<int64_t> text_positions(int64_t start, int64_t length) {
+  std::vector<int64_t> positions(size_t(3 * length));
+  for (int64_t row = 0; row < 3; ++row)
+    for (int64_t i = 0; i < length; ++i) positions[size_t(row * length + i)] = start + i;
+  return positions;
+}
 
 Tensor QwenLinear::forward(Context& ctx, const Tensor& x) const {
   const Tensor* b = bias.defined() ? &bias : nullptr;
@@ -102,17 +160,17 @@ Tensor QwenLinear::forward(Context& ctx, const Tensor& x) const {
 }
 
 QwenTextModel QwenTextModel::load(Context& ctx, const std::string& checkpoint_path, const std::string& config_path,
-                                  std::optional<QwenWeights> weights) {
+                                  std::optional<QwenWeights> weights, bool with_lm_head) {
   const QwenTextConfig config =
       QwenTextConfig::from_json_file(config_path.empty() ? default_config_path(checkpoint_path) : config_path);
   const Checkpoint checkpoint = Checkpoint::open(checkpoint_path);
   const QwenWeights chosen =
       weights.value_or(ctx.precision() == Precision::fp32 ? QwenWeights::f32 : QwenWeights::bf16);
-  return load(ctx, checkpoint, config, chosen);
+  return load(ctx, checkpoint, config, chosen, with_lm_head);
 }
 
 QwenTextModel QwenTextModel::load(Context& ctx, const Checkpoint& checkpoint, const QwenTextConfig& config,
-                                  QwenWeights weights) {
+                                  QwenWeights weights, bool with_lm_head) {
   QwenTextModel model;
   model.config_ = config;
   model.weights_ = weights;
@@ -143,12 +201,23 @@ QwenTextModel QwenTextModel::load(Context& ctx, const Checkpoint& checkpoint, co
     model.layers_.push_back(std::move(layer));
   }
   model.norm_ = loader.f32("norm.weight", {D});
+  if (with_lm_head) {
+    if (const auto key = lm_head_key(checkpoint)) {
+      Loader head_loader(checkpoint, "", weights);
+      const std::string name = key->substr(0, key->size() - std::string(".weight").size());
+      model.lm_head_ = head_loader.linear(ctx, name, config.vocab_size, D, false);
+      loader.converted_bytes += head_loader.converted_bytes;
+    } else {
+      model.lm_head_ = loader.linear(ctx, "embed_tokens", config.vocab_size, D, false);
+    }
+  }
   model.converted_bytes_ = loader.converted_bytes;
   return model;
 }
 
 void QwenTextModel::decoder_layer(Context& ctx, const QwenDecoderLayer& layer, Tensor& x, const Tensor& cos,
-                                  const Tensor& sin, const Tensor& key_mask) const {
+                                  const Tensor& sin, const Tensor& key_mask, Tensor* cache_keys, Tensor* cache_values,
+                                  int64_t cached) const {
   auto scope = ctx.workspace().scope();
   const int64_t L = x.size(0), D = config_.hidden_size, hd = config_.head_dim;
   const int64_t Hq = config_.num_attention_heads, Hkv = config_.num_key_value_heads;
@@ -158,13 +227,20 @@ void QwenTextModel::decoder_layer(Context& ctx, const QwenDecoderLayer& layer, T
   ops::rms_norm(ctx, x, &layer.input_layernorm, float(config_.rms_norm_eps), h);
   Tensor q = layer.q_proj.forward(ctx, h).reshape({L, Hq, hd});
   Tensor k = layer.k_proj.forward(ctx, h).reshape({L, Hkv, hd});
-  const Tensor v = layer.v_proj.forward(ctx, h).reshape({L, Hkv, hd});
+  Tensor v = layer.v_proj.forward(ctx, h).reshape({L, Hkv, hd});
   ops::rope_half_split(ctx, q, cos, sin);
   ops::rope_half_split(ctx, k, cos, sin);
   Tensor attended = ctx.workspace().tensor(DType::F32, {L, Hq, hd});
   ops::AttentionOptions options;
-  options.causal = true;
-  options.key_mask = &key_mask;
+  options.causal = true;  // with a cache: new query i sees cached keys and new keys up to i
+  if (cache_keys != nullptr) {
+    cache_keys->slice(0, cached, cached + L).copy_from(k);
+    cache_values->slice(0, cached, cached + L).copy_from(v);
+    k = cache_keys->slice(0, 0, cached + L);
+    v = cache_values->slice(0, 0, cached + L);
+  } else {
+    options.key_mask = &key_mask;
+  }
   ops::attention(ctx, q, k, v, attended, options);
   const Tensor o = layer.o_proj.forward(ctx, attended.reshape({L, Hq * hd}));
   ops::add(ctx, x, o, x);
@@ -180,12 +256,27 @@ void QwenTextModel::decoder_layer(Context& ctx, const QwenDecoderLayer& layer, T
 
 Tensor QwenTextModel::forward(Context& ctx, const std::vector<int32_t>& input_ids,
                               const std::vector<uint8_t>& attention_mask) const {
-  const int64_t L = int64_t(input_ids.size()), D = config_.hidden_size, hd = config_.head_dim;
+  const int64_t L = int64_t(input_ids.size());
   K5_CHECK(L > 0, "qwen: input_ids is empty");
   K5_CHECK(attention_mask.empty() || int64_t(attention_mask.size()) == L, "qwen: attention_mask has ",
            attention_mask.size(), " entries, input_ids ", L);
 
-  // Embedding lookup [L, D].
+  Tensor x = embed(input_ids);
+  // Positions arange(L) in all three M-RoPE rows, whatever the mask (as transformers for text-only input).
+  Tensor cos, sin;
+  rope_tables(config_, text_positions(0, L), L, cos, sin);
+
+  Tensor key_mask = Tensor::empty(DType::U8, {L});
+  for (int64_t i = 0; i < L; ++i)
+    key_mask.data<uint8_t>()[i] = attention_mask.empty() || attention_mask[size_t(i)] != 0 ? 1 : 0;
+
+  for (const QwenDecoderLayer& layer : layers_) decoder_layer(ctx, layer, x, cos, sin, key_mask);
+  ops::rms_norm(ctx, x, &norm_, float(config_.rms_norm_eps), x);
+  return x;
+}
+
+Tensor QwenTextModel::embed(const std::vector<int32_t>& input_ids) const {
+  const int64_t L = int64_t(input_ids.size()), D = config_.hidden_size;
   Tensor x = Tensor::empty(DType::F32, {L, D});
   const size_t row_bytes = size_t(D) * dtype_size(embed_tokens_.dtype());
   for (int64_t i = 0; i < L; ++i) {
@@ -195,25 +286,37 @@ Tensor QwenTextModel::forward(Context& ctx, const std::vector<int32_t>& input_id
     convert_to_f32(static_cast<const uint8_t*>(embed_tokens_.raw()) + size_t(id) * row_bytes, embed_tokens_.dtype(),
                    x.data<float>() + i * D, size_t(D));
   }
+  return x;
+}
 
-  // RoPE tables [L, hd/2] for positions arange(L), computed in float32 as transformers does.
-  Tensor cos = Tensor::empty(DType::F32, {L, hd / 2}), sin = Tensor::empty(DType::F32, {L, hd / 2});
-  for (int64_t i = 0; i < hd / 2; ++i) {
-    const float inv_freq = 1.0f / std::pow(float(config_.rope_theta), float(2 * i) / float(hd));
-    for (int64_t pos = 0; pos < L; ++pos) {
-      const float angle = float(pos) * inv_freq;
-      cos.data<float>()[pos * (hd / 2) + i] = std::cos(angle);
-      sin.data<float>()[pos * (hd / 2) + i] = std::sin(angle);
-    }
-  }
+Tensor QwenTextModel::forward_cached(Context& ctx, const Tensor& input_embeds, const std::vector<int64_t>& position_ids,
+                                     QwenKvCache& cache) const {
+  const int64_t D = config_.hidden_size;
+  K5_CHECK(input_embeds.dtype() == DType::F32 && input_embeds.dim() == 2 && input_embeds.size(1) == D,
+           "qwen: input_embeds is ", input_embeds.describe(), ", expected F32 [L, ", D, "]");
+  const int64_t L = input_embeds.size(0);
+  K5_CHECK(L > 0, "qwen: no new tokens");
+  K5_CHECK(int64_t(position_ids.size()) == 3 * L, "qwen: position_ids has ", position_ids.size(),
+           " entries, expected [3, ", L, "]");
+  reserve_cache(cache, config_.num_hidden_layers, config_.num_key_value_heads, config_.head_dim, cache.length + L);
 
-  Tensor key_mask = Tensor::empty(DType::U8, {L});
-  for (int64_t i = 0; i < L; ++i)
-    key_mask.data<uint8_t>()[i] = attention_mask.empty() || attention_mask[size_t(i)] != 0 ? 1 : 0;
-
-  for (const QwenDecoderLayer& layer : layers_) decoder_layer(ctx, layer, x, cos, sin, key_mask);
+  Tensor x = input_embeds.contiguous().clone();
+  Tensor cos, sin;
+  rope_tables(config_, position_ids, L, cos, sin);
+  const Tensor no_mask;
+  for (size_t i = 0; i < layers_.size(); ++i)
+    decoder_layer(ctx, layers_[i], x, cos, sin, no_mask, &cache.keys[i], &cache.values[i], cache.length);
+  cache.length += L;
   ops::rms_norm(ctx, x, &norm_, float(config_.rms_norm_eps), x);
   return x;
+}
+
+Tensor QwenTextModel::logits(Context& ctx, const Tensor& hidden) const {
+  K5_CHECK(has_lm_head(), "qwen: the model was loaded without lm_head (load with with_lm_head = true)");
+  K5_CHECK(hidden.dtype() == DType::F32 && hidden.dim() == 2 && hidden.size(1) == config_.hidden_size,
+           "qwen: logits of ", hidden.describe(), ", expected F32 [N, ", config_.hidden_size, "]");
+  auto scope = ctx.workspace().scope();
+  return lm_head_.forward(ctx, hidden.contiguous()).clone();
 }
 
 }  // namespace k5
