@@ -8,6 +8,7 @@
 
 #include "cli/command.h"
 #include "core/error.h"
+#include "io/image_file.h"
 #include "io/safetensors.h"
 #include "pipelines/text_conditioning.h"
 
@@ -16,7 +17,7 @@ namespace {
 
 struct EncodeTextOptions {
   ContextOptions context;
-  std::string model_dir, prompt, content = "video", output;
+  std::string model_dir, prompt, content = "video", output, image;
   std::optional<std::string> negative;
   int max_length = 0;
   bool weights_int8 = false;
@@ -24,17 +25,21 @@ struct EncodeTextOptions {
 
 int run_encode_text(const EncodeTextOptions& o) {
   const PromptContent content = parse_prompt_content(o.content);
-  K5_CHECK(content != PromptContent::image_edit,
-           "encode-text: --content image_edit needs the source image (vision tokens), which is not supported");
+  K5_CHECK((content == PromptContent::image_edit) == !o.image.empty(),
+           "encode-text: --image goes with --content image_edit (the source image, as the pipeline has resized it)");
+  std::optional<Image> image;
+  if (!o.image.empty()) image = read_image(o.image);
   K5_CHECK(!o.prompt.empty(), "encode-text: --prompt is empty");
   Context ctx(o.context);
   const TextEncoderPaths paths = TextEncoderPaths::find(o.model_dir);
   const TextEncoders encoders =
-      TextEncoders::load(ctx, paths, o.weights_int8 ? std::optional<QwenWeights>(QwenWeights::int8) : std::nullopt);
+      TextEncoders::load(ctx, paths, o.weights_int8 ? std::optional<QwenWeights>(QwenWeights::int8) : std::nullopt,
+                         image.has_value());
   const std::string& negative = o.negative ? *o.negative : default_negative_prompt(content);
   const auto start = std::chrono::steady_clock::now();
-  const TextConditioning conditioning =
-      encode_text_conditioning(ctx, encoders, o.prompt, negative, content, o.max_length);
+  const Image* source = image ? &*image : nullptr;
+  const TextConditioning conditioning{encode_prompt(ctx, encoders, o.prompt, content, o.max_length, source),
+                                      encode_prompt(ctx, encoders, negative, content, o.max_length, source)};
   ctx.log().info("encode-text: ", prompt_content_name(content), ", ", conditioning.prompt.text_embed.size(0),
                  " text tokens per prompt, both prompts in ",
                  std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), " s");
@@ -57,8 +62,10 @@ K5_COMMAND("encode-text",
              app.add_option("-p,--prompt", o->prompt, "the prompt")->required();
              app.add_option("-n,--negative", o->negative,
                             "negative prompt (default: the official one for video, \"\" for images)");
-             app.add_option("--content", o->content, "prompt template: video, image or image2video")
-                 ->check(CLI::IsMember({"video", "image", "image2video"}));
+             app.add_option("--content", o->content, "prompt template: video, image, image2video or image_edit")
+                 ->check(CLI::IsMember({"video", "image", "image2video", "image_edit"}));
+             app.add_option("--image", o->image,
+                            "image_edit: the source image (its Qwen2.5-VL vision tokens follow the prompt)");
              app.add_option("--max-length", o->max_length,
                             "text tokens after the template prefix (default 256 video, 512 image)")
                  ->check(CLI::PositiveNumber);

@@ -81,9 +81,9 @@ int run_generate(GenerateOptions& o) {
   if (!o.no_expand_prompt)
     log.warn("prompt expansion (on by default in the official pipelines) is not available yet: the prompt is used as "
              "written, as the official code does with expand_prompts=False (--no-expand-prompt hides this note)");
-  if (plan.mode == GenerationMode::i2i && plan.init_image)
-    log.warn("--text-only-edit: the source image conditions the latents but not the text (no Qwen2.5-VL vision "
-             "tokens yet); results differ from the official pipeline");
+  if (plan.mode == GenerationMode::i2i && plan.init_image && plan.text_only_edit)
+    log.warn("--text-only-edit: the source image conditions the latents but not the text; results differ from the "
+             "official pipeline");
   log.info(generation_mode_name(plan.mode), " with ", files.config.source, ": ", plan.width, "x", plan.height,
            plan.is_video() ? ", " + std::to_string(plan.frames) + " frames" : std::string(), ", ", plan.steps,
            " steps, guidance ", plan.guidance, ", scheduler scale ", plan.scheduler_scale, ", seed ", plan.seed, " (",
@@ -145,7 +145,7 @@ K5_COMMAND("generate", "text/image -> video or image with an official Kandinsky 
              app.add_option("-i,--init-img", r.init_image, "input image: I2V first frame or I2I source (PNG/JPEG/WebP)");
              app.add_flag("--magcache", r.magcache, "MagCache: skip DiT blocks on steps the config's ratios allow");
              app.add_flag("--text-only-edit", r.text_only_edit,
-                          "I2I without the image's Qwen2.5-VL vision tokens (not available yet; differs from official)");
+                          "I2I: condition the text on the prompt alone, not the source image (differs from official)");
              app.add_flag("--expand-prompt", o->expand_prompt, "prompt expansion (not available yet)");
              app.add_flag("--no-expand-prompt", o->no_expand_prompt, "use the prompt as written (hides the note)");
              app.add_option("--progress", o->progress, "bar (default), json (one object per line) or none")

@@ -103,10 +103,7 @@ GenerationPlan plan_generation(const KandinskyConfig& config, const GenerationRe
   }
   if (plan.mode == GenerationMode::i2i) {
     K5_CHECK(has_image || (r.width > 0 && r.height > 0), "image editing needs --init-img (or -W and -H to edit nothing)");
-    K5_CHECK(!has_image || r.text_only_edit,
-             "image editing: the official text encoder also reads the source image through Qwen2.5-VL's vision "
-             "encoder, which k5 does not have yet; pass --text-only-edit to edit with the prompt text alone "
-             "(the result differs from the official one)");
+    plan.text_only_edit = r.text_only_edit || !has_image;
   }
 
   // Size.
@@ -296,16 +293,21 @@ GenerationResult generate(Context& ctx, const ModelFiles& files, const Generatio
   {
     notify(observer, "text", 0, plan.cfg() ? 2 : 1);
     const auto start = std::chrono::steady_clock::now();
-    const TextEncoders encoders = TextEncoders::load(ctx, files.text_encoders);
+    // Image editing: the official embedder reads the source image (as the VAE sees it) through the vision tower.
+    std::optional<Image> source;
+    if (plan.mode == GenerationMode::i2i && !plan.text_only_edit)
+      source = resize_video(*plan.init_image, plan.height, plan.width);
+    const TextEncoders encoders = TextEncoders::load(ctx, files.text_encoders, std::nullopt, source.has_value());
     const int max_length = int(config.text_embedder.qwen_max_length);
-    const PromptEmbedding prompt = encode_prompt(ctx, encoders, plan.prompt, plan.content, max_length);
+    const Image* image = source ? &*source : nullptr;
+    const PromptEmbedding prompt = encode_prompt(ctx, encoders, plan.prompt, plan.content, max_length, image);
     notify(observer, "text", 1, plan.cfg() ? 2 : 1);
     const std::vector<float> mask = prompt.attention_mask.to_f32_vector();
-    if (std::count(mask.begin(), mask.end(), 1.0f) == int64_t(mask.size()))
+    if (!image && std::count(mask.begin(), mask.end(), 1.0f) == int64_t(mask.size()))
       log.warn("the prompt fills all ", max_length, " text tokens; the rest is cut, as the official encoder cuts it");
     positive = as_condition(prompt);
     if (plan.cfg()) {
-      negative = as_condition(encode_prompt(ctx, encoders, plan.negative_prompt, plan.content, max_length));
+      negative = as_condition(encode_prompt(ctx, encoders, plan.negative_prompt, plan.content, max_length, image));
       notify(observer, "text", 2, 2);
     }
     log.info("text conditioning in ", seconds_since(start), " s");

@@ -38,7 +38,7 @@ struct GenerationRequest {
   RngDevice rng = RngDevice::cuda;
   std::string init_image;       // I2V first frame / I2I source image
   bool magcache = false;
-  bool text_only_edit = false;  // I2I without the source image's Qwen2.5-VL vision tokens (differs from official)
+  bool text_only_edit = false;  // I2I text conditioning without the source image (differs from official)
 };
 
 // The settled settings.
@@ -54,6 +54,7 @@ struct GenerationPlan {
   uint64_t seed = 0;
   RngDevice rng = RngDevice::cuda;
   bool magcache = false;
+  bool text_only_edit = false;
   std::optional<Image> init_image;
 
   bool cfg() const;

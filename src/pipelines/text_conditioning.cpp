@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "models/bpe/tokenizer_paths.h"
+#include "pipelines/image_resize.h"
 
 namespace k5 {
 
@@ -37,16 +38,29 @@ TextEncoderPaths TextEncoderPaths::find(const std::string& model_dir) {
   return paths;
 }
 
-TextEncoders TextEncoders::load(Context& ctx, const TextEncoderPaths& paths, std::optional<QwenWeights> qwen_weights) {
+TextEncoders TextEncoders::load(Context& ctx, const TextEncoderPaths& paths, std::optional<QwenWeights> qwen_weights,
+                                bool with_vision, bool with_lm_head) {
   const auto start = std::chrono::steady_clock::now();
   // The tokenizers sit in the encoders' own folders in the official layout (find_* also accepts a folder
   // that is itself the tokenizer's).
   const std::string& qwen_tokenizer = paths.qwen_tokenizer_dir.empty() ? paths.qwen_dir : paths.qwen_tokenizer_dir;
   const std::string& clip_tokenizer = paths.clip_tokenizer_dir.empty() ? paths.clip_dir : paths.clip_tokenizer_dir;
   TextEncoders encoders{BpeTokenizer::load(find_qwen_tokenizer(qwen_tokenizer)),
-                        QwenTextModel::load(ctx, paths.qwen_dir, "", qwen_weights),
+                        QwenTextModel::load(ctx, paths.qwen_dir, "", qwen_weights, with_lm_head),
                         ClipTokenizer::load(find_clip_tokenizer(clip_tokenizer)),
-                        ClipTextModel::load(ctx, paths.clip_dir, "")};
+                        ClipTextModel::load(ctx, paths.clip_dir, ""),
+                        std::nullopt};
+  if (with_vision) {
+    // preprocessor_config.json sits with the weights (official layout) or the tokenizer (diffusers).
+    std::string processor = (fs::path(paths.qwen_dir) / "preprocessor_config.json").string();
+    if (!fs::exists(processor) && !paths.qwen_tokenizer_dir.empty())
+      processor = (fs::path(paths.qwen_tokenizer_dir) / "preprocessor_config.json").string();
+    K5_CHECK(fs::exists(processor), paths.qwen_dir, ": no preprocessor_config.json (the Qwen2.5-VL image processor)");
+    const std::string config = (fs::path(paths.qwen_dir) / "config.json").string();
+    encoders.vision = QwenVision{QwenVisionModel::load(ctx, paths.qwen_dir, config),
+                                 QwenImageProcessorConfig::from_json_file(processor),
+                                 QwenImageTokens::from_json_file(config)};
+  }
   K5_CHECK(encoders.qwen_tokenizer.vocab_size() <= size_t(encoders.qwen.config().vocab_size), paths.qwen_dir,
            ": the tokenizer has ", encoders.qwen_tokenizer.vocab_size(), " ids but the model's vocab_size is ",
            encoders.qwen.config().vocab_size);
@@ -66,17 +80,43 @@ const std::string& default_negative_prompt(PromptContent content) {
 }
 
 PromptEmbedding encode_prompt(Context& ctx, const TextEncoders& encoders, std::string_view prompt,
-                              PromptContent content, int max_length) {
+                              PromptContent content, int max_length, const Image* source_image) {
   if (max_length <= 0) max_length = kandinsky_default_max_length(content);
   const auto start = std::chrono::steady_clock::now();
 
-  // Qwen: all max_length + crop_start ids, no mask (see the header), then drop the template prefix.
-  const QwenPrompt tokens = encode_kandinsky_prompt(encoders.qwen_tokenizer, prompt, content, max_length);
+  PromptEmbedding out;
+  QwenPrompt tokens;
+  Tensor hidden;
+  if (source_image) {
+    K5_CHECK(content == PromptContent::image_edit, "text encoding: a source image goes with the image_edit template");
+    K5_CHECK(encoders.vision, "text encoding: the source image needs the Qwen2.5-VL vision tower (not loaded)");
+    const QwenVision& vision = *encoders.vision;
+    // text_embedders.py: F.resize(image, (h // 2, w // 2)), then the processor and the vision tower.
+    const Image half = resize_bilinear_antialias(*source_image, source_image->height / 2, source_image->width / 2);
+    const QwenPixelInputs pixels = preprocess_qwen_images(vision.processor, {half});
+    const Tensor features = vision.model.forward(ctx, pixels.pixel_values, pixels.image_grid_thw);
+    const int64_t count = qwen_image_token_count(pixels.image_grid_thw.front(), vision.processor.merge_size);
+    tokens = encode_kandinsky_prompt(encoders.qwen_tokenizer, prompt, content, max_length, {int(count)});
+    Tensor embeds = encoders.qwen.embed(tokens.ids);  // image pads replaced by the image features, in order
+    int64_t next = 0;
+    for (size_t i = 0; i < tokens.ids.size(); ++i)
+      if (tokens.ids[i] == vision.tokens.image_pad) {
+        K5_CHECK(next < features.size(0), "text encoding: more image tokens than image features");
+        embeds.select(0, int64_t(i)).copy_from(features.select(0, next++));
+      }
+    K5_CHECK(next == features.size(0), "text encoding: ", features.size(0), " image features for ", next, " image tokens");
+    const std::vector<int64_t> positions = qwen_mrope_positions(tokens.ids, vision.tokens.image_pad,
+                                                                pixels.image_grid_thw, vision.processor.merge_size);
+    QwenKvCache cache;
+    hidden = encoders.qwen.forward_cached(ctx, embeds, positions, cache);
+  } else {
+    // Qwen: all max_length + crop_start ids, no mask (see the header), then drop the template prefix.
+    tokens = encode_kandinsky_prompt(encoders.qwen_tokenizer, prompt, content, max_length);
+  }
   const int64_t total = int64_t(tokens.ids.size());
   K5_CHECK(total > tokens.crop_start, "text encoding: the ", prompt_content_name(content), " prompt gives ", total,
            " tokens, not more than the ", tokens.crop_start, " template tokens the official code drops");
-  const Tensor hidden = encoders.qwen.forward(ctx, tokens.ids);  // [total, D]
-  PromptEmbedding out;
+  if (!hidden.defined()) hidden = encoders.qwen.forward(ctx, tokens.ids);  // [total, D]
   out.text_embed = hidden.slice(0, tokens.crop_start, total).clone();  // [L, D]
   const std::vector<uint8_t> text_mask = tokens.text_mask();
   out.attention_mask = Tensor::empty(DType::U8, {1, int64_t(text_mask.size())});

@@ -27,7 +27,10 @@
 #include "models/bpe/clip_tokenizer.h"
 #include "models/bpe/kandinsky_prompt.h"
 #include "models/clip/clip_text_model.h"
+#include "io/image_file.h"
+#include "models/qwen25vl/image_processor.h"
 #include "models/qwen25vl/qwen_text_model.h"
+#include "models/qwen25vl/vision_model.h"
 
 namespace k5 {
 
@@ -44,16 +47,27 @@ struct TextEncoderPaths {
   static TextEncoderPaths find(const std::string& model_dir);
 };
 
+// Qwen2.5-VL's vision side, for image_edit prompts that carry the source image.
+struct QwenVision {
+  QwenVisionModel model;
+  QwenImageProcessorConfig processor;  // preprocessor_config.json
+  QwenImageTokens tokens;              // <|image_pad|> etc. from config.json
+};
+
 // Both text encoders with their tokenizers, loaded once (k5 generate reuses them for both prompts).
 struct TextEncoders {
   BpeTokenizer qwen_tokenizer;
   QwenTextModel qwen;
   ClipTokenizer clip_tokenizer;
   ClipTextModel clip;
+  std::optional<QwenVision> vision;  // loaded with `with_vision`
 
   // `qwen_weights`: empty = from the context precision (fp32 -> f32, bf16 -> bf16), or int8 weight-only.
+  // `with_vision`: also the vision tower and image processor (image editing with its source image);
+  // `with_lm_head`: also lm_head (prompt expansion generates text).
   static TextEncoders load(Context& ctx, const TextEncoderPaths& paths,
-                           std::optional<QwenWeights> qwen_weights = std::nullopt);
+                           std::optional<QwenWeights> qwen_weights = std::nullopt, bool with_vision = false,
+                           bool with_lm_head = false);
 };
 
 // One prompt's conditioning, as the DiT takes it (k5 forward dit / sample inputs).
@@ -74,8 +88,11 @@ const std::string& default_negative_prompt(PromptContent content);
 
 // `max_length`: tokens kept after the template prefix; <= 0 = the official default for the content
 // (256 video, 512 images). An empty `prompt` is refused (the negative prompt may be empty).
+// `source_image` (image_edit only; needs encoders.vision): as the official embedder, the image at half
+// size goes through Qwen2.5-VL's image processor and vision tower, its tokens follow the prompt, and the
+// sequence is neither truncated nor padded (L = its length minus crop_start, mask all ones).
 PromptEmbedding encode_prompt(Context& ctx, const TextEncoders& encoders, std::string_view prompt,
-                              PromptContent content, int max_length = 0);
+                              PromptContent content, int max_length = 0, const Image* source_image = nullptr);
 TextConditioning encode_text_conditioning(Context& ctx, const TextEncoders& encoders, std::string_view prompt,
                                           std::string_view negative_prompt, PromptContent content, int max_length = 0);
 

@@ -60,6 +60,10 @@ kgen = dit_golden.kgen
 SEED = 1137
 VIDEO_NEGATIVE = text_golden.VIDEO_NEGATIVE
 TEXT_DIM = 16
+PREPROCESSOR = {"min_pixels": 56 * 56, "max_pixels": 28 * 28 * 16, "patch_size": 14, "temporal_patch_size": 2,
+                "merge_size": 2, "image_mean": [0.48145466, 0.4578275, 0.40821073],
+                "image_std": [0.26862954, 0.26130258, 0.27577711], "resample": 3, "do_resize": True,
+                "do_rescale": True, "do_normalize": True, "rescale_factor": 1 / 255}
 
 HUNYUAN = {**vae_golden.HUNYUAN_CONFIG, "latent_channels": 16, "block_out_channels": [8, 8, 16, 16],
            "down_block_types": ["HunyuanVideoDownBlock3D"] * 4, "up_block_types": ["HunyuanVideoUpBlock3D"] * 4,
@@ -80,7 +84,11 @@ CASES = [
     # Text-only image_edit (k5 --text-only-edit): the official encoder without images pads nothing and crops 55
     # tokens, so an empty negative prompt would leave no tokens at all; this case gives one.
     {"name": "i2i", "config": "k5_tiny_i2i", "prompt": "Make the hat of the cat bright red, keep the rest.",
-     "negative": "blurry, low quality", "image": "i2i.png", "width": 128, "height": 128},
+     "negative": "blurry, low quality", "image": "i2i.png", "width": 128, "height": 128, "text_only": True},
+    # The official image editing: the source image at half size through the Qwen2.5-VL processor and vision
+    # tower into the prompt (image_edit template, no truncation or padding).
+    {"name": "i2i_vision", "config": "k5_tiny_i2i", "prompt": "Make the hat of the cat bright red.", "negative": "",
+     "image": "i2i.png", "width": 128, "height": 128},
 ]
 CONFIGS = {
     # name: (vae, visual_cond, instruct, steps, guidance, scheduler_scale, qwen max_length)
@@ -204,7 +212,12 @@ def main():
     clip_embed_ids, clip_embed_rows = text_golden.keep_rows(clip.embeddings.token_embedding.weight.data, clip_ids)
     qwen_embedder = object.__new__(official_text.Qwen2_5_VLTextEmbedder)
     qwen_embedder.model = qwen
-    qwen_embedder.processor = text_golden.TextOnlyProcessor(qwen_tokenizer)
+    image_processor = transformers.Qwen2VLImageProcessor(**PREPROCESSOR)
+    vl_processor = transformers.Qwen2_5_VLProcessor(image_processor=image_processor, tokenizer=qwen_tokenizer,
+                                                    video_processor=transformers.Qwen2VLVideoProcessor())
+    text_only = text_golden.TextOnlyProcessor(qwen_tokenizer)
+    qwen_embedder.processor = lambda text, images=None, **kw: (
+        text_only(text, **kw) if images is None else vl_processor(text=text, images=images, **kw))
     qwen_embedder.text_token_padding = True
     clip_embedder = object.__new__(official_text.ClipTextEmbedder)
     clip_embedder.model, clip_embedder.tokenizer, clip_embedder.max_length = clip, clip_tokenizer, 77
@@ -254,17 +267,21 @@ def main():
         negative = case.get("negative", VIDEO_NEGATIVE if content == "video" else "")
         frames = case.get("frames", 1)
         T, h, w = (frames - 1) // 4 + 1, case["height"] // 8, case["width"] // 8
+        edit_images = None
+        if "image" in case:
+            pixels = test_image(case["width"], case["height"], seed=3)
+            Image.fromarray(pixels).save(os.path.join(OUT, case["image"]))
+            image = torch.from_numpy(pixels).permute(2, 0, 1)[None]  # pil_to_tensor, [1, 3, H, W] uint8
+            if content == "image_edit" and not case.get("text_only"):
+                edit_images = [image]  # resize_video is the identity at this size
         with torch.no_grad():
-            text, text_cu, mask = embedder.encode([case["prompt"]], type_of_content=content)
-            null_text, null_cu, null_mask = embedder.encode([negative], type_of_content=content)
+            text, text_cu, mask = embedder.encode([case["prompt"]], images=edit_images, type_of_content=content)
+            null_text, null_cu, null_mask = embedder.encode([negative], images=edit_images, type_of_content=content)
             noise = torch.randn(T, h, w, 16, generator=torch.Generator().manual_seed(SEED),
                                 dtype=torch.bfloat16).float()
             img = noise.clone()
             first_frame = None
             if "image" in case:
-                pixels = test_image(case["width"], case["height"], seed=len(case["name"]))
-                Image.fromarray(pixels).save(os.path.join(OUT, case["image"]))
-                image = torch.from_numpy(pixels).permute(2, 0, 1)[None]  # pil_to_tensor, [1, 3, H, W] uint8
                 if vae_name == "hunyuan":  # get_first_frame_from_image
                     x = (image / 127.5 - 1.0).transpose(0, 1).unsqueeze(0)  # [1, 3, 1, H, W]
                     posterior = hunyuan.encode(x, opt_tiling=False).latent_dist
@@ -301,11 +318,15 @@ def main():
     for key, value in qwen.state_dict().items():
         if key.startswith("model.language_model.") and "embed_tokens" not in key:
             weights["qwen.model." + key[len("model.language_model."):]] = value.float().contiguous()
+        elif key.startswith("model.visual."):  # the transformers 4.x name of the vision tower
+            weights["qwen.visual." + key[len("model.visual."):]] = value.float().contiguous()
     for key, value in clip.state_dict().items():
         if "token_embedding" not in key and "position_ids" not in key:
             weights["clip." + ("" if key.startswith("text_model.") else "text_model.") + key] = \
                 value.float().contiguous()
     save_file(weights, os.path.join(OUT, "text_encoders.safetensors"))
+    with open(os.path.join(OUT, "qwen_preprocessor_config.json"), "w") as f:
+        json.dump({**PREPROCESSOR, "image_processor_type": "Qwen2VLImageProcessor"}, f, indent=1)
     with open(os.path.join(OUT, "qwen_config.json"), "w") as f:
         f.write(qwen_config.to_json_string())
     with open(os.path.join(OUT, "clip_config.json"), "w") as f:
