@@ -13,9 +13,9 @@ echo
 echo "NOTE: build/demo holds RANDOM weights (a tiny model in the official layout, not a trained one):"
 echo "      the files below show the pipeline working end to end; their pictures are meaningless."
 echo
-./build/k5 generate -m build/demo --config k5_tiny_t2v_5s --no-expand-prompt \
+./build/k5 generate -m build/demo --config k5_tiny_t2v_5s \
   -p "A red fox runs through a snowy forest at dawn" --duration 1 -s 42 -o build/demo/output/demo.mp4
-./build/k5 generate -m build/demo --config k5_tiny_t2i --no-expand-prompt \
+./build/k5 generate -m build/demo --config k5_tiny_t2i \
   -p "A watercolour portrait of a cat in a hat" -s 42 -o build/demo/output/demo.png
 echo
 echo "Done. Files: $(pwd)/build/demo/output/demo.mp4 (25 frames, 24 fps) and $(pwd)/build/demo/output/demo.png"

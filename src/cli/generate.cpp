@@ -31,7 +31,7 @@ struct GenerateOptions {
   std::optional<double> guidance, scheduler_scale;
   int64_t seed = -1;
   int crf = 5, quality = 95;
-  bool expand_prompt = false, no_expand_prompt = false;
+  bool no_expand_prompt = false;
 };
 
 std::atomic<bool> interrupted{false};
@@ -58,12 +58,12 @@ void check_output(const std::string& output, bool video) {
 
 int run_generate(GenerateOptions& o) {
   const auto start = std::chrono::steady_clock::now();
-  K5_CHECK(!o.expand_prompt, "--expand-prompt: prompt expansion with Qwen2.5-VL generation is not available yet");
   GenerationRequest& r = o.request;
   r.negative_prompt = o.negative;
   r.guidance = o.guidance;
   r.scheduler_scale = o.scheduler_scale;
   r.rng = parse_rng_device(o.rng);
+  r.expand_prompt = !o.no_expand_prompt;
   K5_CHECK(o.seed >= -1, "--seed must be a non-negative number (or -1 for a random one)");
   r.seed = o.seed >= 0 ? uint64_t(o.seed) : uint64_t(std::random_device{}());  // torch.randint(2**32 - 1) range
   const ProgressStyle style = parse_progress_style(o.progress);
@@ -78,9 +78,6 @@ int run_generate(GenerateOptions& o) {
 
   Context ctx(o.context);
   auto& log = ctx.log();
-  if (!o.no_expand_prompt)
-    log.warn("prompt expansion (on by default in the official pipelines) is not available yet: the prompt is used as "
-             "written, as the official code does with expand_prompts=False (--no-expand-prompt hides this note)");
   if (plan.mode == GenerationMode::i2i && plan.init_image && plan.text_only_edit)
     log.warn("--text-only-edit: the source image conditions the latents but not the text; results differ from the "
              "official pipeline");
@@ -102,7 +99,7 @@ int run_generate(GenerateOptions& o) {
   if (interrupted) fail("interrupted; nothing was written");
 
   if (!o.save_latents.empty()) save_safetensors(o.save_latents, {{"latents", result.latents}});
-  const auto metadata = generation_metadata(plan, files, ctx.precision());
+  const auto metadata = generation_metadata(plan, files, ctx.precision(), result.expanded_prompt);
   if (plan.is_video())
     write_mp4(o.output, result.frames, VideoWriteOptions{24, o.crf, metadata});
   else
@@ -146,8 +143,8 @@ K5_COMMAND("generate", "text/image -> video or image with an official Kandinsky 
              app.add_flag("--magcache", r.magcache, "MagCache: skip DiT blocks on steps the config's ratios allow");
              app.add_flag("--text-only-edit", r.text_only_edit,
                           "I2I: condition the text on the prompt alone, not the source image (differs from official)");
-             app.add_flag("--expand-prompt", o->expand_prompt, "prompt expansion (not available yet)");
-             app.add_flag("--no-expand-prompt", o->no_expand_prompt, "use the prompt as written (hides the note)");
+             app.add_flag("--no-expand-prompt,--no-expand", o->no_expand_prompt,
+                          "use the prompt as written (the official default expands it with Qwen2.5-VL first)");
              app.add_option("--progress", o->progress, "bar (default), json (one object per line) or none")
                  ->check(CLI::IsMember({"bar", "json", "none"}));
              app.add_option("--crf", o->crf, "MP4 quality: x264 CRF, 0 = lossless .. 51 (default 5, as official)");

@@ -632,6 +632,17 @@ void write_qwen(const fs::path& dir, uint64_t seed) {
   fs::create_directories(folder);
   write_json(folder / "config.json", qwen_config(vocabulary));
   write_text(folder / "tokenizer.json", qwen_tokenizer_json(vocabulary).dump() + "\n");
+  // Prompt expansion reads the generation settings (Qwen2.5-VL-7B-Instruct's, with this vocabulary's stop
+  // tokens); the vision tower the image processor's (small images, so the demo stays fast).
+  write_json(folder / "generation_config.json",
+             {{"do_sample", true}, {"temperature", 0.1}, {"top_k", 1}, {"top_p", 0.001}, {"repetition_penalty", 1.05},
+              {"eos_token_id", {vocabulary.id("<|im_end|>"), vocabulary.id("<|endoftext|>")}},
+              {"pad_token_id", vocabulary.id("<|endoftext|>")}, {"bos_token_id", vocabulary.id("<|endoftext|>")}});
+  write_json(folder / "preprocessor_config.json",
+             {{"min_pixels", 56 * 56}, {"max_pixels", 28 * 28 * 64}, {"patch_size", 14}, {"temporal_patch_size", 2},
+              {"merge_size", 2}, {"image_mean", {0.48145466, 0.4578275, 0.40821073}},
+              {"image_std", {0.26862954, 0.26130258, 0.27577711}}, {"resample", 3},
+              {"image_processor_type", "Qwen2VLImageProcessor"}});
   save_random(folder / "model.safetensors", qwen_shapes(vocabulary.padded_size), seed, "qwen25vl", DType::BF16,
               "random Qwen2.5-VL language model (demo model)");
 }

@@ -13,6 +13,7 @@
 #include "models/vae_hunyuan/hunyuan_vae.h"
 #include "ops/elementwise.h"
 #include "pipelines/image_resize.h"
+#include "pipelines/prompt_expansion.h"
 #include "pipelines/sampler.h"
 #include "pipelines/text_conditioning.h"
 
@@ -100,6 +101,7 @@ GenerationPlan plan_generation(const KandinskyConfig& config, const GenerationRe
     K5_CHECK(plan.mode != GenerationMode::i2v || config.dit.visual_cond, "--init-img: ", model,
              " has no visual_cond: it cannot start a video from an image");
     plan.init_image = read_image(r.init_image);
+    plan.original_image = plan.init_image;
   }
   if (plan.mode == GenerationMode::i2i) {
     K5_CHECK(has_image || (r.width > 0 && r.height > 0), "image editing needs --init-img (or -W and -H to edit nothing)");
@@ -168,6 +170,8 @@ GenerationPlan plan_generation(const KandinskyConfig& config, const GenerationRe
   plan.seed = r.seed;
   plan.rng = r.rng;
   plan.magcache = r.magcache;
+  // i2i_pipeline.expand_prompt needs the source image (without one the official call fails): none then.
+  plan.expand_prompt = r.expand_prompt && (plan.mode != GenerationMode::i2i || has_image);
   K5_CHECK(!plan.magcache || !config.mag_ratios.empty(), "--magcache: ", model, " has no magcache.mag_ratios");
   return plan;
 }
@@ -288,24 +292,42 @@ GenerationResult generate(Context& ctx, const ModelFiles& files, const Generatio
   const int64_t T = plan.latent_frames, h = plan.height / 8, w = plan.width / 8;
   auto& log = ctx.log();
 
-  // Text: the prompt and (with CFG) the negative prompt, then the encoders are released.
+  // Text: prompt expansion, the prompt and (with CFG) the negative prompt; then the encoders are released.
   TextCondition positive, negative;
+  GenerationResult result;
   {
-    notify(observer, "text", 0, plan.cfg() ? 2 : 1);
     const auto start = std::chrono::steady_clock::now();
     // Image editing: the official embedder reads the source image (as the VAE sees it) through the vision tower.
     std::optional<Image> source;
     if (plan.mode == GenerationMode::i2i && !plan.text_only_edit)
       source = resize_video(*plan.init_image, plan.height, plan.width);
-    const TextEncoders encoders = TextEncoders::load(ctx, files.text_encoders, std::nullopt, source.has_value());
+    const bool expansion_image = plan.expand_prompt && plan.original_image.has_value();
+    const TextEncoders encoders = TextEncoders::load(ctx, files.text_encoders, std::nullopt,
+                                                     source.has_value() || expansion_image, plan.expand_prompt);
+    std::string prompt = plan.prompt;
+    if (plan.expand_prompt) {
+      notify(observer, "expand", 0, 1);
+      const ExpansionMode mode = plan.mode == GenerationMode::t2v   ? ExpansionMode::t2v
+                                 : plan.mode == GenerationMode::i2v ? ExpansionMode::i2v
+                                 : plan.mode == GenerationMode::t2i ? ExpansionMode::t2i
+                                                                    : ExpansionMode::i2i;
+      const Image* image = expansion_image ? &*plan.original_image : nullptr;
+      prompt = expand_prompt(ctx, encoders, expansion_generation_config(files.text_encoders), mode, plan.prompt, image,
+                             plan.seed);
+      K5_CHECK(!prompt.empty(), "prompt expansion produced an empty prompt");
+      result.expanded_prompt = prompt;
+      notify(observer, "expand", 1, 1);
+      log.info("expanded prompt: ", prompt);
+    }
+    notify(observer, "text", 0, plan.cfg() ? 2 : 1);
     const int max_length = int(config.text_embedder.qwen_max_length);
     const Image* image = source ? &*source : nullptr;
-    const PromptEmbedding prompt = encode_prompt(ctx, encoders, plan.prompt, plan.content, max_length, image);
+    const PromptEmbedding embedding = encode_prompt(ctx, encoders, prompt, plan.content, max_length, image);
     notify(observer, "text", 1, plan.cfg() ? 2 : 1);
-    const std::vector<float> mask = prompt.attention_mask.to_f32_vector();
+    const std::vector<float> mask = embedding.attention_mask.to_f32_vector();
     if (!image && std::count(mask.begin(), mask.end(), 1.0f) == int64_t(mask.size()))
       log.warn("the prompt fills all ", max_length, " text tokens; the rest is cut, as the official encoder cuts it");
-    positive = as_condition(prompt);
+    positive = as_condition(embedding);
     if (plan.cfg()) {
       negative = as_condition(encode_prompt(ctx, encoders, plan.negative_prompt, plan.content, max_length, image));
       notify(observer, "text", 2, 2);
@@ -327,7 +349,6 @@ GenerationResult generate(Context& ctx, const ModelFiles& files, const Generatio
   }
 
   // Sampling.
-  GenerationResult result;
   {
     const auto start = std::chrono::steady_clock::now();
     const CrossDit dit = CrossDit::load(config, files.dit, ctx.precision());
@@ -384,7 +405,8 @@ GenerationResult generate(Context& ctx, const ModelFiles& files, const Generatio
 }
 
 std::vector<std::pair<std::string, std::string>> generation_metadata(const GenerationPlan& plan,
-                                                                     const ModelFiles& files, Precision precision) {
+                                                                     const ModelFiles& files, Precision precision,
+                                                                     const std::string& expanded_prompt) {
   auto number = [](double v) {
     std::ostringstream s;
     s << v;
@@ -406,6 +428,8 @@ std::vector<std::pair<std::string, std::string>> generation_metadata(const Gener
       {"magcache", plan.magcache ? "on" : "off"},
       {"software", "k5 0.1.0"},
   };
+  m.emplace_back("prompt_expansion", plan.expand_prompt ? "on" : "off");
+  if (!expanded_prompt.empty()) m.emplace_back("expanded_prompt", expanded_prompt);
   if (plan.is_video()) {
     m.emplace_back("frames", std::to_string(plan.frames));
     m.emplace_back("comment", plan.prompt);  // the MP4 tag video players show

@@ -39,6 +39,7 @@ struct GenerationRequest {
   std::string init_image;       // I2V first frame / I2I source image
   bool magcache = false;
   bool text_only_edit = false;  // I2I text conditioning without the source image (differs from official)
+  bool expand_prompt = true;    // the official default: Qwen2.5-VL rewrites the prompt first
 };
 
 // The settled settings.
@@ -55,7 +56,9 @@ struct GenerationPlan {
   RngDevice rng = RngDevice::cuda;
   bool magcache = false;
   bool text_only_edit = false;
-  std::optional<Image> init_image;
+  bool expand_prompt = true;
+  std::optional<Image> init_image;      // as the sampler uses it (I2V: resized to the video size)
+  std::optional<Image> original_image;  // as read (prompt expansion sees this one)
 
   bool cfg() const;
   bool is_video() const { return mode == GenerationMode::t2v || mode == GenerationMode::i2v; }
@@ -71,7 +74,7 @@ std::vector<std::pair<int, int>> allowed_sizes(const KandinskyConfig& config);
 GenerationPlan plan_generation(const KandinskyConfig& config, const GenerationRequest& request);
 
 struct GenerationEvent {
-  std::string stage;  // "text", "image", "denoise", "decode"
+  std::string stage;  // "expand", "text", "image", "denoise", "decode"
   int done = 0, total = 0;
   std::string detail;  // e.g. MagCache skips
 };
@@ -79,6 +82,7 @@ struct GenerationEvent {
 using GenerationObserver = std::function<void(const GenerationEvent&)>;
 
 struct GenerationResult {
+  std::string expanded_prompt;  // the prompt the model was conditioned on when expansion ran, else empty
   Tensor latents;             // [T, H / 8, W / 8, 16] F32: the sampled latents the VAE decodes
   std::vector<Image> frames;  // RGB8, `frames` of them (one for images)
 };
@@ -88,6 +92,7 @@ GenerationResult generate(Context& ctx, const ModelFiles& files, const Generatio
 
 // The parameters stored in output files' metadata.
 std::vector<std::pair<std::string, std::string>> generation_metadata(const GenerationPlan& plan,
-                                                                     const ModelFiles& files, Precision precision);
+                                                                     const ModelFiles& files, Precision precision,
+                                                                     const std::string& expanded_prompt = "");
 
 }  // namespace k5

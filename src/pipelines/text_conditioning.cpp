@@ -79,6 +79,28 @@ const std::string& default_negative_prompt(PromptContent content) {
   return content == PromptContent::video || content == PromptContent::image2video ? video : image;
 }
 
+QwenImageFeatures qwen_image_features(Context& ctx, const TextEncoders& encoders, const Image& image) {
+  K5_CHECK(encoders.vision, "text encoding: an image needs the Qwen2.5-VL vision tower (not loaded)");
+  const QwenPixelInputs pixels = preprocess_qwen_images(encoders.vision->processor, {image});
+  return {encoders.vision->model.forward(ctx, pixels.pixel_values, pixels.image_grid_thw), pixels.image_grid_thw};
+}
+
+QwenMultimodalPrompt qwen_multimodal_prompt(const TextEncoders& encoders, const std::vector<int32_t>& ids,
+                                            const QwenImageFeatures& image) {
+  K5_CHECK(encoders.vision, "text encoding: an image needs the Qwen2.5-VL vision tower (not loaded)");
+  const QwenVision& vision = *encoders.vision;
+  QwenMultimodalPrompt out{encoders.qwen.embed(ids), {}};
+  int64_t next = 0;
+  for (size_t i = 0; i < ids.size(); ++i)
+    if (ids[i] == vision.tokens.image_pad) {
+      K5_CHECK(next < image.tokens(), "text encoding: more image tokens than image features");
+      out.embeds.select(0, int64_t(i)).copy_from(image.features.select(0, next++));
+    }
+  K5_CHECK(next == image.tokens(), "text encoding: ", image.tokens(), " image features for ", next, " image tokens");
+  out.positions = qwen_mrope_positions(ids, vision.tokens.image_pad, image.grids, vision.processor.merge_size);
+  return out;
+}
+
 PromptEmbedding encode_prompt(Context& ctx, const TextEncoders& encoders, std::string_view prompt,
                               PromptContent content, int max_length, const Image* source_image) {
   if (max_length <= 0) max_length = kandinsky_default_max_length(content);
@@ -90,25 +112,13 @@ PromptEmbedding encode_prompt(Context& ctx, const TextEncoders& encoders, std::s
   if (source_image) {
     K5_CHECK(content == PromptContent::image_edit, "text encoding: a source image goes with the image_edit template");
     K5_CHECK(encoders.vision, "text encoding: the source image needs the Qwen2.5-VL vision tower (not loaded)");
-    const QwenVision& vision = *encoders.vision;
     // text_embedders.py: F.resize(image, (h // 2, w // 2)), then the processor and the vision tower.
     const Image half = resize_bilinear_antialias(*source_image, source_image->height / 2, source_image->width / 2);
-    const QwenPixelInputs pixels = preprocess_qwen_images(vision.processor, {half});
-    const Tensor features = vision.model.forward(ctx, pixels.pixel_values, pixels.image_grid_thw);
-    const int64_t count = qwen_image_token_count(pixels.image_grid_thw.front(), vision.processor.merge_size);
-    tokens = encode_kandinsky_prompt(encoders.qwen_tokenizer, prompt, content, max_length, {int(count)});
-    Tensor embeds = encoders.qwen.embed(tokens.ids);  // image pads replaced by the image features, in order
-    int64_t next = 0;
-    for (size_t i = 0; i < tokens.ids.size(); ++i)
-      if (tokens.ids[i] == vision.tokens.image_pad) {
-        K5_CHECK(next < features.size(0), "text encoding: more image tokens than image features");
-        embeds.select(0, int64_t(i)).copy_from(features.select(0, next++));
-      }
-    K5_CHECK(next == features.size(0), "text encoding: ", features.size(0), " image features for ", next, " image tokens");
-    const std::vector<int64_t> positions = qwen_mrope_positions(tokens.ids, vision.tokens.image_pad,
-                                                                pixels.image_grid_thw, vision.processor.merge_size);
+    const QwenImageFeatures image = qwen_image_features(ctx, encoders, half);
+    tokens = encode_kandinsky_prompt(encoders.qwen_tokenizer, prompt, content, max_length, {int(image.tokens())});
+    const QwenMultimodalPrompt input = qwen_multimodal_prompt(encoders, tokens.ids, image);
     QwenKvCache cache;
-    hidden = encoders.qwen.forward_cached(ctx, embeds, positions, cache);
+    hidden = encoders.qwen.forward_cached(ctx, input.embeds, input.positions, cache);
   } else {
     // Qwen: all max_length + crop_start ids, no mask (see the header), then drop the template prefix.
     tokens = encode_kandinsky_prompt(encoders.qwen_tokenizer, prompt, content, max_length);

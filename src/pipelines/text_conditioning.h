@@ -82,6 +82,23 @@ struct TextConditioning {
   PromptEmbedding negative;  // the null_* inputs of classifier-free guidance
 };
 
+// One image through the Qwen2.5-VL image processor and vision tower (needs encoders.vision): its features
+// [tokens, hidden] and grid, and the prompt inputs with them: `ids` must already hold one <|image_pad|> per
+// feature row (expand_image_pads); returns the embeddings with the features in place of the pads, in order,
+// and the M-RoPE positions [3, L].
+struct QwenImageFeatures {
+  Tensor features;
+  std::vector<QwenGridTHW> grids;
+  int64_t tokens() const { return features.size(0); }
+};
+QwenImageFeatures qwen_image_features(Context& ctx, const TextEncoders& encoders, const Image& image);
+struct QwenMultimodalPrompt {
+  Tensor embeds;
+  std::vector<int64_t> positions;
+};
+QwenMultimodalPrompt qwen_multimodal_prompt(const TextEncoders& encoders, const std::vector<int32_t>& ids,
+                                            const QwenImageFeatures& image);
+
 // The official pipelines' default negative prompts: the t2v/i2v one for video and image2video, "" for
 // images (t2i / i2i).
 const std::string& default_negative_prompt(PromptContent content);

@@ -238,7 +238,7 @@ TEST_F(DemoModel, SameSeedSameBytes) {
     EXPECT_TRUE(read_bytes(entry.path()) == read_bytes(again.path / relative)) << relative;
     ++files;
   }
-  EXPECT_EQ(files, 20u);
+  EXPECT_EQ(files, 22u);
   const std::string dit = "weights/model/kandinsky5tiny_t2v_5s.safetensors";
   EXPECT_FALSE(read_bytes(dir() / dit) == read_bytes(other.path / dit));
 }

@@ -53,12 +53,19 @@ nlohmann::json cases() {
   return nlohmann::json::parse(in);
 }
 
+nlohmann::json golden_case(const std::string& name) {
+  for (const auto& c : cases())
+    if (c["name"] == name) return c;
+  throw Error("no golden case " + name);
+}
+
 GenerationRequest request_for(const nlohmann::json& c) {
   GenerationRequest r;
   r.prompt = c["prompt"];
   if (c.contains("negative")) r.negative_prompt = c["negative"].get<std::string>();
   if (c.contains("image")) r.init_image = golden(c["image"]);
   r.text_only_edit = c.value("text_only", false);
+  r.expand_prompt = c.value("expand", false);
   if (!c.contains("image") || c["config"] != "k5_tiny_i2v") {
     r.width = c["width"];
     r.height = c["height"];
@@ -85,8 +92,13 @@ TEST(Generation, LatentsMatchTheOfficialPipelineFp32) {
     EXPECT_EQ(plan.height, c["height"].get<int>());
     int skipped = 0;
     const GenerationResult result = generate(ctx, files, plan, [&](const GenerationEvent& e) {
-      if (e.stage == "denoise" && !e.detail.empty()) skipped = std::stoi(e.detail.substr(e.detail.find_first_of("0123456789")));
+      if (e.stage == "denoise" && !e.detail.empty()) {
+        skipped = std::stoi(e.detail.substr(e.detail.find_first_of("0123456789")));
+      }
     });
+    if (c.contains("expanded")) {
+      EXPECT_EQ(result.expanded_prompt, c["expanded"].get<std::string>());
+    }
     const Tensor want = expected->tensor(name + ".latents");
     ASSERT_EQ(result.latents.shape(), want.shape());
     const double error = test::relative_l2(result.latents, want);
@@ -103,7 +115,7 @@ TEST(Generation, LatentsMatchTheOfficialPipelineFp32) {
 
 TEST(Generation, Bf16StaysCloseToTheFp32Reference) {
   Context ctx = make_context(Precision::bf16);
-  const auto c = cases()[3];  // t2i
+  const auto c = golden_case("t2i");
   const ModelFiles files = tiny_files(c["config"].get<std::string>());
   const GenerationResult result = generate(ctx, files, plan_generation(files.config, request_for(c)));
   const Tensor want = SafetensorsFile::open(golden("expected.safetensors"))->tensor("t2i.latents");
@@ -133,7 +145,7 @@ TEST(Generation, DiffusersLayoutRunsTheSameModel) {
   EXPECT_EQ(files.config.num_steps, 50);
   EXPECT_DOUBLE_EQ(files.config.guidance_weight, 3.5);
   files.config.resolution = 128;  // the tiny model's sizes
-  const auto c = cases()[3];      // t2i
+  const auto c = golden_case("t2i");
   GenerationRequest r = request_for(c);
   r.steps = c["steps"];
   r.guidance = c["guidance"].get<double>();
@@ -261,6 +273,28 @@ TEST(GenerateCli, ImageToVideoAndEditing) {
             0)
       << cli.err();
   EXPECT_EQ(read_image(cli.path("e.webp")).width, 128);
+}
+
+TEST(GenerateCli, PromptExpansionIsOnByDefault) {
+  const Cli cli;
+  // `k5 expand-prompt` prints what the official T2V expand_prompt gives (the golden case t2v_expand).
+  const nlohmann::json expansion = golden_case("t2v_expand");
+  ASSERT_EQ(test::run_k5("expand-prompt -t 2 --precision fp32 --model-dir " + (tiny_model().root / "weights").string() +
+                             " --mode t2v " + test::shell_quoted(expansion["prompt"]) + " >" + cli.path("out.txt"),
+                         cli.dir),
+            0)
+      << cli.err();
+  EXPECT_EQ(test::read_text(cli.path("out.txt")), expansion["expanded"].get<std::string>() + "\n");
+  // generate expands unless told not to, and stores both prompts.
+  ASSERT_EQ(test::run_k5("generate -m " + cli.model + " -t 2 --rng cpu --config k5_tiny_t2v -p 'a fox' -W 128 -H 128 "
+                         "--frames 5 --steps 1 --progress none -o " + cli.path("x.mp4"),
+                         cli.dir),
+            0)
+      << cli.err();
+  const auto tags = probe_video(cli.path("x.mp4")).metadata;
+  EXPECT_EQ(tags.at("prompt"), "a fox");
+  EXPECT_EQ(tags.at("prompt_expansion"), "on");
+  EXPECT_FALSE(tags.at("expanded_prompt").empty());
 }
 
 TEST(GenerateCli, BadInputGivesOneLineAndNoFile) {

@@ -59,9 +59,9 @@ void write_text_encoders(const std::string& golden_dir, const std::string& weigh
   fs::copy_file(golden_dir + "/qwen_config.json", qwen / "config.json", fs::copy_options::overwrite_existing);
   fs::copy_file(shared_path("tokenizers/qwen2.5/tokenizer.json"), qwen / "tokenizer.json",
                 fs::copy_options::overwrite_existing);
-  if (fs::exists(golden_dir + "/qwen_preprocessor_config.json"))
-    fs::copy_file(golden_dir + "/qwen_preprocessor_config.json", qwen / "preprocessor_config.json",
-                  fs::copy_options::overwrite_existing);
+  for (const char* name : {"preprocessor_config.json", "generation_config.json"})
+    if (fs::exists(golden_dir + "/qwen_" + name))
+      fs::copy_file(golden_dir + "/qwen_" + name, qwen / name, fs::copy_options::overwrite_existing);
   save_safetensors((qwen / "model.safetensors").string(),
                    encoder_weights(*file, "qwen", "model.embed_tokens.weight", 151936));
   fs::copy_file(golden_dir + "/clip_config.json", clip / "config.json", fs::copy_options::overwrite_existing);

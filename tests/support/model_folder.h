@@ -19,7 +19,7 @@ struct TempDir {
 // Writes <root>/text_encoder/ (Qwen2.5-VL: config.json, model.safetensors, the real tokenizer.json from
 // ../shared) and <root>/text_encoder2/ (CLIP: config.json, model.safetensors, vocab.json, merges.txt) from
 // <golden_dir>/<weights_file> (qwen.* / clip.* keys, embed_ids / embed_rows), qwen_config.json, clip_config.json
-// and, when present, qwen_preprocessor_config.json (the Qwen2.5-VL image processor).
+// and, when present, qwen_preprocessor_config.json and qwen_generation_config.json.
 void write_text_encoders(const std::string& golden_dir, const std::string& weights_file,
                          const std::filesystem::path& root);
 

@@ -60,6 +60,9 @@ kgen = dit_golden.kgen
 SEED = 1137
 VIDEO_NEGATIVE = text_golden.VIDEO_NEGATIVE
 TEXT_DIM = 16
+# Qwen2.5-VL-7B-Instruct's generation settings (see tools/golden/qwen_generate.py).
+GENERATION = {"do_sample": True, "temperature": 0.1, "top_k": 1, "top_p": 0.001, "repetition_penalty": 1.05,
+              "eos_token_id": [151645, 151643], "pad_token_id": 151643, "bos_token_id": 151643}
 PREPROCESSOR = {"min_pixels": 56 * 56, "max_pixels": 28 * 28 * 16, "patch_size": 14, "temporal_patch_size": 2,
                 "merge_size": 2, "image_mean": [0.48145466, 0.4578275, 0.40821073],
                 "image_std": [0.26862954, 0.26130258, 0.27577711], "resample": 3, "do_resize": True,
@@ -79,6 +82,11 @@ CASES = [
      "width": 128, "height": 128, "frames": 9, "magcache": True},
     {"name": "i2v", "config": "k5_tiny_i2v", "prompt": "The cat turns its head and blinks.", "image": "i2v.png",
      "width": 192, "height": 128, "frames": 25},
+    # Prompt expansion (on by default in the official pipelines): the expanded text, then the latents.
+    {"name": "t2v_expand", "config": "k5_tiny_t2v", "prompt": "A fox in the snow.", "width": 128, "height": 128,
+     "frames": 5, "expand": True},
+    {"name": "i2v_expand", "config": "k5_tiny_i2v", "prompt": "The cat blinks.", "image": "i2v.png",
+     "width": 192, "height": 128, "frames": 25, "expand": True},
     {"name": "t2i", "config": "k5_tiny_t2i", "prompt": "A watercolour portrait of a cat in a hat.",
      "width": 128, "height": 128},
     # Text-only image_edit (k5 --text-only-edit): the official encoder without images pads nothing and crops 55
@@ -100,6 +108,43 @@ CONFIGS = {
 DIT = dict(in_visual_dim=16, out_visual_dim=16, in_text_dim=TEXT_DIM, in_text_dim2=TEXT_DIM, time_dim=32,
            patch_size=(1, 2, 2), model_dim=64, ff_dim=128, num_text_blocks=1, num_visual_blocks=2,
            axes_dims=(8, 12, 12))
+
+
+def official_module(name, path):
+    """A module of the official package (peft, used only for LoRA loading, is stubbed)."""
+    import types
+    if "peft" not in sys.modules:
+        peft = types.ModuleType("peft")
+        for attr in ("PeftConfig", "LoraConfig", "inject_adapter_in_model", "set_peft_model_state_dict"):
+            setattr(peft, attr, object)
+        sys.modules["peft"] = peft
+    spec = importlib.util.spec_from_file_location("kandinsky." + name, path)
+    module = importlib.util.module_from_spec(spec)
+    module.__package__ = "kandinsky"
+    spec.loader.exec_module(module)
+    return module
+
+
+def expansion_chat(processor, content, prompt, image):
+    """The chat text the official expand_prompt of `content` renders (for the ids the golden must keep)."""
+    import ast
+    import subprocess
+    if content == "i2v":
+        text = official_text_module.Qwen2_5_VLTextEmbedder.INSTRUCTION_I2V_EXPAND.format(prompt=prompt)
+        parts = [{"type": "image", "image": image}, {"type": "text", "text": text}]
+    else:
+        source = subprocess.check_output(["git", "--git-dir", "/work/.mirror/kandinskylab+kandinsky-5/repo", "show",
+                                          "HEAD:kandinsky/t2v_pipeline.py"], text=True)
+        tree = ast.parse(source)
+        fn = next(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == "expand_prompt")
+        joined = next(n for n in ast.walk(fn) if isinstance(n, ast.JoinedStr))
+        text = "".join(v.value if isinstance(v, ast.Constant) else prompt for v in joined.values)
+        parts = [{"type": "text", "text": text}]
+    return processor.apply_chat_template([{"role": "user", "content": parts}], tokenize=False,
+                                         add_generation_prompt=True)
+
+
+official_text_module = None
 
 
 def official_mag_ratios():
@@ -171,7 +216,9 @@ def main():
     torch.set_num_threads(1)
 
     # Text encoders (the official embedder over tiny random models).
+    global official_text_module
     official_text = text_golden.official_module("/work/.mirror/kandinskylab+kandinsky-5/repo")
+    official_text_module = official_text
     qwen_tokenizer = transformers.PreTrainedTokenizerFast(tokenizer_file=text_golden.QWEN_JSON,
                                                           pad_token="<|endoftext|>")
     qwen_tokenizer.padding_side = "right"
@@ -183,11 +230,15 @@ def main():
     vision = dict(depth=1, hidden_size=16, intermediate_size=32, num_heads=2, out_hidden_size=TEXT_DIM,
                   fullatt_block_indexes=[0], patch_size=14, spatial_merge_size=2, temporal_patch_size=2,
                   window_size=56)
+    # Tied embeddings: lm_head is the (row-pruned) embedding table, so prompt expansion needs no extra golden.
+    qwen_text["tie_word_embeddings"] = True
     qwen_config = transformers.Qwen2_5_VLConfig(text_config=qwen_text, vision_config=vision, vocab_size=151936,
-                                                tie_word_embeddings=False)
+                                                tie_word_embeddings=True)
     torch.manual_seed(0)
     qwen = transformers.Qwen2_5_VLForConditionalGeneration(qwen_config).eval()
     text_golden.randomise(qwen, 21)
+    assert qwen.lm_head.weight.data_ptr() == qwen.model.language_model.embed_tokens.weight.data_ptr()
+    qwen.generation_config = transformers.GenerationConfig(**GENERATION)
     clip_config = transformers.CLIPTextConfig(vocab_size=49408, hidden_size=TEXT_DIM, intermediate_size=32,
                                               num_hidden_layers=2, num_attention_heads=2, max_position_embeddings=77,
                                               hidden_act="quick_gelu", bos_token_id=0, eos_token_id=2,
@@ -195,6 +246,10 @@ def main():
     clip = transformers.CLIPTextModel(clip_config).eval()
     text_golden.randomise(clip, 22)
 
+    image_processor = transformers.Qwen2VLImageProcessor(**PREPROCESSOR)
+    vl_processor = transformers.Qwen2_5_VLProcessor(image_processor=image_processor, tokenizer=qwen_tokenizer,
+                                                    video_processor=transformers.Qwen2VLVideoProcessor(),
+                                                    chat_template=load("qwen_generate").CHAT_TEMPLATE)
     templates = official_text.Qwen2_5_VLTextEmbedder.PROMPT_TEMPLATE
     contents = {"k5_tiny_t2v": "video", "k5_tiny_i2v": "video", "k5_tiny_t2i": "image", "k5_tiny_i2i": "image_edit"}
     qwen_ids, clip_ids = set(), set()
@@ -207,17 +262,26 @@ def main():
                                            truncation=True, padding="max_length")["input_ids"][0])
             clip_ids.update(clip_tokenizer([prompt], max_length=77, truncation=True,
                                            padding="max_length")["input_ids"][0])
+    for case in CASES:
+        if case.get("expand"):
+            mode = "i2v" if "image" in case else "t2v"
+            image = Image.fromarray(test_image(case["width"], case["height"], seed=3)) if mode == "i2v" else None
+            qwen_ids.update(qwen_tokenizer(expansion_chat(vl_processor, mode, case["prompt"], image))["input_ids"])
     qwen_embed_ids, qwen_embed_rows = text_golden.keep_rows(qwen.model.language_model.embed_tokens.weight.data,
                                                             qwen_ids)
     clip_embed_ids, clip_embed_rows = text_golden.keep_rows(clip.embeddings.token_embedding.weight.data, clip_ids)
     qwen_embedder = object.__new__(official_text.Qwen2_5_VLTextEmbedder)
     qwen_embedder.model = qwen
-    image_processor = transformers.Qwen2VLImageProcessor(**PREPROCESSOR)
-    vl_processor = transformers.Qwen2_5_VLProcessor(image_processor=image_processor, tokenizer=qwen_tokenizer,
-                                                    video_processor=transformers.Qwen2VLVideoProcessor())
     text_only = text_golden.TextOnlyProcessor(qwen_tokenizer)
-    qwen_embedder.processor = lambda text, images=None, **kw: (
-        text_only(text, **kw) if images is None else vl_processor(text=text, images=images, **kw))
+
+    class Processor:  # the official embedder's AutoProcessor: text-only calls only tokenise
+        def __call__(self, text, images=None, videos=None, **kw):
+            return text_only(text, **kw) if images is None else vl_processor(text=text, images=images, **kw)
+
+        apply_chat_template = staticmethod(vl_processor.apply_chat_template)
+        batch_decode = staticmethod(vl_processor.batch_decode)
+
+    qwen_embedder.processor = Processor()
     qwen_embedder.text_token_padding = True
     clip_embedder = object.__new__(official_text.ClipTextEmbedder)
     clip_embedder.model, clip_embedder.tokenizer, clip_embedder.max_length = clip, clip_tokenizer, 77
@@ -274,8 +338,23 @@ def main():
             image = torch.from_numpy(pixels).permute(2, 0, 1)[None]  # pil_to_tensor, [1, 3, H, W] uint8
             if content == "image_edit" and not case.get("text_only"):
                 edit_images = [image]  # resize_video is the identity at this size
+        caption = case["prompt"]
+        if case.get("expand"):
+            transformers.set_seed(SEED)
+            with torch.no_grad():
+                if "image" in case:  # i2v_pipeline: the embedder's expand_text_prompt with the image as read
+                    caption = qwen_embedder.expand_text_prompt(caption, Image.open(os.path.join(OUT, case["image"]))
+                                                               .convert("RGB"), device="cpu")
+                else:
+                    t2v = official_module("t2v_pipeline", os.path.join(dit_golden.OFFICIAL, "kandinsky",
+                                                                       "t2v_pipeline.py"))
+                    pipe = object.__new__(t2v.Kandinsky5T2VPipeline)
+                    pipe.text_embedder = embedder
+                    caption = pipe.expand_prompt(caption)
+            case["expanded"] = caption
+            print(f"{case['name']}: expanded to {len(caption)} characters: {caption[:60]!r}")
         with torch.no_grad():
-            text, text_cu, mask = embedder.encode([case["prompt"]], images=edit_images, type_of_content=content)
+            text, text_cu, mask = embedder.encode([caption], images=edit_images, type_of_content=content)
             null_text, null_cu, null_mask = embedder.encode([negative], images=edit_images, type_of_content=content)
             noise = torch.randn(T, h, w, 16, generator=torch.Generator().manual_seed(SEED),
                                 dtype=torch.bfloat16).float()
@@ -325,6 +404,8 @@ def main():
             weights["clip." + ("" if key.startswith("text_model.") else "text_model.") + key] = \
                 value.float().contiguous()
     save_file(weights, os.path.join(OUT, "text_encoders.safetensors"))
+    with open(os.path.join(OUT, "qwen_generation_config.json"), "w") as f:
+        json.dump(GENERATION, f, indent=1)
     with open(os.path.join(OUT, "qwen_preprocessor_config.json"), "w") as f:
         json.dump({**PREPROCESSOR, "image_processor_type": "Qwen2VLImageProcessor"}, f, indent=1)
     with open(os.path.join(OUT, "qwen_config.json"), "w") as f:

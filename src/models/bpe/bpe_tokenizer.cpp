@@ -209,10 +209,11 @@ std::string BpeTokenizer::decode(const std::vector<int32_t>& ids, bool skip_spec
       if (!(skip_special_tokens && token.special)) bpe::append_unicode_bytes(token.content, bytes);
       continue;
     }
+    // Ids past the vocabulary (a model's vocab_size is padded beyond the tokenizer's) decode to nothing, as
+    // the tokenizers library drops ids it has no token for.
+    K5_CHECK(id >= 0, "decode: negative token id ", id);
     const std::string* token = impl.model.token(id);
-    K5_CHECK(token != nullptr && !token->empty(), "decode: token id ", id, " is not in the vocabulary of ",
-             impl.source);
-    bpe::append_unicode_bytes(*token, bytes);
+    if (token != nullptr) bpe::append_unicode_bytes(*token, bytes);
   }
   return bpe::utf8_lossy(bytes);
 }
