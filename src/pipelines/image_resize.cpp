@@ -162,3 +162,99 @@ Image resize_video(const Image& image, int height, int width) {
 }
 
 }  // namespace k5
+
+namespace k5 {
+namespace {
+
+// Pillow's Resample.c: separable convolution, support scaled by the reduction, coefficients normalised then
+// held in 22-bit fixed point, rounding added once and the sum clipped to 8 bits after each pass.
+constexpr int kPilPrecisionBits = 32 - 8 - 2;
+
+double pil_bicubic(double x) {
+  constexpr double a = -0.5;
+  x = std::abs(x);
+  if (x < 1.0) return ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0;
+  if (x < 2.0) return (((x - 5.0) * x + 8.0) * x - 4.0) * a;
+  return 0.0;
+}
+
+struct PilTaps {
+  int taps = 0;                  // ksize
+  std::vector<int> first, count;  // per output position
+  std::vector<int32_t> weights;   // [out, taps], fixed point
+};
+
+PilTaps pil_taps(int in_size, int out_size) {
+  const double scale = double(in_size) / double(out_size);
+  const double filter_scale = std::max(scale, 1.0);
+  const double support = 2.0 * filter_scale;  // bicubic support 2
+  PilTaps t;
+  t.taps = int(std::ceil(support)) * 2 + 1;
+  t.first.resize(size_t(out_size));
+  t.count.resize(size_t(out_size));
+  t.weights.assign(size_t(out_size) * size_t(t.taps), 0);
+  std::vector<double> w(size_t(t.taps));
+  for (int xx = 0; xx < out_size; ++xx) {
+    const double center = (xx + 0.5) * scale;
+    const int xmin = std::max(0, int(center - support + 0.5));
+    const int xmax = std::min(in_size, int(center + support + 0.5)) - xmin;
+    double sum = 0.0;
+    for (int x = 0; x < xmax; ++x) sum += (w[size_t(x)] = pil_bicubic((x + xmin - center + 0.5) / filter_scale));
+    for (int x = 0; x < xmax; ++x) {
+      const double v = sum != 0.0 ? w[size_t(x)] / sum : w[size_t(x)];
+      t.weights[size_t(xx) * size_t(t.taps) + size_t(x)] =
+          int32_t(v < 0 ? -0.5 + v * (1 << kPilPrecisionBits) : 0.5 + v * (1 << kPilPrecisionBits));
+    }
+    t.first[size_t(xx)] = xmin;
+    t.count[size_t(xx)] = xmax;
+  }
+  return t;
+}
+
+uint8_t pil_clip8(int64_t sum) {
+  const int64_t v = sum >> kPilPrecisionBits;
+  return uint8_t(std::clamp<int64_t>(v, 0, 255));
+}
+
+}  // namespace
+
+Image resize_bicubic_pil(const Image& image, int height, int width) {
+  K5_CHECK(height > 0 && width > 0 && image.width > 0 && image.height > 0, "resize: empty image or size ", width,
+           "x", height);
+  // Pillow resamples horizontally first (over the source rows the vertical pass uses), then vertically; a
+  // pass whose size does not change is skipped.
+  const PilTaps vertical = pil_taps(image.height, height);
+  const int row_first = vertical.first.front();
+  const int row_last = vertical.first.back() + vertical.count.back();
+  Image current = image;
+  int row_offset = 0;
+  if (width != image.width) {
+    const PilTaps horizontal = pil_taps(image.width, width);
+    Image out(width, row_last - row_first);
+    for (int y = 0; y < out.height; ++y)
+      for (int x = 0; x < width; ++x)
+        for (int c = 0; c < 3; ++c) {
+          int64_t sum = int64_t(1) << (kPilPrecisionBits - 1);
+          const int32_t* k = &horizontal.weights[size_t(x) * size_t(horizontal.taps)];
+          for (int i = 0; i < horizontal.count[size_t(x)]; ++i)
+            sum += int64_t(image.pixel(horizontal.first[size_t(x)] + i, y + row_first)[c]) * k[i];
+          out.pixel(x, y)[c] = pil_clip8(sum);
+        }
+    current = std::move(out);
+    row_offset = row_first;
+  }
+  if (height == image.height) return current;
+  Image out(width, height);
+  for (int y = 0; y < height; ++y)
+    for (int x = 0; x < width; ++x)
+      for (int c = 0; c < 3; ++c) {
+        int64_t sum = int64_t(1) << (kPilPrecisionBits - 1);
+        const int32_t* k = &vertical.weights[size_t(y) * size_t(vertical.taps)];
+        for (int i = 0; i < vertical.count[size_t(y)]; ++i)
+          sum += int64_t(current.pixel(x, vertical.first[size_t(y)] - row_offset + i)[c]) * k[i];
+        out.pixel(x, y)[c] = pil_clip8(sum);
+      }
+  return out;
+}
+
+}  // namespace k5

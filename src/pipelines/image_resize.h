@@ -17,6 +17,10 @@ namespace k5 {
 // torchvision.transforms.functional.resize(image, (height, width)) for a uint8 image.
 Image resize_bilinear_antialias(const Image& image, int height, int width);
 
+// PIL's Image.resize((width, height)) with its default BICUBIC filter (Pillow's Resample.c, 8-bit fixed
+// point), as the official I2I prompt expansion shrinks the source image.
+Image resize_bicubic_pil(const Image& image, int height, int width);
+
 // torchvision.transforms.functional.crop(image, top, left, height, width): the window may reach outside
 // the image; pixels there are 0, as torchvision pads.
 Image crop(const Image& image, int top, int left, int height, int width);

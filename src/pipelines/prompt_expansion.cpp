@@ -82,14 +82,13 @@ std::string expand_prompt(Context& ctx, const TextEncoders& encoders, const Gene
   K5_CHECK(expansion_takes_image(mode) == (image != nullptr), "prompt expansion: ",
            expansion_takes_image(mode) ? "this mode expands with its input image" : "this mode takes no image");
   K5_CHECK(encoders.qwen.has_lm_head(), "prompt expansion: the Qwen2.5-VL lm_head is not loaded");
-  // I2V puts the image before the instruction; I2I after it, at a quarter of its size (PIL's resize there:
-  // approximated with the antialiased bicubic resize).
+  // I2V puts the image before the instruction; I2I after it, at a quarter of its size (PIL's resize).
   std::vector<ChatContent> content{ChatContent::of_text(expansion_instruction(mode, prompt))};
   std::optional<Image> quarter;
   if (mode == ExpansionMode::i2v) content.insert(content.begin(), ChatContent::image());
   if (mode == ExpansionMode::i2i) {
     content.push_back(ChatContent::image());
-    quarter = resize_bicubic_antialias(*image, std::max(1, image->height / 4), std::max(1, image->width / 4));
+    quarter = resize_bicubic_pil(*image, std::max(1, image->height / 4), std::max(1, image->width / 4));
     image = &*quarter;
   }
   const std::string text = render_chat({{"user", content}});

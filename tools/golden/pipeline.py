@@ -87,6 +87,8 @@ CASES = [
      "frames": 5, "expand": True},
     {"name": "i2v_expand", "config": "k5_tiny_i2v", "prompt": "The cat blinks.", "image": "i2v.png",
      "width": 192, "height": 128, "frames": 25, "expand": True},
+    {"name": "i2i_expand", "config": "k5_tiny_i2i", "prompt": "Make the hat red.", "negative": "blurry, low quality",
+     "image": "i2i.png", "width": 128, "height": 128, "expand": True},
     {"name": "t2i", "config": "k5_tiny_t2i", "prompt": "A watercolour portrait of a cat in a hat.",
      "width": 128, "height": 128},
     # Text-only image_edit (k5 --text-only-edit): the official encoder without images pads nothing and crops 55
@@ -134,12 +136,14 @@ def expansion_chat(processor, content, prompt, image):
         parts = [{"type": "image", "image": image}, {"type": "text", "text": text}]
     else:
         source = subprocess.check_output(["git", "--git-dir", "/work/.mirror/kandinskylab+kandinsky-5/repo", "show",
-                                          "HEAD:kandinsky/t2v_pipeline.py"], text=True)
+                                          f"HEAD:kandinsky/{content}_pipeline.py"], text=True)
         tree = ast.parse(source)
         fn = next(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == "expand_prompt")
         joined = next(n for n in ast.walk(fn) if isinstance(n, ast.JoinedStr))
         text = "".join(v.value if isinstance(v, ast.Constant) else prompt for v in joined.values)
         parts = [{"type": "text", "text": text}]
+        if content == "i2i":
+            parts.append({"type": "image", "image": image.resize((image.size[0] // 4, image.size[1] // 4))})
     return processor.apply_chat_template([{"role": "user", "content": parts}], tokenize=False,
                                          add_generation_prompt=True)
 
@@ -264,8 +268,8 @@ def main():
                                            padding="max_length")["input_ids"][0])
     for case in CASES:
         if case.get("expand"):
-            mode = "i2v" if "image" in case else "t2v"
-            image = Image.fromarray(test_image(case["width"], case["height"], seed=3)) if mode == "i2v" else None
+            mode = "t2v" if "image" not in case else "i2i" if case["config"] == "k5_tiny_i2i" else "i2v"
+            image = Image.fromarray(test_image(case["width"], case["height"], seed=3)) if mode != "t2v" else None
             qwen_ids.update(qwen_tokenizer(expansion_chat(vl_processor, mode, case["prompt"], image))["input_ids"])
     qwen_embed_ids, qwen_embed_rows = text_golden.keep_rows(qwen.model.language_model.embed_tokens.weight.data,
                                                             qwen_ids)
@@ -342,7 +346,13 @@ def main():
         if case.get("expand"):
             transformers.set_seed(SEED)
             with torch.no_grad():
-                if "image" in case:  # i2v_pipeline: the embedder's expand_text_prompt with the image as read
+                if case["config"] == "k5_tiny_i2i":  # i2i_pipeline.expand_prompt with the image as opened
+                    i2i = official_module("i2i_pipeline", os.path.join(dit_golden.OFFICIAL, "kandinsky",
+                                                                       "i2i_pipeline.py"))
+                    pipe = object.__new__(i2i.Kandinsky5I2IPipeline)
+                    pipe.text_embedder = embedder
+                    caption = pipe.expand_prompt(caption, image=Image.open(os.path.join(OUT, case["image"])))
+                elif "image" in case:  # i2v_pipeline: the embedder's expand_text_prompt with the image as read
                     caption = qwen_embedder.expand_text_prompt(caption, Image.open(os.path.join(OUT, case["image"]))
                                                                .convert("RGB"), device="cpu")
                 else:
