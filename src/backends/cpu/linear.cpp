@@ -1,8 +1,9 @@
 // GEMM through oneDNN (bench/results/gemm-library.md says why): float32 via dnnl_sgemm, BF16 weights via the
 // matmul primitive (BF16 inputs, float32 accumulation and output). Weights stay in PyTorch's [N, K] layout,
-// possibly memory-mapped; oneDNN reads them transposed without a persistent copy.
+// possibly memory-mapped; oneDNN reads them transposed without a persistent copy. A few rows times BF16
+// weights (decoding one token) take a streaming matrix-vector path instead: see gemv_bf16.
 #include <dnnl.h>
-
+#include <immintrin.h>
 
 #include "backends/cpu/kernels.h"
 #include "backends/cpu/onednn_matmul.h"
@@ -16,6 +17,43 @@ std::vector<float> bias_as_f32(const Tensor* bias, int64_t n) {
   if (!bias) return {};
   K5_CHECK(bias->numel() == n, "linear: bias ", bias->describe(), " does not match ", n, " output features");
   return bias->to_f32_vector();
+}
+
+// Rows at or below this count go through gemv_bf16: decoding is bound by reading the weights once, and a
+// GEMM call's packing and threading cost more than the product (bench/results/qwen-decode-cpu.md).
+constexpr int64_t kGemvMaxRows = 4;
+
+float dot_bf16(const uint16_t* w, const float* x, int64_t k) {
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 16 <= k; i += 16) {
+    const __m256i packed = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + i));
+    const __m256 lo = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm256_castsi256_si128(packed)), 16));
+    const __m256 hi =
+        _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm256_extracti128_si256(packed, 1)), 16));
+    acc0 = _mm256_fmadd_ps(lo, _mm256_loadu_ps(x + i), acc0);
+    acc1 = _mm256_fmadd_ps(hi, _mm256_loadu_ps(x + i + 8), acc1);
+  }
+  const __m256 acc = _mm256_add_ps(acc0, acc1);
+  __m128 sum = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+  sum = _mm_add_ps(sum, _mm_movehl_ps(sum, sum));
+  sum = _mm_add_ss(sum, _mm_movehdup_ps(sum));
+  float total = _mm_cvtss_f32(sum);
+  for (; i < k; ++i) total += bf16_to_f32(w[i]) * x[i];
+  return total;
+}
+
+// out[r, j] = x[r, :] . w[j, :] (+ bias[j]) for BF16 inputs and weights, float32 accumulation; each weight row
+// is read from memory once for all the input rows.
+void gemv_bf16(Context& ctx, const uint16_t* x, int64_t m, int64_t k, const uint16_t* w, int64_t n, const float* bias,
+               const Rows& out) {
+  std::vector<float> xf(size_t(m * k));
+  for (int64_t i = 0; i < m * k; ++i) xf[size_t(i)] = bf16_to_f32(x[i]);
+  ctx.pool().parallel_for(0, n, 64, [&](int64_t begin, int64_t end) {
+    for (int64_t j = begin; j < end; ++j)
+      for (int64_t r = 0; r < m; ++r)
+        out.row(r)[j] = dot_bf16(w + j * k, xf.data() + r * k, k) + (bias ? bias[j] : 0.0f);
+  });
 }
 
 }  // namespace
@@ -51,9 +89,12 @@ void linear(Context& ctx, const Tensor& x, const Tensor& weight, const Tensor* b
       });
       x_bf16 = rounded;
     }
-    matmul_bf16({.m = m, .n = n, .k = k, .a = x_bf16, .lda = k, .b = weight.data<uint16_t>(), .ldb = k,
-                 .b_transposed = true, .c = output.data, .ldc = output.stride,
-                 .bias = bias ? bias_values.data() : nullptr});
+    if (m <= kGemvMaxRows)
+      gemv_bf16(ctx, x_bf16, m, k, weight.data<uint16_t>(), n, bias ? bias_values.data() : nullptr, output);
+    else
+      matmul_bf16({.m = m, .n = n, .k = k, .a = x_bf16, .lda = k, .b = weight.data<uint16_t>(), .ldb = k,
+                   .b_transposed = true, .c = output.data, .ldc = output.stride,
+                   .bias = bias ? bias_values.data() : nullptr});
     if (activation == ops::Activation::none) return;
   } else {
     fail("linear: unsupported weight dtype ", weight.describe());

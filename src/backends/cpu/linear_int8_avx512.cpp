@@ -60,6 +60,41 @@ void int8_rows_to_bf16(const int8_t* values, int64_t rows, int64_t K, int64_t Kp
   }
 }
 
+// Decoding (one to four activation rows) is bound by reading the weights: each int8 row is read once and
+// multiplied in float32 with every activation row, without the dequantised block.
+constexpr int64_t kGemvMaxRows = 4;
+
+float dot_int8(const int8_t* w, const float* x, int64_t K) {
+  __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+  int64_t k = 0;
+  for (; k + 32 <= K; k += 32) {
+    const __m256i bytes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + k));
+    const __m512 lo = _mm512_maskz_cvtepi32_ps(0xffff, _mm512_maskz_cvtepi8_epi32(0xffff, _mm256_castsi256_si128(bytes)));
+    const __m512 hi =
+        _mm512_maskz_cvtepi32_ps(0xffff, _mm512_maskz_cvtepi8_epi32(0xffff, _mm256_extracti128_si256(bytes, 1)));
+    acc0 = _mm512_fmadd_ps(lo, _mm512_loadu_ps(x + k), acc0);
+    acc1 = _mm512_fmadd_ps(hi, _mm512_loadu_ps(x + k + 16), acc1);
+  }
+  alignas(64) float lanes[16];
+  _mm512_store_ps(lanes, _mm512_add_ps(acc0, acc1));
+  float sum = 0.0f;
+  for (const float lane : lanes) sum += lane;
+  for (; k < K; ++k) sum += float(w[k]) * x[k];
+  return sum;
+}
+
+void gemv_int8(ThreadPool& pool, const float* x, int64_t x_row_stride, const int8_t* values, const float* scales,
+               const float* bias, float* out, int64_t out_row_stride, int64_t M, int64_t N, int64_t K) {
+  std::vector<float> xr(static_cast<size_t>(M * K));  // the activations rounded to BF16, as the GEMM path
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t k = 0; k < K; ++k) xr[size_t(m * K + k)] = bf16_to_f32(f32_to_bf16(x[m * x_row_stride + k]));
+  pool.parallel_for(0, N, 64, [&](int64_t first, int64_t last) {
+    for (int64_t n = first; n < last; ++n)
+      for (int64_t m = 0; m < M; ++m)
+        out[m * out_row_stride + n] = dot_int8(values + n * K, xr.data() + m * K, K) * scales[n] + (bias ? bias[n] : 0.0f);
+  });
+}
+
 }  // namespace
 
 void int8_to_bf16_avx512(const int8_t* values, int64_t count, uint16_t* destination) {
@@ -69,6 +104,7 @@ void int8_to_bf16_avx512(const int8_t* values, int64_t count, uint16_t* destinat
 void linear_int8_bf16_avx512(ThreadPool& pool, const float* x, int64_t x_row_stride, const int8_t* values,
                              const float* scales, const float* bias, float* out, int64_t out_row_stride, int64_t M,
                              int64_t N, int64_t K) {
+  if (M <= kGemvMaxRows) return gemv_int8(pool, x, x_row_stride, values, scales, bias, out, out_row_stride, M, N, K);
   const int64_t Kp = (K + 31) / 32 * 32;
   std::vector<uint16_t> xb(static_cast<size_t>(M * Kp), 0);
   pool.parallel_for(0, M, 1, [&](int64_t first, int64_t last) {

@@ -134,6 +134,24 @@ TEST(CpuKernels, LinearFloatAndBf16) {
   ops::linear(ctx, x, w.to(DType::BF16), &b, rounded_input, ops::Activation::gelu_erf);
   ops::linear(ctx, x.to(DType::BF16), w.to(DType::BF16), &b, out, ops::Activation::gelu_erf);
   EXPECT_EQ(out.to_f32_vector(), rounded_input.to_f32_vector());  // BF16 input == F32 input rounded inside
+  // One to four rows take the streaming matrix-vector path: the same products as the GEMM up to summation order.
+  for (const int64_t rows : {1, 3, 4, 5}) {
+    SCOPED_TRACE(rows);
+    const int64_t wide = 3584 + 7;  // a 7B hidden size plus a tail
+    Tensor xr = random_tensor({rows, wide}, 30), wr = random_tensor({n, wide}, 31, 0.1f);
+    std::vector<float> want(size_t(rows * n));
+    for (int64_t i = 0; i < rows; ++i)
+      for (int64_t j = 0; j < n; ++j) {
+        double acc = b.data<float>()[j];
+        for (int64_t c = 0; c < wide; ++c)
+          acc += double(bf16_to_f32(f32_to_bf16(xr.data<float>()[i * wide + c]))) *
+                 bf16_to_f32(f32_to_bf16(wr.data<float>()[j * wide + c]));
+        want[size_t(i * n + j)] = float(acc);
+      }
+    Tensor got = Tensor::empty(DType::F32, {rows, n});
+    ops::linear(ctx, xr, wr.to(DType::BF16), &b, got);
+    EXPECT_LT(test::relative_l2(got.to_f32_vector(), want), 1e-5);
+  }
   EXPECT_THROW(ops::linear(ctx, x.to(DType::BF16), w, &b, out), Error);
   EXPECT_THROW(ops::linear(ctx, x, random_tensor({n, k + 1}, 1), nullptr, out), Error);
 }
