@@ -37,9 +37,8 @@ int run_encode_text(const EncodeTextOptions& o) {
                          image.has_value());
   const std::string& negative = o.negative ? *o.negative : default_negative_prompt(content);
   const auto start = std::chrono::steady_clock::now();
-  const Image* source = image ? &*image : nullptr;
-  const TextConditioning conditioning{encode_prompt(ctx, encoders, o.prompt, content, o.max_length, source),
-                                      encode_prompt(ctx, encoders, negative, content, o.max_length, source)};
+  const TextConditioning conditioning = encode_text_conditioning(ctx, encoders, o.prompt, negative, content,
+                                                                 o.max_length, image ? &*image : nullptr);
   ctx.log().info("encode-text: ", prompt_content_name(content), ", ", conditioning.prompt.text_embed.size(0),
                  " text tokens per prompt, both prompts in ",
                  std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), " s");

@@ -140,6 +140,9 @@ GenerationPlan plan_generation(const KandinskyConfig& config, const GenerationRe
     // Pipeline defaults: video 768x512 (width x height) at resolution 512, images 1024x1024.
     std::tie(plan.height, plan.width) = config.resolution < 1024 && video ? sizes[1] : sizes[0];
   }
+  // I2I: resize_video covers the size and crops the centre; the VAE and the text encoder both see that.
+  if (plan.mode == GenerationMode::i2i && has_image)
+    plan.init_image = resize_video(*plan.original_image, plan.height, plan.width);
 
   // Frames.
   if (video) {
@@ -243,9 +246,9 @@ Tensor encode_first_frame(Context& ctx, const ModelFiles& files, const Generatio
   return latent.reshape({kLatentChannels, h, w}).permute({1, 2, 0}).contiguous().reshape({1, h, w, kLatentChannels});
 }
 
-// I2I: the source image's latent [1, h, w, C] (resize_video + encode_video with the image VAE).
+// I2I: the source image's latent [1, h, w, C] (encode_video with the image VAE; resized by plan_generation).
 Tensor encode_edit_image(Context& ctx, const ModelFiles& files, const GenerationPlan& plan) {
-  const Image cropped = resize_video(*plan.init_image, plan.height, plan.width);
+  const Image& cropped = *plan.init_image;
   const FluxVae vae(FluxVaeConfig::from_json_file(vae_config_path(files.vae)), Checkpoint::open(files.vae), true,
                     false);
   const Tensor moments = vae.encode_moments(ctx, to_signed_unit(cropped, true), FluxTiling{});  // [2C, h, w]
@@ -298,12 +301,10 @@ GenerationResult generate(Context& ctx, const ModelFiles& files, const Generatio
   {
     const auto start = std::chrono::steady_clock::now();
     // Image editing: the official embedder reads the source image (as the VAE sees it) through the vision tower.
-    std::optional<Image> source;
-    if (plan.mode == GenerationMode::i2i && !plan.text_only_edit)
-      source = resize_video(*plan.init_image, plan.height, plan.width);
+    const Image* source = plan.mode == GenerationMode::i2i && !plan.text_only_edit ? &*plan.init_image : nullptr;
     const bool expansion_image = plan.expand_prompt && plan.original_image.has_value();
     const TextEncoders encoders = TextEncoders::load(ctx, files.text_encoders, std::nullopt,
-                                                     source.has_value() || expansion_image, plan.expand_prompt);
+                                                     source != nullptr || expansion_image, plan.expand_prompt);
     std::string prompt = plan.prompt;
     if (plan.expand_prompt) {
       notify(observer, "expand", 0, 1);
@@ -321,15 +322,14 @@ GenerationResult generate(Context& ctx, const ModelFiles& files, const Generatio
     }
     notify(observer, "text", 0, plan.cfg() ? 2 : 1);
     const int max_length = int(config.text_embedder.qwen_max_length);
-    const Image* image = source ? &*source : nullptr;
-    const PromptEmbedding embedding = encode_prompt(ctx, encoders, prompt, plan.content, max_length, image);
+    const PromptEmbedding embedding = encode_prompt(ctx, encoders, prompt, plan.content, max_length, source);
     notify(observer, "text", 1, plan.cfg() ? 2 : 1);
     const std::vector<float> mask = embedding.attention_mask.to_f32_vector();
-    if (!image && std::count(mask.begin(), mask.end(), 1.0f) == int64_t(mask.size()))
+    if (!source && std::count(mask.begin(), mask.end(), 1.0f) == int64_t(mask.size()))
       log.warn("the prompt fills all ", max_length, " text tokens; the rest is cut, as the official encoder cuts it");
     positive = as_condition(embedding);
     if (plan.cfg()) {
-      negative = as_condition(encode_prompt(ctx, encoders, plan.negative_prompt, plan.content, max_length, image));
+      negative = as_condition(encode_prompt(ctx, encoders, plan.negative_prompt, plan.content, max_length, source));
       notify(observer, "text", 2, 2);
     }
     log.info("text conditioning in ", seconds_since(start), " s");

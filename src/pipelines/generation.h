@@ -57,7 +57,7 @@ struct GenerationPlan {
   bool magcache = false;
   bool text_only_edit = false;
   bool expand_prompt = true;
-  std::optional<Image> init_image;      // as the sampler uses it (I2V: resized to the video size)
+  std::optional<Image> init_image;      // as the pipeline uses it (I2V resized, I2I resized and cropped)
   std::optional<Image> original_image;  // as read (prompt expansion sees this one)
 
   bool cfg() const;

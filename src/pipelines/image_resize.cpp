@@ -96,6 +96,57 @@ std::vector<float> resample_axis(const std::vector<float>& input, int height, in
   return output;
 }
 
+
+// Pillow's Resample.c: separable convolution, support scaled by the reduction, coefficients normalised then
+// held in 22-bit fixed point, rounding added once and the sum clipped to 8 bits after each pass.
+constexpr int kPilPrecisionBits = 32 - 8 - 2;
+
+double pil_bicubic(double x) {
+  constexpr double a = -0.5;
+  x = std::abs(x);
+  if (x < 1.0) return ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0;
+  if (x < 2.0) return (((x - 5.0) * x + 8.0) * x - 4.0) * a;
+  return 0.0;
+}
+
+struct PilTaps {
+  int taps = 0;                  // ksize
+  std::vector<int> first, count;  // per output position
+  std::vector<int32_t> weights;   // [out, taps], fixed point
+};
+
+PilTaps pil_taps(int in_size, int out_size) {
+  const double scale = double(in_size) / double(out_size);
+  const double filter_scale = std::max(scale, 1.0);
+  const double support = 2.0 * filter_scale;  // bicubic support 2
+  PilTaps t;
+  t.taps = int(std::ceil(support)) * 2 + 1;
+  t.first.resize(size_t(out_size));
+  t.count.resize(size_t(out_size));
+  t.weights.assign(size_t(out_size) * size_t(t.taps), 0);
+  std::vector<double> w(size_t(t.taps));
+  for (int xx = 0; xx < out_size; ++xx) {
+    const double center = (xx + 0.5) * scale;
+    const int xmin = std::max(0, int(center - support + 0.5));
+    const int xmax = std::min(in_size, int(center + support + 0.5)) - xmin;
+    double sum = 0.0;
+    for (int x = 0; x < xmax; ++x) sum += (w[size_t(x)] = pil_bicubic((x + xmin - center + 0.5) / filter_scale));
+    for (int x = 0; x < xmax; ++x) {
+      const double v = sum != 0.0 ? w[size_t(x)] / sum : w[size_t(x)];
+      t.weights[size_t(xx) * size_t(t.taps) + size_t(x)] =
+          int32_t(v < 0 ? -0.5 + v * (1 << kPilPrecisionBits) : 0.5 + v * (1 << kPilPrecisionBits));
+    }
+    t.first[size_t(xx)] = xmin;
+    t.count[size_t(xx)] = xmax;
+  }
+  return t;
+}
+
+uint8_t pil_clip8(int64_t sum) {
+  const int64_t v = sum >> kPilPrecisionBits;
+  return uint8_t(std::clamp<int64_t>(v, 0, 255));
+}
+
 }  // namespace
 
 Image resize_bilinear_antialias(const Image& image, int height, int width) {
@@ -160,63 +211,6 @@ Image resize_video(const Image& image, int height, int width) {
   const auto floor_half = [](int value) { return value >= 0 ? value / 2 : -((-value + 1) / 2); };
   return crop(scaled, floor_half(scaled_height - height), floor_half(scaled_width - width), height, width);
 }
-
-}  // namespace k5
-
-namespace k5 {
-namespace {
-
-// Pillow's Resample.c: separable convolution, support scaled by the reduction, coefficients normalised then
-// held in 22-bit fixed point, rounding added once and the sum clipped to 8 bits after each pass.
-constexpr int kPilPrecisionBits = 32 - 8 - 2;
-
-double pil_bicubic(double x) {
-  constexpr double a = -0.5;
-  x = std::abs(x);
-  if (x < 1.0) return ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0;
-  if (x < 2.0) return (((x - 5.0) * x + 8.0) * x - 4.0) * a;
-  return 0.0;
-}
-
-struct PilTaps {
-  int taps = 0;                  // ksize
-  std::vector<int> first, count;  // per output position
-  std::vector<int32_t> weights;   // [out, taps], fixed point
-};
-
-PilTaps pil_taps(int in_size, int out_size) {
-  const double scale = double(in_size) / double(out_size);
-  const double filter_scale = std::max(scale, 1.0);
-  const double support = 2.0 * filter_scale;  // bicubic support 2
-  PilTaps t;
-  t.taps = int(std::ceil(support)) * 2 + 1;
-  t.first.resize(size_t(out_size));
-  t.count.resize(size_t(out_size));
-  t.weights.assign(size_t(out_size) * size_t(t.taps), 0);
-  std::vector<double> w(size_t(t.taps));
-  for (int xx = 0; xx < out_size; ++xx) {
-    const double center = (xx + 0.5) * scale;
-    const int xmin = std::max(0, int(center - support + 0.5));
-    const int xmax = std::min(in_size, int(center + support + 0.5)) - xmin;
-    double sum = 0.0;
-    for (int x = 0; x < xmax; ++x) sum += (w[size_t(x)] = pil_bicubic((x + xmin - center + 0.5) / filter_scale));
-    for (int x = 0; x < xmax; ++x) {
-      const double v = sum != 0.0 ? w[size_t(x)] / sum : w[size_t(x)];
-      t.weights[size_t(xx) * size_t(t.taps) + size_t(x)] =
-          int32_t(v < 0 ? -0.5 + v * (1 << kPilPrecisionBits) : 0.5 + v * (1 << kPilPrecisionBits));
-    }
-    t.first[size_t(xx)] = xmin;
-    t.count[size_t(xx)] = xmax;
-  }
-  return t;
-}
-
-uint8_t pil_clip8(int64_t sum) {
-  const int64_t v = sum >> kPilPrecisionBits;
-  return uint8_t(std::clamp<int64_t>(v, 0, 255));
-}
-
-}  // namespace
 
 Image resize_bicubic_pil(const Image& image, int height, int width) {
   K5_CHECK(height > 0 && width > 0 && image.width > 0 && image.height > 0, "resize: empty image or size ", width,

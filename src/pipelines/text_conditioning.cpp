@@ -111,7 +111,6 @@ PromptEmbedding encode_prompt(Context& ctx, const TextEncoders& encoders, std::s
   Tensor hidden;
   if (source_image) {
     K5_CHECK(content == PromptContent::image_edit, "text encoding: a source image goes with the image_edit template");
-    K5_CHECK(encoders.vision, "text encoding: the source image needs the Qwen2.5-VL vision tower (not loaded)");
     // text_embedders.py: F.resize(image, (h // 2, w // 2)), then the processor and the vision tower.
     const Image half = resize_bilinear_antialias(*source_image, source_image->height / 2, source_image->width / 2);
     const QwenImageFeatures image = qwen_image_features(ctx, encoders, half);
@@ -145,10 +144,11 @@ PromptEmbedding encode_prompt(Context& ctx, const TextEncoders& encoders, std::s
 }
 
 TextConditioning encode_text_conditioning(Context& ctx, const TextEncoders& encoders, std::string_view prompt,
-                                          std::string_view negative_prompt, PromptContent content, int max_length) {
+                                          std::string_view negative_prompt, PromptContent content, int max_length,
+                                          const Image* source_image) {
   K5_CHECK(!prompt.empty(), "text encoding: the prompt is empty");
-  return {encode_prompt(ctx, encoders, prompt, content, max_length),
-          encode_prompt(ctx, encoders, negative_prompt, content, max_length)};
+  return {encode_prompt(ctx, encoders, prompt, content, max_length, source_image),
+          encode_prompt(ctx, encoders, negative_prompt, content, max_length, source_image)};
 }
 
 std::vector<std::pair<std::string, Tensor>> sample_inputs(const TextConditioning& conditioning) {

@@ -111,7 +111,8 @@ const std::string& default_negative_prompt(PromptContent content);
 PromptEmbedding encode_prompt(Context& ctx, const TextEncoders& encoders, std::string_view prompt,
                               PromptContent content, int max_length = 0, const Image* source_image = nullptr);
 TextConditioning encode_text_conditioning(Context& ctx, const TextEncoders& encoders, std::string_view prompt,
-                                          std::string_view negative_prompt, PromptContent content, int max_length = 0);
+                                          std::string_view negative_prompt, PromptContent content, int max_length = 0,
+                                          const Image* source_image = nullptr);
 
 // The tensors under the names `k5 forward sample` reads: text_embed, pooled_text_embed, attention_mask and
 // their null_ versions.
