@@ -35,6 +35,7 @@ struct VaeOptions {
   int64_t tile_height = 0, tile_width = 0, tile_stride_height = 0, tile_stride_width = 0;
   int64_t tile_frames = 0, tile_stride_frames = 0;
   double free_memory_gb = 80.0;
+  std::string by_frames = "auto";
 };
 
 void add_vae_options(CLI::App& app, VaeOptions& o) {
@@ -55,6 +56,10 @@ void add_vae_options(CLI::App& app, VaeOptions& o) {
   app.add_option("--tile-stride-frames", o.tile_stride_frames, "hunyuan: temporal tile stride (official 8)");
   app.add_option("--free-memory-gb", o.free_memory_gb,
                  "hunyuan: the free accelerator memory the official tiling formula assumes (default 80)");
+  app.add_option("--by-frames", o.by_frames,
+                 "hunyuan decode frame by frame: bounded memory, ~1.5x slower; auto (default: when a whole tile "
+                 "would need over half the free RAM), on or off")
+      ->check(CLI::IsMember({"auto", "on", "off"}));
 }
 
 std::string config_path(const VaeOptions& o) {
@@ -122,18 +127,26 @@ void keep_freed_memory() {
 }
 
 int run_decode(const VaeOptions& o) {
-  keep_freed_memory();
   Context ctx(o.context);
-  const Checkpoint weights = Checkpoint::open(o.weights);
   Tensor sample;
   if (o.vae == "hunyuan") {
-    const HunyuanVae vae(HunyuanVaeConfig::from_json_file(config_path(o)), weights, false, true);
+    // The weights are copied to F32 at load; the mapped file is not needed after that.
+    const HunyuanVae vae(HunyuanVaeConfig::from_json_file(config_path(o)), Checkpoint::open(o.weights), false, true);
     const Tensor latents = read_input(o.inputs, "latents", 5);
     const int spatial = vae.config().spatial_compression_ratio;
-    const HunyuanTiling tiling = hunyuan_tiling(o, latents.size(3) * spatial, latents.size(4) * spatial);
+    HunyuanTiling tiling = hunyuan_tiling(o, latents.size(3) * spatial, latents.size(4) * spatial);
+    const Shape item_shape(latents.shape().begin() + 1, latents.shape().end());
+    tiling.by_frames = o.by_frames == "auto" ? vae.should_decode_by_frames(item_shape, tiling) : o.by_frames == "on";
+    // Frame by frame, memory is the point: freed frames go back to the system instead of the heap.
+    if (tiling.by_frames) {
+      ctx.log().info("vae: decoding frame by frame (bounded memory)");
+    } else {
+      keep_freed_memory();
+    }
     sample = over_batch(ctx, latents, [&](const Tensor& z) { return vae.decode(ctx, z, tiling); });
   } else {
-    const FluxVae vae(FluxVaeConfig::from_json_file(config_path(o)), weights, false, true);
+    keep_freed_memory();
+    const FluxVae vae(FluxVaeConfig::from_json_file(config_path(o)), Checkpoint::open(o.weights), false, true);
     const Tensor latents = read_input(o.inputs, "latents", 4);
     sample = over_batch(ctx, latents, [&](const Tensor& z) { return vae.decode(ctx, z, flux_tiling(o)); });
   }

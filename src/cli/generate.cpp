@@ -32,6 +32,7 @@ struct GenerateOptions {
   int64_t seed = -1;
   int crf = 5, quality = 95;
   bool no_expand_prompt = false;
+  std::string vae_by_frames = "auto";
 };
 
 std::atomic<bool> interrupted{false};
@@ -64,6 +65,7 @@ int run_generate(GenerateOptions& o) {
   r.scheduler_scale = o.scheduler_scale;
   r.rng = parse_rng_device(o.rng);
   r.expand_prompt = !o.no_expand_prompt;
+  if (o.vae_by_frames != "auto") r.vae_by_frames = o.vae_by_frames == "on";
   K5_CHECK(o.seed >= -1, "--seed must be a non-negative number (or -1 for a random one)");
   r.seed = o.seed >= 0 ? uint64_t(o.seed) : uint64_t(std::random_device{}());  // torch.randint(2**32 - 1) range
   const ProgressStyle style = parse_progress_style(o.progress);
@@ -140,6 +142,10 @@ K5_COMMAND("generate", "text/image -> video or image with an official Kandinsky 
              app.add_option("--rng", o->rng, "noise generator: cuda (as the official GPU run; default) or cpu")
                  ->check(CLI::IsMember({"cuda", "cpu"}));
              app.add_option("-i,--init-img", r.init_image, "input image: I2V first frame or I2I source (PNG/JPEG/WebP)");
+             app.add_option("--vae-by-frames", o->vae_by_frames,
+                            "video decode frame by frame: bounded memory, ~1.5x slower; auto (default: when a "
+                            "whole tile would need over half the free RAM), on or off")
+                 ->check(CLI::IsMember({"auto", "on", "off"}));
              app.add_flag("--magcache", r.magcache, "MagCache: skip DiT blocks on steps the config's ratios allow");
              app.add_flag("--text-only-edit", r.text_only_edit,
                           "I2I: condition the text on the prompt alone, not the source image (differs from official)");

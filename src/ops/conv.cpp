@@ -58,8 +58,10 @@ void conv3d(Context& ctx, const Tensor& x, const Tensor& weight, const Tensor* b
   cpu::conv3d(ctx, x, weight, bias, geometry, out, accumulate);
 }
 
-void group_norm(Context& ctx, const Tensor& x, int groups, const Tensor* weight, const Tensor* bias, float eps,
-                bool silu, Tensor& out) {
+namespace {
+
+void check_group_norm_arguments(const Tensor& x, int64_t groups, const Tensor* weight, const Tensor* bias,
+                                const Tensor& out) {
   check_f32_contiguous(x, "group_norm", "input");
   check_f32_contiguous(out, "group_norm", "output");
   K5_CHECK(x.dim() >= 1 && out.shape() == x.shape(), "group_norm: output ", shape_string(out.shape()),
@@ -72,7 +74,43 @@ void group_norm(Context& ctx, const Tensor& x, int groups, const Tensor* weight,
     K5_CHECK(t->numel() == x.size(0), "group_norm: affine parameter has ", t->numel(), " values for ", x.size(0),
              " channels");
   }
-  cpu::group_norm(ctx, x, groups, weight, bias, eps, silu, out);
+}
+
+}  // namespace
+
+void GroupMoments::merge(const GroupMoments& other) {
+  if (other.count == 0) return;
+  if (count == 0) {
+    *this = other;
+    return;
+  }
+  K5_CHECK(mean.size() == other.mean.size(), "group_norm: merging moments of ", mean.size(), " and ",
+           other.mean.size(), " groups");
+  const double n = double(count), m = double(other.count), total = n + m;
+  for (size_t g = 0; g < mean.size(); ++g) {
+    const double delta = other.mean[g] - mean[g];
+    mean[g] += delta * m / total;
+    m2[g] += other.m2[g] + delta * delta * n * m / total;
+  }
+  count += other.count;
+}
+
+GroupMoments group_moments(Context& ctx, const Tensor& x, int groups) {
+  check_group_norm_arguments(x, groups, nullptr, nullptr, x);
+  return cpu::group_moments(ctx, x, groups);
+}
+
+void group_norm_apply(Context& ctx, const Tensor& x, const GroupMoments& moments, const Tensor* weight,
+                      const Tensor* bias, float eps, bool silu, Tensor& out) {
+  check_group_norm_arguments(x, int64_t(moments.mean.size()), weight, bias, out);
+  K5_CHECK(moments.count > 0 && moments.m2.size() == moments.mean.size(), "group_norm: no statistics");
+  cpu::group_norm_apply(ctx, x, moments, weight, bias, eps, silu, out);
+}
+
+void group_norm(Context& ctx, const Tensor& x, int groups, const Tensor* weight, const Tensor* bias, float eps,
+                bool silu, Tensor& out) {
+  check_group_norm_arguments(x, groups, weight, bias, out);
+  cpu::group_norm_apply(ctx, x, cpu::group_moments(ctx, x, groups), weight, bias, eps, silu, out);
 }
 
 Shape upsample_nearest_shape(const Shape& x, int factor_t, int factor_h, int factor_w, bool first_frame_alone) {

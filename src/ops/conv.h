@@ -4,6 +4,7 @@
 #pragma once
 
 #include <array>
+#include <vector>
 
 #include "core/context.h"
 #include "core/tensor.h"
@@ -40,6 +41,19 @@ void conv3d(Context& ctx, const Tensor& x, const Tensor& weight, const Tensor* b
 // when `silu` is set. Statistics in double precision. out may alias x.
 void group_norm(Context& ctx, const Tensor& x, int groups, const Tensor* weight, const Tensor* bias, float eps,
                 bool silu, Tensor& out);
+
+// The statistics of group_norm, separable: chunks of one activation (e.g. its frames, measured as they are
+// computed) each give their moments, and merge() combines them exactly (Chan et al.'s pairwise update).
+struct GroupMoments {
+  int64_t count = 0;            // values per group
+  std::vector<double> mean;     // [groups]
+  std::vector<double> m2;       // [groups] sum of squared deviations from the mean
+  void merge(const GroupMoments& other);
+};
+GroupMoments group_moments(Context& ctx, const Tensor& x, int groups);
+// group_norm with given statistics; x may be any chunk of the activation they were measured on.
+void group_norm_apply(Context& ctx, const Tensor& x, const GroupMoments& moments, const Tensor* weight,
+                      const Tensor* bias, float eps, bool silu, Tensor& out);
 
 // Nearest upsampling of x [C, T, H, W] by integer factors. With `first_frame_alone` frame 0 is upsampled in
 // space only and frames 1.. in time and space (the HunyuanVideo causal upsampler):

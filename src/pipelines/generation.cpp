@@ -173,6 +173,7 @@ GenerationPlan plan_generation(const KandinskyConfig& config, const GenerationRe
   plan.seed = r.seed;
   plan.rng = r.rng;
   plan.magcache = r.magcache;
+  plan.vae_by_frames = r.vae_by_frames;
   // i2i_pipeline.expand_prompt needs the source image (without one the official call fails): none then.
   plan.expand_prompt = r.expand_prompt && (plan.mode != GenerationMode::i2i || has_image);
   K5_CHECK(!plan.magcache || !config.mag_ratios.empty(), "--magcache: ", model, " has no magcache.mag_ratios");
@@ -389,7 +390,10 @@ GenerationResult generate(Context& ctx, const ModelFiles& files, const Generatio
                            Checkpoint::open(files.vae), false, true);
       Tensor latents = result.latents.permute({3, 0, 1, 2}).contiguous();  // [C, T, h, w]
       ops::scale(ctx, latents, float(1.0 / vae.config().scaling_factor), latents);
-      sample = vae.decode(ctx, latents, HunyuanTiling::official(plan.height, plan.width));
+      HunyuanTiling tiling = HunyuanTiling::official(plan.height, plan.width);
+      tiling.by_frames = plan.vae_by_frames.value_or(vae.should_decode_by_frames(latents.shape(), tiling));
+      if (tiling.by_frames) ctx.log().info("vae: decoding frame by frame (bounded memory)");
+      sample = vae.decode(ctx, latents, tiling);
     } else {
       const FluxVae vae(FluxVaeConfig::from_json_file(vae_config_path(files.vae)), Checkpoint::open(files.vae),
                         false, true);

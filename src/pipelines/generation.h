@@ -40,6 +40,7 @@ struct GenerationRequest {
   bool magcache = false;
   bool text_only_edit = false;  // I2I text conditioning without the source image (differs from official)
   bool expand_prompt = true;    // the official default: Qwen2.5-VL rewrites the prompt first
+  std::optional<bool> vae_by_frames;  // decode video tiles frame by frame; nullopt: when memory asks for it
 };
 
 // The settled settings.
@@ -57,6 +58,7 @@ struct GenerationPlan {
   bool magcache = false;
   bool text_only_edit = false;
   bool expand_prompt = true;
+  std::optional<bool> vae_by_frames;
   std::optional<Image> init_image;      // as the pipeline uses it (I2V resized, I2I resized and cropped)
   std::optional<Image> original_image;  // as read (prompt expansion sees this one)
 

@@ -13,8 +13,9 @@ void conv3d(Context& ctx, const Tensor& x, const Tensor& weight, const Tensor* b
 // The same through oneDNN's convolution primitive (see conv_dnnl.cpp); conv3d picks it unless K5_CONV=im2col.
 void conv3d_dnnl(Context& ctx, const Tensor& x, const Tensor& weight, const Tensor* bias,
                  const ops::ConvGeometry& geometry, Tensor& out, bool accumulate);
-void group_norm(Context& ctx, const Tensor& x, int groups, const Tensor* weight, const Tensor* bias, float eps,
-                bool silu, Tensor& out);
+ops::GroupMoments group_moments(Context& ctx, const Tensor& x, int groups);
+void group_norm_apply(Context& ctx, const Tensor& x, const ops::GroupMoments& moments, const Tensor* weight,
+                      const Tensor* bias, float eps, bool silu, Tensor& out);
 void upsample_nearest(Context& ctx, const Tensor& x, int factor_t, int factor_h, int factor_w, bool first_frame_alone,
                       Tensor& out);
 void place_strided(Context& ctx, const Tensor& x, std::array<int64_t, 3> offset, std::array<int64_t, 3> step,

@@ -66,33 +66,42 @@ double block_squared_deviation(const float* values, int64_t count, float mean) {
 
 }  // namespace
 
-void group_norm(Context& ctx, const Tensor& x, int groups, const Tensor* weight, const Tensor* bias, float eps,
-                bool silu, Tensor& out) {
+ops::GroupMoments group_moments(Context& ctx, const Tensor& x, int groups) {
+  const int64_t channels = x.size(0);
+  const int64_t count = channels == 0 ? 0 : x.numel() / groups;
+  const float* input = x.data<float>();
+  ops::GroupMoments moments;
+  moments.count = count;
+  moments.mean.assign(size_t(groups), 0.0);
+  moments.m2.assign(size_t(groups), 0.0);
+  ctx.pool().parallel_for(0, groups, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t g = begin; g < end; ++g) {
+      const float* values = input + g * count;
+      const double m = block_sum(values, count) / double(count);
+      // Two passes (mean, then squared deviations) as PyTorch's CPU GroupNorm is accurate to.
+      const double rounding = double(float(m)) - m;
+      moments.mean[size_t(g)] = m;
+      moments.m2[size_t(g)] = block_squared_deviation(values, count, float(m)) - double(count) * rounding * rounding;
+    }
+  });
+  return moments;
+}
+
+void group_norm_apply(Context& ctx, const Tensor& x, const ops::GroupMoments& moments, const Tensor* weight,
+                      const Tensor* bias, float eps, bool silu, Tensor& out) {
   const int64_t channels = x.size(0);
   const int64_t positions = channels == 0 ? 0 : x.numel() / channels;
-  const int64_t group_channels = channels / groups;
+  const int64_t group_channels = channels / int64_t(moments.mean.size());
   const float* input = x.data<float>();
   float* output = out.data<float>();
   const float* gamma = weight ? weight->data<float>() : nullptr;
   const float* beta = bias ? bias->data<float>() : nullptr;
-  std::vector<double> mean(static_cast<size_t>(groups)), inverse_std(static_cast<size_t>(groups));
-  ctx.pool().parallel_for(0, groups, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t g = begin; g < end; ++g) {
-      const float* values = input + g * group_channels * positions;
-      const int64_t count = group_channels * positions;
-      const double m = block_sum(values, count) / double(count);
-      // Two passes (mean, then squared deviations) as PyTorch's CPU GroupNorm is accurate to.
-      const double variance = block_squared_deviation(values, count, float(m)) / double(count) -
-                              (double(float(m)) - m) * (double(float(m)) - m);
-      mean[size_t(g)] = m;
-      inverse_std[size_t(g)] = 1.0 / std::sqrt(variance + double(eps));
-    }
-  });
   ctx.pool().parallel_for(0, channels, 1, [&](int64_t begin, int64_t end) {
     for (int64_t c = begin; c < end; ++c) {
-      const int64_t g = c / group_channels;
-      const float scale = float(inverse_std[size_t(g)]) * (gamma ? gamma[c] : 1.0f);
-      const float shift = (beta ? beta[c] : 0.0f) - float(mean[size_t(g)]) * scale;
+      const size_t g = size_t(c / group_channels);
+      const double inverse_std = 1.0 / std::sqrt(moments.m2[g] / double(moments.count) + double(eps));
+      const float scale = float(inverse_std) * (gamma ? gamma[c] : 1.0f);
+      const float shift = (beta ? beta[c] : 0.0f) - float(moments.mean[g]) * scale;
       const float* src = input + c * positions;
       float* dst = output + c * positions;
       if (silu) {

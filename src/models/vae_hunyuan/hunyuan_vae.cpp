@@ -2,7 +2,9 @@
 
 #include <cmath>
 
+#include "core/system_memory.h"
 #include "io/json_fields.h"
+#include "models/vae_common/frame_streaming.h"
 
 namespace k5 {
 namespace {
@@ -91,6 +93,25 @@ HunyuanTiling HunyuanTiling::official(int64_t height, int64_t width, double free
   return tiling;
 }
 
+int64_t HunyuanVae::whole_tile_decode_bytes(const Shape& latents, const HunyuanTiling& tiling) const {
+  K5_CHECK(latents.size() == 4, "HunyuanVideo VAE: latents must be [C, T, H, W], got ", shape_string(latents));
+  const int spatial = config_.spatial_compression_ratio, temporal = config_.temporal_compression_ratio;
+  int64_t frames = 1 + temporal * (latents[1] - 1), height = spatial * latents[2], width = spatial * latents[3];
+  if (tiling.enabled) {
+    frames = std::min(frames, tiling.sample_frames + 1);
+    if (height > tiling.sample_height || width > tiling.sample_width) {
+      height = std::min(height, tiling.sample_height);
+      width = std::min(width, tiling.sample_width);
+    }
+  }
+  return 48 * config_.block_out_channels.front() * frames * height * width;
+}
+
+bool HunyuanVae::should_decode_by_frames(const Shape& latents, const HunyuanTiling& tiling) const {
+  const int64_t available = available_memory_bytes();
+  return available > 0 && whole_tile_decode_bytes(latents, tiling) > available / 2;
+}
+
 HunyuanVae::HunyuanVae(const HunyuanVaeConfig& config, const Checkpoint& weights, bool with_encoder,
                        bool with_decoder)
     : config_(config) {
@@ -170,12 +191,31 @@ void HunyuanVae::load_encoder(const vae::WeightReader& weights) {
   encoder_ = std::move(encoder);
 }
 
-Tensor HunyuanVae::run_decoder(Context& ctx, const Tensor& latents) const {
+Tensor HunyuanVae::run_decoder(Context& ctx, const Tensor& latents, bool by_frames) const {
   K5_CHECK(decoder_, "HunyuanVideo VAE: the decoder was not loaded");
   // latents: [C, T, H, W] -> [3, 1 + 4 (T - 1), 8 H, 8 W]
   Tensor hidden = vae::conv_forward(ctx, post_quant_conv_, latents.contiguous(), ConvStyle::image);
   hidden = vae::conv_forward(ctx, decoder_->conv_in, hidden, ConvStyle::causal);
   hidden = vae::mid_block_forward(ctx, decoder_->mid_block, hidden, ConvStyle::causal);
+  if (by_frames) {
+    // The mid-block (with its attention over all frames) runs whole at the latent resolution; the up blocks
+    // go frame by frame, each upsampler's output recomputed by the next resnet instead of stored.
+    auto stored = std::make_unique<vae::StoredFrames>(hidden);
+    hidden = Tensor();
+    std::unique_ptr<vae::UpsampledFrames> upsampled;  // the previous block's upsampler output, never stored
+    const auto current = [&]() -> vae::FrameSource& {
+      return upsampled ? static_cast<vae::FrameSource&>(*upsampled) : *stored;
+    };
+    for (const UpBlock& block : decoder_->up_blocks) {
+      for (const vae::ResnetBlock& resnet : block.resnets) {
+        auto output = vae::resnet_by_frames(ctx, resnet, current());
+        upsampled.reset();
+        stored = std::move(output);
+      }
+      if (block.upsampler) upsampled = std::make_unique<vae::UpsampledFrames>(*block.upsampler, std::move(stored));
+    }
+    return vae::norm_conv_by_frames(ctx, decoder_->conv_norm_out, decoder_->conv_out, current());
+  }
   for (const UpBlock& block : decoder_->up_blocks) {
     for (const vae::ResnetBlock& resnet : block.resnets) hidden = vae::resnet_forward(ctx, resnet, hidden, ConvStyle::causal);
     if (block.upsampler) hidden = vae::upsample_conv_forward(ctx, *block.upsampler, hidden);

@@ -44,6 +44,10 @@ struct HunyuanTiling {
   int64_t stride_width = 192;
   int64_t sample_frames = 16;    // tile_sample_min_num_frames (a tile holds one more frame)
   int64_t stride_frames = 8;     // tile_sample_stride_num_frames
+  // Decode each tile frame by frame (models/vae_common/frame_streaming.h): memory ~ two full-resolution
+  // activations of a tile instead of all of them, for ~1.5x the time; the same result up to float rounding.
+  // The encoder always runs whole.
+  bool by_frames = false;
 
   // The official get_enc_optimal_tiling for a sample of height x width pixels, given the free accelerator
   // memory it would see (the default is an idle 80 GB H100; the official code asks CUDA).
@@ -59,6 +63,13 @@ class HunyuanVae {
 
   // latents [C, T, H, W] -> sample [3, 1 + 4 (T - 1), 8 H, 8 W] (unclamped), the official `decode`.
   Tensor decode(Context& ctx, const Tensor& latents, const HunyuanTiling& tiling) const;
+  // Activation bytes a whole (not by-frames) decode of the largest tile of `latents` [C, T, H, W] under
+  // `tiling` holds at its peak, from measurements: ~48 bytes x block_out_channels[0] per output pixel-frame.
+  int64_t whole_tile_decode_bytes(const Shape& latents, const HunyuanTiling& tiling) const;
+  // The automatic choice of HunyuanTiling::by_frames: a whole tile would need more than half the memory
+  // available now.
+  bool should_decode_by_frames(const Shape& latents, const HunyuanTiling& tiling) const;
+
   // sample [3, F, H, W] -> moments [2 C, 1 + (F - 1) / 4, H / 8, W / 8]: mean then logvar (unclamped),
   // the official `_encode` (DiagonalGaussianDistribution clamps logvar to [-30, 20] afterwards).
   Tensor encode_moments(Context& ctx, const Tensor& sample, const HunyuanTiling& tiling) const;
@@ -91,7 +102,7 @@ class HunyuanVae {
 
   void load_decoder(const vae::WeightReader& weights);
   void load_encoder(const vae::WeightReader& weights);
-  Tensor run_decoder(Context& ctx, const Tensor& latents) const;  // post_quant_conv + decoder
+  Tensor run_decoder(Context& ctx, const Tensor& latents, bool by_frames) const;  // post_quant_conv + decoder
   Tensor run_encoder(Context& ctx, const Tensor& sample) const;   // encoder + quant_conv
   Tensor tiled_decode(Context& ctx, const Tensor& latents, const HunyuanTiling& tiling) const;
   Tensor temporal_tiled_decode(Context& ctx, const Tensor& latents, const HunyuanTiling& tiling) const;

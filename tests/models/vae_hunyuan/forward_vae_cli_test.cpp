@@ -55,6 +55,16 @@ TEST(ForwardVaeCli, HunyuanDecodeTiledAndUntiled) {
   EXPECT_LE(test::relative_l2(SafetensorsFile::open(out)->tensor("sample").to(DType::F32),
                               cli.golden("hunyuan_cases.safetensors", "decode.tiled")),
             1e-4);
+  ASSERT_EQ(cli.run("forward vae-decode " + model_args("hunyuan") + " --inputs " + in + " --output " + out +
+                    " --tile-height 16 --tile-width 16 --tile-stride-height 12 --tile-stride-width 12"
+                    " --tile-frames 8 --tile-stride-frames 4 --by-frames on"),
+            0);
+  EXPECT_LE(test::relative_l2(SafetensorsFile::open(out)->tensor("sample").to(DType::F32),
+                              cli.golden("hunyuan_cases.safetensors", "decode.tiled")),
+            1e-4);
+  EXPECT_NE(cli.run("forward vae-decode " + model_args("hunyuan") + " --inputs " + in + " --output " + out +
+                    " --by-frames sometimes"),
+            0);
 }
 
 TEST(ForwardVaeCli, FluxEncode) {

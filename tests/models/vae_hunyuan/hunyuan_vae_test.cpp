@@ -75,6 +75,31 @@ TEST(HunyuanVae, DecodeTiledMatchesOfficial) {
   expect_close(sample, golden.item("decode.tiled"));
 }
 
+// Frame by frame (bounded memory): the same decodes as the whole-tile path, against the same goldens.
+TEST(HunyuanVae, DecodeByFramesMatchesOfficial) {
+  HunyuanGolden golden;
+  Context ctx({.threads = 2, .precision = Precision::fp32});
+  HunyuanVae vae(golden.config, golden.weights, false, true);
+  HunyuanTiling untiled;
+  untiled.enabled = false;
+  untiled.by_frames = true;
+  expect_close(vae.decode(ctx, golden.item("decode.latents"), untiled), golden.item("decode.untiled"));
+  expect_close(vae.decode(ctx, golden.item("decode.single.latents"), untiled), golden.item("decode.single"));
+  HunyuanTiling tiled = HunyuanGolden::small_tiles();
+  tiled.by_frames = true;
+  expect_close(vae.decode(ctx, golden.item("decode.latents"), tiled), golden.item("decode.tiled"));
+}
+
+TEST(HunyuanVae, WholeTileDecodeEstimate) {
+  HunyuanGolden golden;
+  HunyuanVae vae(golden.config, golden.weights, false, true);
+  HunyuanTiling untiled;
+  untiled.enabled = false;
+  // latents [4, 3, 4, 4] -> 9 frames of 16x16; the small tiles cap a tile at 9 frames of 16x16 too.
+  EXPECT_EQ(vae.whole_tile_decode_bytes({4, 3, 4, 4}, untiled), 48 * 8 * 9 * 16 * 16);
+  EXPECT_EQ(vae.whole_tile_decode_bytes({4, 5, 8, 8}, HunyuanGolden::small_tiles()), 48 * 8 * 9 * 16 * 16);
+}
+
 TEST(HunyuanVae, EncodeUntiledMatchesOfficial) {
   HunyuanGolden golden;
   Context ctx({.threads = 2, .precision = Precision::fp32});
