@@ -8,8 +8,10 @@ The 7B shape: hidden 3584, intermediate 18944, 28 q / 4 kv heads, vocab 152064; 
 """
 import argparse
 import json
+import math
 import os
 import resource
+import struct
 import time
 
 import torch
@@ -35,18 +37,29 @@ def prepare(args):
     def rand(*shape, std=0.02):
         return (torch.randn(*shape, generator=g) * std).to(torch.bfloat16)
 
-    state = {"model.embed_tokens.weight": rand(SHAPE["vocab_size"], D, std=1.0), "model.norm.weight": 1 + rand(D, std=0.1)}
+    # (name, shape, std, offset) in generation order; written tensor by tensor so the 28-layer file (15 GB)
+    # never sits in memory.
+    entries = [("model.embed_tokens.weight", (SHAPE["vocab_size"], D), 1.0, 0), ("model.norm.weight", (D,), 0.1, 1)]
     for i in range(args.layers):
         p = f"model.layers.{i}."
-        state.update({p + "input_layernorm.weight": 1 + rand(D, std=0.1),
-                      p + "post_attention_layernorm.weight": 1 + rand(D, std=0.1),
-                      p + "self_attn.q_proj.weight": rand(D, D), p + "self_attn.q_proj.bias": rand(D),
-                      p + "self_attn.k_proj.weight": rand(kv, D), p + "self_attn.k_proj.bias": rand(kv),
-                      p + "self_attn.v_proj.weight": rand(kv, D), p + "self_attn.v_proj.bias": rand(kv),
-                      p + "self_attn.o_proj.weight": rand(D, D),
-                      p + "mlp.gate_proj.weight": rand(F, D), p + "mlp.up_proj.weight": rand(F, D),
-                      p + "mlp.down_proj.weight": rand(D, F)})
-    save_file(state, os.path.join(args.dir, "model.safetensors"))
+        entries += [(p + "input_layernorm.weight", (D,), 0.1, 1), (p + "post_attention_layernorm.weight", (D,), 0.1, 1),
+                    (p + "self_attn.q_proj.weight", (D, D), 0.02, 0), (p + "self_attn.q_proj.bias", (D,), 0.02, 0),
+                    (p + "self_attn.k_proj.weight", (kv, D), 0.02, 0), (p + "self_attn.k_proj.bias", (kv,), 0.02, 0),
+                    (p + "self_attn.v_proj.weight", (kv, D), 0.02, 0), (p + "self_attn.v_proj.bias", (kv,), 0.02, 0),
+                    (p + "self_attn.o_proj.weight", (D, D), 0.02, 0),
+                    (p + "mlp.gate_proj.weight", (F, D), 0.02, 0), (p + "mlp.up_proj.weight", (F, D), 0.02, 0),
+                    (p + "mlp.down_proj.weight", (D, F), 0.02, 0)]
+    header, offset = {}, 0
+    for name, shape, _, _ in entries:
+        size = 2 * math.prod(shape)
+        header[name] = {"dtype": "BF16", "shape": list(shape), "data_offsets": [offset, offset + size]}
+        offset += size
+    encoded = json.dumps(header).encode()
+    encoded += b" " * (-len(encoded) % 8)
+    with open(os.path.join(args.dir, "model.safetensors"), "wb") as f:
+        f.write(struct.pack("<Q", len(encoded)) + encoded)
+        for _, shape, std, base in entries:
+            f.write((base + rand(*shape, std=std)).view(torch.int16).numpy().tobytes())
     ids = torch.randint(0, SHAPE["vocab_size"], (1, args.tokens), generator=g)
     save_file({"input_ids": ids, "attention_mask": torch.ones_like(ids)}, os.path.join(args.dir, "inputs.safetensors"))
 

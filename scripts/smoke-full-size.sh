@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Full-size smoke test: random-weight DiTs with the real Video Lite (d 1792, 32 blocks) and Image Lite
-# (d 2560, 50 blocks) shapes are created in $WORK (default /tmp/k5_smoke; ~4 GB and ~12 GB in BF16), recognised
-# by `k5 info`, and run one forward on a small latent; prints time and peak RSS. Needs python3 + safetensors
-# (only to write the small input file).
-#   scripts/smoke-full-size.sh [BUILD_DIR] [lite|t2i|all]
+# Full-size smoke test with random weights in $WORK (default /tmp/k5_smoke); prints time and peak RSS.
+#   lite, t2i  DiTs with the real Video Lite (d 1792, 32 blocks) and Image Lite (d 2560, 50 blocks) shapes
+#              (~4 GB and ~12 GB BF16), recognised by `k5 info`, one forward on a small latent
+#   qwen       the Qwen2.5-VL-7B language model (28 layers, 15 GB BF16, bench/torch_qwen.py), a 300-token forward
+#   vae        the HunyuanVideo decoder (real channels, bench/torch_vae.py) decoding one 17-frame 768x512 tile
+#              (the unit a 121-frame 768x512 decode repeats 14 times) frame by frame
+# Needs python3 + torch + safetensors (to write weights and inputs).
+#   scripts/smoke-full-size.sh [BUILD_DIR] [lite|t2i|qwen|vae|all]     (all = lite + t2i)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}; which=${2:-all}; work=${WORK:-/tmp/k5_smoke}
@@ -26,3 +29,14 @@ PY
 }
 if [ "$which" = lite ] || [ "$which" = all ]; then smoke lite "$configs/k5_lite_t2v_5s_sft_sd.yaml" 2 16 16 33; fi
 if [ "$which" = t2i ] || [ "$which" = all ]; then smoke t2i "$configs/k5_lite_t2i_sft_hd.yaml" 1 32 32 16; fi
+if [ "$which" = qwen ]; then
+  [ -f "$work/qwen/model.safetensors" ] || python3 bench/torch_qwen.py prepare "$work/qwen" --layers 28 --tokens 300
+  /usr/bin/time -f "qwen 7B: wall %e s, peak RSS %M KB" "$build/k5" forward qwen --model-dir "$work/qwen/model.safetensors" \
+    --inputs "$work/qwen/inputs.safetensors" --output "$work/qwen/out.safetensors" --precision bf16
+fi
+if [ "$which" = vae ]; then
+  [ -f "$work/vae/weights.safetensors" ] || python3 bench/torch_vae.py prepare "$work/vae" --latent 5 64 96
+  /usr/bin/time -f "vae 17x768x512 tile by frames: wall %e s, peak RSS %M KB" "$build/k5" forward vae-decode \
+    --vae hunyuan --weights "$work/vae/weights.safetensors" --inputs "$work/vae/inputs.safetensors" \
+    --output "$work/vae/out.safetensors" --by-frames on
+fi

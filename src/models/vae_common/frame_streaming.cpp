@@ -95,7 +95,8 @@ std::vector<Tensor> causal_window(Context& ctx, FrameSource& input, int64_t t, i
 
 }  // namespace
 
-StoredFrames::StoredFrames(const Tensor& x) : channels_(x.size(0)), frames_(size_t(x.size(1))) {
+StoredFrames::StoredFrames(const Tensor& x)
+    : channels_(x.size(0)), height_(x.size(2)), width_(x.size(3)), frames_(size_t(x.size(1))) {
   K5_CHECK(x.dim() == 4, "VAE frame streaming: activation must be [C, T, H, W], got ", shape_string(x.shape()));
   const Tensor source = x.contiguous();
   for (int64_t t = 0; t < x.size(1); ++t) {
@@ -113,6 +114,12 @@ Tensor StoredFrames::frame(Context&, int64_t t) {
   const Tensor& stored = frames_[size_t(std::clamp<int64_t>(t, 0, frames() - 1))];
   K5_CHECK(stored.defined(), "VAE frame streaming: frame ", t, " was read after it was released");
   return stored;
+}
+
+void StoredFrames::set(int64_t t, Tensor frame) {
+  height_ = frame.size(2);
+  width_ = frame.size(3);
+  frames_[size_t(t)] = std::move(frame);
 }
 
 void StoredFrames::release_before(int64_t t) {
@@ -134,8 +141,7 @@ Tensor UpsampledFrames::frame(Context& ctx, int64_t t) {
   for (const auto& [index, frame] : recent_) {
     if (index == t) return frame;
   }
-  const Tensor first = input_->frame(ctx, 0);
-  const int64_t height = first.size(2), width = first.size(3);
+  const int64_t height = input_->height(), width = input_->width();
   Tensor out = Tensor::empty(DType::F32, {channels(), 1, height * upsample_.factor_hw, width * upsample_.factor_hw});
   for (const UpsampleConv::Phase& phase : upsample_.phases) {
     // Output frame t belongs to the phases of its time offset; it is output `index` of such a phase, which
@@ -157,6 +163,12 @@ Tensor UpsampledFrames::frame(Context& ctx, int64_t t) {
   if (recent_.size() == 3) recent_.erase(recent_.begin());
   recent_.emplace_back(t, out);
   return out;
+}
+
+void UpsampledFrames::release_before(int64_t t) {
+  // Output frame t reads input frames from (t - 1) / 2 on when time doubles (2k: k-1, k; 2k+1: k, k+1), from
+  // t - 2 on otherwise (a 3-frame causal kernel).
+  if (t >= 1) input_->release_before(upsample_.factor_t == 2 ? (t - 1) / 2 : t - 2);
 }
 
 std::unique_ptr<StoredFrames> resnet_by_frames(Context& ctx, const ResnetBlock& block, FrameSource& input,

@@ -48,10 +48,12 @@ class StoredFrames : public FrameSource {
   int64_t frames() const override { return int64_t(frames_.size()); }
   Tensor frame(Context& ctx, int64_t t) override;
   void release_before(int64_t t) override;
-  void set(int64_t t, Tensor frame) { frames_[size_t(t)] = std::move(frame); }
+  void set(int64_t t, Tensor frame);
+  int64_t height() const { return height_; }
+  int64_t width() const { return width_; }
 
  private:
-  int64_t channels_;
+  int64_t channels_, height_ = 0, width_ = 0;
   std::vector<Tensor> frames_;
 };
 
@@ -64,6 +66,8 @@ class UpsampledFrames : public FrameSource {
   int64_t channels() const override;
   int64_t frames() const override;
   Tensor frame(Context& ctx, int64_t t) override;
+  // Releases the input frames that no output frame from t on reads.
+  void release_before(int64_t t) override;
 
  private:
   const UpsampleConv& upsample_;
