@@ -58,7 +58,7 @@ void add_vae_options(CLI::App& app, VaeOptions& o) {
                  "hunyuan: the free accelerator memory the official tiling formula assumes (default 80)");
   app.add_option("--by-frames", o.by_frames,
                  "hunyuan decode frame by frame: bounded memory, ~1.5x slower; auto (default: when a whole tile "
-                 "would need over half the free RAM), on or off")
+                 "would need over 3/4 of the free RAM), on or off")
       ->check(CLI::IsMember({"auto", "on", "off"}));
 }
 

@@ -109,7 +109,7 @@ int64_t HunyuanVae::whole_tile_decode_bytes(const Shape& latents, const HunyuanT
 
 bool HunyuanVae::should_decode_by_frames(const Shape& latents, const HunyuanTiling& tiling) const {
   const int64_t available = available_memory_bytes();
-  return available > 0 && whole_tile_decode_bytes(latents, tiling) > available / 2;
+  return available > 0 && whole_tile_decode_bytes(latents, tiling) > available / 4 * 3;
 }
 
 HunyuanVae::HunyuanVae(const HunyuanVaeConfig& config, const Checkpoint& weights, bool with_encoder,

@@ -66,7 +66,7 @@ class HunyuanVae {
   // Activation bytes a whole (not by-frames) decode of the largest tile of `latents` [C, T, H, W] under
   // `tiling` holds at its peak, from measurements: ~48 bytes x block_out_channels[0] per output pixel-frame.
   int64_t whole_tile_decode_bytes(const Shape& latents, const HunyuanTiling& tiling) const;
-  // The automatic choice of HunyuanTiling::by_frames: a whole tile would need more than half the memory
+  // The automatic choice of HunyuanTiling::by_frames: a whole tile would need more than 3/4 of the memory
   // available now.
   bool should_decode_by_frames(const Shape& latents, const HunyuanTiling& tiling) const;
 
