@@ -11,6 +11,10 @@
 
 #include "core/error.h"
 
+#ifdef K5_WITH_CUDA
+#include "backends/cuda/device.h"
+#endif
+
 namespace k5 {
 
 const char* device_name(Device device) { return device == Device::CPU ? "cpu" : "cuda"; }
@@ -40,6 +44,41 @@ class BorrowedStorage final : public Storage {
 }  // namespace
 
 std::shared_ptr<Storage> allocate_host(size_t bytes) { return std::make_shared<HostStorage>(bytes); }
+
+#ifndef K5_WITH_CUDA
+namespace {
+[[noreturn]] void no_cuda_backend(const char* what) {
+  fail(what, ": this k5 was built without the CUDA backend (configure with -DK5_CUDA=ON on a machine with nvcc)");
+}
+}  // namespace
+#endif
+
+std::shared_ptr<Storage> allocate(Device device, size_t bytes) {
+  if (device == Device::CPU) return allocate_host(bytes);
+#ifdef K5_WITH_CUDA
+  return cuda::allocate_storage(bytes);
+#else
+  no_cuda_backend("allocating device memory");
+#endif
+}
+
+void copy_bytes(void* destination, Device destination_device, const void* source, Device source_device, size_t bytes) {
+  if (bytes == 0) return;
+  if (destination_device == Device::CPU && source_device == Device::CPU) {
+    std::memcpy(destination, source, bytes);
+    return;
+  }
+#ifdef K5_WITH_CUDA
+  if (destination_device == Device::CPU)
+    cuda::copy_device_to_host(destination, source, bytes);
+  else if (source_device == Device::CPU)
+    cuda::copy_host_to_device(destination, source, bytes);
+  else
+    cuda::copy_device_to_device(destination, source, bytes);
+#else
+  no_cuda_backend("copying to or from device memory");
+#endif
+}
 
 std::shared_ptr<Storage> borrow(void* data, size_t bytes, Device device, std::shared_ptr<const void> keep_alive) {
   return std::make_shared<BorrowedStorage>(data, bytes, device, std::move(keep_alive));

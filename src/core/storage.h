@@ -26,6 +26,11 @@ class Storage {
 
 // 64-byte aligned host memory, zero-filled.
 std::shared_ptr<Storage> allocate_host(size_t bytes);
+// Zero-filled memory on `device`: host memory for CPU, device memory for CUDA (a CUDA build with a device;
+// otherwise a one-line error saying which is missing).
+std::shared_ptr<Storage> allocate(Device device, size_t bytes);
+// Copies `bytes` bytes between any two devices; waits until the copy is done.
+void copy_bytes(void* destination, Device destination_device, const void* source, Device source_device, size_t bytes);
 // Somebody else's memory (an arena, a mapped region, a caller's buffer); `keep_alive` holds its owner.
 std::shared_ptr<Storage> borrow(void* data, size_t bytes, Device device = Device::CPU,
                                 std::shared_ptr<const void> keep_alive = nullptr);

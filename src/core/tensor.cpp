@@ -38,9 +38,9 @@ Tensor::Tensor(std::shared_ptr<Storage> storage, DType dtype, Shape shape, Shape
   for (int64_t extent : shape_) K5_CHECK(extent >= 0, "tensor: negative extent in ", shape_string(shape_));
 }
 
-Tensor Tensor::empty(DType dtype, Shape shape) {
+Tensor Tensor::empty(DType dtype, Shape shape, Device device) {
   for (int64_t extent : shape) K5_CHECK(extent >= 0, "tensor: negative extent in ", shape_string(shape));
-  auto storage = allocate_host(size_t(shape_numel(shape)) * dtype_size(dtype));
+  auto storage = allocate(device, size_t(shape_numel(shape)) * dtype_size(dtype));
   Shape strides = contiguous_strides(shape);
   return Tensor(std::move(storage), dtype, std::move(shape), std::move(strides));
 }
@@ -229,8 +229,29 @@ void Tensor::copy_from(const Tensor& source) {
   });
 }
 
+Tensor Tensor::to_device(Device device) const {
+  if (device == this->device()) return *this;
+  if (this->device() == Device::CPU) {
+    const Tensor source = contiguous();
+    Tensor copy = empty(dtype_, shape_, device);
+    copy_bytes(copy.raw(), device, source.raw(), Device::CPU, bytes());
+    return copy;
+  }
+  // From the device: bring back the span of storage the view covers, then let the host do the strides.
+  int64_t span = 1;
+  for (size_t i = 0; i < shape_.size(); ++i) {
+    if (shape_[i] == 0) return empty(dtype_, shape_, device);
+    K5_CHECK(strides_[i] >= 0, "to_device: negative stride in ", describe());
+    span += (shape_[i] - 1) * strides_[i];
+  }
+  Tensor host(allocate_host(size_t(span) * dtype_size(dtype_)), dtype_, shape_, strides_);
+  copy_bytes(host.raw(), Device::CPU, raw(), this->device(), size_t(span) * dtype_size(dtype_));
+  Tensor result = host.contiguous();
+  return device == Device::CPU ? result : result.to_device(device);
+}
+
 std::vector<float> Tensor::to_f32_vector() const {
-  Tensor as_f32 = to(DType::F32).contiguous();
+  Tensor as_f32 = to_device(Device::CPU).to(DType::F32).contiguous();
   const float* values = as_f32.data<float>();
   return std::vector<float>(values, values + numel());
 }

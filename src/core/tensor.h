@@ -25,8 +25,8 @@ class Tensor {
   // A view of `storage` starting `offset_bytes` in; strides are in elements.
   Tensor(std::shared_ptr<Storage> storage, DType dtype, Shape shape, Shape strides, size_t offset_bytes = 0);
 
-  // New zero-filled contiguous host tensor.
-  static Tensor empty(DType dtype, Shape shape);
+  // New zero-filled contiguous tensor, on the host unless `device` says otherwise.
+  static Tensor empty(DType dtype, Shape shape, Device device = Device::CPU);
   static Tensor zeros(DType dtype, Shape shape) { return empty(dtype, std::move(shape)); }
   // Contiguous view over memory someone else owns (an arena, a mapped file).
   static Tensor wrap(void* data, DType dtype, Shape shape, Device device = Device::CPU,
@@ -66,8 +66,11 @@ class Tensor {
   Tensor contiguous() const;
   Tensor clone() const;
   Tensor to(DType dtype) const;
-  // Copies `source` (any dtype/strides, same shape) into this tensor, converting the dtype.
+  // A contiguous copy on `device` (same dtype); *this when it is already there. Any strides on either side.
+  Tensor to_device(Device device) const;
+  // Copies `source` (any dtype/strides, same shape) into this tensor, converting the dtype. Host tensors only.
   void copy_from(const Tensor& source);
+  // The values as float32, read back from the device when the tensor lives there.
   std::vector<float> to_f32_vector() const;
 
   std::string describe() const;  // "BF16 [2, 3]"

@@ -1,11 +1,14 @@
 #include "ops/linear.h"
 
 #include "backends/cpu/kernels.h"
+#include "backends/cuda/kernels.h"
 #include "ops/dispatch.h"
 
 namespace k5::ops {
 
 void linear(Context& ctx, const Tensor& x, const Tensor& weight, const Tensor* bias, Tensor& out, Activation activation) {
+  if constexpr (kCudaBuild)
+    if (on_cuda("linear", x, weight, out)) return cuda::linear(ctx, x, weight, bias, out, activation);
   device_of("linear", x, weight, out);
   cpu::linear(ctx, x, weight, bias, out, activation);
 }
@@ -14,12 +17,16 @@ Tensor linear(Context& ctx, const Tensor& x, const Tensor& weight, const Tensor*
   K5_CHECK(x.dim() >= 1 && weight.dim() == 2, "linear: input ", x.describe(), " weight ", weight.describe());
   Shape shape = x.shape();
   shape.back() = weight.size(0);
-  Tensor out = ctx.workspace().tensor(DType::F32, shape);
+  // The workspace is host memory; GPU outputs get their own allocation until there is a device workspace.
+  Tensor out = x.device() == Device::CPU ? ctx.workspace().tensor(DType::F32, shape)
+                                         : Tensor::empty(DType::F32, shape, x.device());
   linear(ctx, x, weight, bias, out, activation);
   return out;
 }
 
 void matmul(Context& ctx, const Tensor& a, const Tensor& b, Tensor& out) {
+  if constexpr (kCudaBuild)
+    if (on_cuda("matmul", a, b, out)) return cuda::matmul(ctx, a, b, out);
   device_of("matmul", a, b, out);
   cpu::matmul(ctx, a, b, out);
 }

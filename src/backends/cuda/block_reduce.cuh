@@ -1,0 +1,45 @@
+// Sums and maxima across one thread block (any blockDim.x that is a multiple of 32, up to 1024); every
+// thread gets the result. Used by the row kernels: one block per row.
+#pragma once
+
+#include <cmath>
+
+namespace k5::cuda {
+
+struct SumOp {
+  __device__ float operator()(float a, float b) const { return a + b; }
+  static constexpr float identity = 0.0f;
+};
+struct MaxOp {
+  __device__ float operator()(float a, float b) const { return fmaxf(a, b); }
+  static constexpr float identity = -INFINITY;
+};
+
+template <typename Op>
+__device__ float warp_reduce(float value, Op op) {
+  for (int offset = 16; offset > 0; offset /= 2) value = op(value, __shfl_xor_sync(0xffffffffu, value, offset));
+  return value;
+}
+
+template <typename Op>
+__device__ float block_reduce(float value, Op op) {
+  __shared__ float partial[32];
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
+  value = warp_reduce(value, op);
+  __syncthreads();  // the previous call's readers of partial[0] are done
+  if (lane == 0) partial[warp] = value;
+  __syncthreads();
+  if (warp == 0) {
+    value = Op::identity;
+    if (lane < warps) value = partial[lane];
+    value = warp_reduce(value, op);
+    if (lane == 0) partial[0] = value;
+  }
+  __syncthreads();
+  return partial[0];
+}
+
+__device__ inline float block_sum(float value) { return block_reduce(value, SumOp{}); }
+__device__ inline float block_max(float value) { return block_reduce(value, MaxOp{}); }
+
+}  // namespace k5::cuda

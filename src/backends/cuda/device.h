@@ -1,0 +1,27 @@
+// The CUDA runtime as the rest of k5 sees it: is there a device, device memory behind a Storage, and copies
+// between host and device. Plain C++ (no CUDA headers), so core code can call it in a CUDA build.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+
+#include "core/storage.h"
+
+namespace k5::cuda {
+
+// Number of usable CUDA devices; 0 when there is no driver, no device, or any other CUDA error (so callers
+// and tests can ask without a GPU present).
+int device_count();
+
+// Zero-filled device memory on the current device, freed with cudaFree when the last tensor lets go.
+std::shared_ptr<Storage> allocate_storage(size_t bytes);
+
+// Synchronous copies of `bytes` bytes (they wait for the kernels queued before them).
+void copy_host_to_device(void* device_destination, const void* host_source, size_t bytes);
+void copy_device_to_host(void* host_destination, const void* device_source, size_t bytes);
+void copy_device_to_device(void* device_destination, const void* device_source, size_t bytes);
+
+// Waits for every queued kernel; reports an error a kernel raised asynchronously.
+void synchronize();
+
+}  // namespace k5::cuda

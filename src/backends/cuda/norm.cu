@@ -1,0 +1,148 @@
+// Normalisations and the DiT's modulation ops (the CUDA side of src/ops/norm.h), all in float32. One block
+// per row; statistics in two passes (mean, then centred squares) as the CPU path does, with per-thread
+// partial sums combined in a tree, so float accumulation stays as accurate as the CPU's.
+#include <algorithm>
+
+#include "backends/cpu/rows.h"
+#include "backends/cuda/block_reduce.cuh"
+#include "backends/cuda/check.h"
+#include "backends/cuda/kernels.h"
+
+namespace k5::cuda {
+
+namespace {
+
+constexpr int kRowThreads = 256;
+
+// A [D] vector with an element stride (a strided view of a modulation vector), or absent.
+struct DeviceVector {
+  const float* data;
+  int64_t stride;
+  __device__ float operator[](int64_t i) const { return data[i * stride]; }
+};
+
+DeviceVector device_vector(const Tensor* t, int64_t width, const char* what) {
+  if (!t) return {nullptr, 1};
+  K5_CHECK(t->device() == Device::CUDA, what, ": ", t->describe(), " is on the host, the input on the GPU");
+  const cpu::Vector v = cpu::vector_of(*t, width, what);
+  return {v.data, v.stride};
+}
+
+__device__ float row_mean(const float* row, int64_t width) {
+  float sum = 0.0f;
+  for (int64_t i = threadIdx.x; i < width; i += blockDim.x) sum += row[i];
+  return block_sum(sum) / float(width);
+}
+
+__device__ float row_inverse_std(const float* row, int64_t width, float mean, float eps) {
+  float squares = 0.0f;
+  for (int64_t i = threadIdx.x; i < width; i += blockDim.x) {
+    const float centred = row[i] - mean;
+    squares += centred * centred;
+  }
+  return 1.0f / sqrtf(block_sum(squares) / float(width) + eps);
+}
+
+// out may alias x in all of these: the last pass reads and writes each element from the same thread.
+__global__ void layer_norm_kernel(const float* x, int64_t x_stride, DeviceVector weight, DeviceVector bias, float eps,
+                                  float* out, int64_t out_stride, int64_t width) {
+  const float* row = x + blockIdx.x * x_stride;
+  float* target = out + blockIdx.x * out_stride;
+  const float mean = row_mean(row, width);
+  const float inverse_std = row_inverse_std(row, width, mean, eps);
+  for (int64_t i = threadIdx.x; i < width; i += blockDim.x) {
+    float value = (row[i] - mean) * inverse_std;
+    if (weight.data) value *= weight[i];
+    if (bias.data) value += bias[i];
+    target[i] = value;
+  }
+}
+
+__global__ void rms_norm_kernel(const float* x, int64_t x_stride, DeviceVector weight, float eps, float* out,
+                                int64_t out_stride, int64_t width) {
+  const float* row = x + blockIdx.x * x_stride;
+  float* target = out + blockIdx.x * out_stride;
+  float squares = 0.0f;
+  for (int64_t i = threadIdx.x; i < width; i += blockDim.x) squares += row[i] * row[i];
+  const float inverse = 1.0f / sqrtf(block_sum(squares) / float(width) + eps);
+  for (int64_t i = threadIdx.x; i < width; i += blockDim.x)
+    target[i] = weight.data ? row[i] * inverse * weight[i] : row[i] * inverse;
+}
+
+__global__ void scale_shift_norm_kernel(const float* x, int64_t x_stride, DeviceVector scale, DeviceVector shift,
+                                        float eps, float* out, int64_t out_stride, int64_t width) {
+  const float* row = x + blockIdx.x * x_stride;
+  float* target = out + blockIdx.x * out_stride;
+  const float mean = row_mean(row, width);
+  const float inverse_std = row_inverse_std(row, width, mean, eps);
+  for (int64_t i = threadIdx.x; i < width; i += blockDim.x)
+    target[i] = (row[i] - mean) * inverse_std * (1.0f + scale[i]) + shift[i];
+}
+
+__global__ void gated_residual_kernel(float* x, int64_t x_stride, const float* h, int64_t h_stride, DeviceVector gate,
+                                      int64_t rows, int64_t width) {
+  const int64_t total = rows * width;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t row = i / width, column = i % width;
+    x[row * x_stride + column] += gate[column] * h[row * h_stride + column];
+  }
+}
+
+struct RowPair {
+  cpu::Rows in, out;
+};
+
+RowPair matching_rows(const Tensor& x, const Tensor& out, const char* op) {
+  const std::string input_name = std::string(op) + " input", output_name = std::string(op) + " output";
+  const cpu::Rows in = cpu::rows_of(x, input_name.c_str()), result = cpu::rows_of(out, output_name.c_str());
+  K5_CHECK(in.count == result.count && in.width == result.width, op, ": output ", out.describe(),
+           " does not match input ", x.describe());
+  K5_CHECK(in.count < (int64_t(1) << 31), op, ": ", in.count, " rows is more than one launch takes");
+  return {in, result};
+}
+
+}  // namespace
+
+void layer_norm(Context&, const Tensor& x, const Tensor* weight, const Tensor* bias, float eps, Tensor& out) {
+  const auto [in, result] = matching_rows(x, out, "layer_norm");
+  const DeviceVector gamma = device_vector(weight, in.width, "layer_norm weight");
+  const DeviceVector beta = device_vector(bias, in.width, "layer_norm bias");
+  if (in.count == 0 || in.width == 0) return;
+  layer_norm_kernel<<<unsigned(in.count), kRowThreads>>>(in.data, in.stride, gamma, beta, eps, result.data,
+                                                         result.stride, in.width);
+  K5_CUDA_CHECK_LAUNCH("layer_norm_kernel");
+}
+
+void rms_norm(Context&, const Tensor& x, const Tensor* weight, float eps, Tensor& out) {
+  const auto [in, result] = matching_rows(x, out, "rms_norm");
+  const DeviceVector gamma = device_vector(weight, in.width, "rms_norm weight");
+  if (in.count == 0 || in.width == 0) return;
+  rms_norm_kernel<<<unsigned(in.count), kRowThreads>>>(in.data, in.stride, gamma, eps, result.data, result.stride,
+                                                       in.width);
+  K5_CUDA_CHECK_LAUNCH("rms_norm_kernel");
+}
+
+void scale_shift_norm(Context&, const Tensor& x, const Tensor& scale, const Tensor& shift, float eps, Tensor& out) {
+  const auto [in, result] = matching_rows(x, out, "scale_shift_norm");
+  const DeviceVector scale_vector = device_vector(&scale, in.width, "scale_shift_norm scale");
+  const DeviceVector shift_vector = device_vector(&shift, in.width, "scale_shift_norm shift");
+  if (in.count == 0 || in.width == 0) return;
+  scale_shift_norm_kernel<<<unsigned(in.count), kRowThreads>>>(in.data, in.stride, scale_vector, shift_vector, eps,
+                                                               result.data, result.stride, in.width);
+  K5_CUDA_CHECK_LAUNCH("scale_shift_norm_kernel");
+}
+
+void gated_residual(Context&, Tensor& x, const Tensor& h, const Tensor& gate) {
+  const cpu::Rows target = cpu::rows_of(x, "gated_residual x"), update = cpu::rows_of(h, "gated_residual h");
+  K5_CHECK(target.count == update.count && target.width == update.width, "gated_residual: ", h.describe(),
+           " does not match ", x.describe());
+  const DeviceVector g = device_vector(&gate, target.width, "gated_residual gate");
+  const int64_t total = target.count * target.width;
+  if (total == 0) return;
+  const unsigned blocks = unsigned(std::clamp<int64_t>((total + 255) / 256, 1, int64_t(1) << 20));
+  gated_residual_kernel<<<blocks, 256>>>(target.data, target.stride, update.data, update.stride, g, target.count,
+                                         target.width);
+  K5_CUDA_CHECK_LAUNCH("gated_residual_kernel");
+}
+
+}  // namespace k5::cuda
