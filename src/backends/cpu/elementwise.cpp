@@ -6,19 +6,15 @@
 #include "backends/cpu/kernels.h"
 #include "backends/cpu/rows.h"
 #include "backends/cpu/vector_math.h"
+#include "ops/operands.h"
 
 namespace k5::cpu {
 
 namespace {
 constexpr int64_t kGrain = 16384;  // elements per parallel chunk
 
-void check_same_shape(const Tensor& a, const Tensor& b, const char* what) {
-  K5_CHECK(a.shape() == b.shape(), what, ": shapes differ: ", a.describe(), " vs ", b.describe());
-}
-float* contiguous_f32(const Tensor& t, const char* what) {
-  K5_CHECK(t.dtype() == DType::F32 && t.is_contiguous(), what, ": expected a contiguous F32 tensor, got ", t.describe());
-  return t.data<float>();
-}
+using ops::check_same_shape;
+using ops::contiguous_f32;
 }  // namespace
 
 void unary_inplace(Unary function, float* values, int64_t count) {
@@ -83,20 +79,7 @@ void swiglu(Context& ctx, const Tensor& gate, const Tensor& up, Tensor& out) {
 }
 
 void binary(Context& ctx, Binary function, const Tensor& a, const Tensor& b, Tensor& out) {
-  check_same_shape(a, out, "binary op");
-  const float* left = contiguous_f32(a, "binary op input");
-  float* result = contiguous_f32(out, "binary op output");
-  const int64_t total = a.numel();
-  int64_t period = total;  // b repeats every `period` elements
-  const float* right;
-  if (b.shape() == a.shape()) {
-    right = contiguous_f32(b, "binary op operand");
-  } else {
-    K5_CHECK(a.dim() >= 1 && b.numel() == a.size(-1) && b.is_contiguous() && b.dtype() == DType::F32,
-             "binary op: cannot broadcast ", b.describe(), " over ", a.describe());
-    right = b.data<float>();
-    period = b.numel();
-  }
+  const auto [left, right, result, total, period] = ops::binary_operands(a, b, out);
   ctx.pool().parallel_for(0, total, kGrain, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       const float r = right[period == total ? i : i % period];

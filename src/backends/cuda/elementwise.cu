@@ -9,6 +9,7 @@
 #include "backends/cuda/check.h"
 #include "backends/cuda/kernels.h"
 #include "backends/cuda/launchers.h"
+#include "ops/operands.h"
 
 namespace k5::cuda {
 
@@ -99,15 +100,8 @@ __global__ void bf16_to_f32_kernel(const uint16_t* in, float* out, int64_t count
     out[i] = __uint_as_float(uint32_t(in[i]) << 16);
 }
 
-void check_same_shape(const Tensor& a, const Tensor& b, const char* what) {
-  K5_CHECK(a.shape() == b.shape(), what, ": shapes differ: ", a.describe(), " vs ", b.describe());
-}
-
-float* contiguous_f32(const Tensor& t, const char* what) {
-  K5_CHECK(t.dtype() == DType::F32 && t.is_contiguous(), what, ": expected a contiguous F32 tensor, got ",
-           t.describe());
-  return t.data<float>();
-}
+using ops::check_same_shape;
+using ops::contiguous_f32;
 
 }  // namespace
 
@@ -170,20 +164,7 @@ void swiglu(Context&, const Tensor& gate, const Tensor& up, Tensor& out) {
 }
 
 void binary(Context&, Binary function, const Tensor& a, const Tensor& b, Tensor& out) {
-  check_same_shape(a, out, "binary op");
-  const float* left = contiguous_f32(a, "binary op input");
-  float* result = contiguous_f32(out, "binary op output");
-  const int64_t count = a.numel();
-  int64_t period = count;
-  const float* right;
-  if (b.shape() == a.shape()) {
-    right = contiguous_f32(b, "binary op operand");
-  } else {
-    K5_CHECK(a.dim() >= 1 && b.numel() == a.size(-1) && b.is_contiguous() && b.dtype() == DType::F32,
-             "binary op: cannot broadcast ", b.describe(), " over ", a.describe());
-    right = b.data<float>();
-    period = b.numel();
-  }
+  const auto [left, right, result, count, period] = ops::binary_operands(a, b, out);
   if (count == 0) return;
   if (function == Binary::add)
     binary_kernel<Binary::add><<<blocks_for(count), kThreads>>>(left, right, period, result, count);
