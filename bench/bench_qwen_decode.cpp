@@ -6,6 +6,12 @@
 // decode time per token = (full - prefill) / (NEW_TOKENS - 1): one decoder pass over the cached prompt plus
 // lm_head, which is what every generated token after the first costs. Bytes per token = every projection
 // weight (and its int8 scales / bias) plus lm_head, each read once per token. Prints `k5_* VALUE` lines.
+//
+//   bench_qwen_decode gemv THREADS [ROWS] [REPEAT]
+// Kernel micro-benchmark: ROWS (default 1) activation rows times the 7B shapes' largest projections
+// (up/gate [18944, 3584] and down [3584, 18944]) with BF16 and int8 weights through ops::linear /
+// ops::linear_int8; GB/s of weight bytes streamed, best of REPEAT (default 20) calls, against the read-sum
+// bandwidth measured in the same process.
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -19,6 +25,8 @@
 #include <vector>
 
 #include "models/qwen25vl/qwen_generate.h"
+#include "ops/linear.h"
+#include "ops/linear_int8.h"
 
 using namespace k5;
 
@@ -79,11 +87,61 @@ double bytes_per_token(const QwenTextConfig& c, QwenWeights weights) {
   return double(c.num_hidden_layers) * layer + linear(double(c.vocab_size), D, false) + 4.0 * D;
 }
 
+// Best seconds of `repeat` calls of `call`, after one warm-up call.
+template <typename Call>
+double best_seconds(int repeat, Call&& call) {
+  call();
+  double best = std::numeric_limits<double>::max();
+  for (int r = 0; r < repeat; ++r) {
+    const double start = now();
+    call();
+    best = std::min(best, now() - start);
+  }
+  return best;
+}
+
+int gemv_benchmark(int threads, int64_t rows, int repeat) {
+  std::printf("k5_memory_bandwidth_gbs %.2f\n", memory_bandwidth(threads, size_t(1.5e9), 5));
+  Context ctx({.threads = threads, .precision = Precision::bf16, .log_level = LogLevel::quiet});
+  uint64_t state = 0x9e3779b97f4a7c15ull;
+  auto next = [&] {  // xorshift: cheap fill of 100+ MB of weights
+    state ^= state << 13;
+    state ^= state >> 7;
+    state ^= state << 17;
+    return state;
+  };
+  for (const auto& [n, k] : {std::pair<int64_t, int64_t>{18944, 3584}, {3584, 18944}}) {
+    std::vector<float> x_values(size_t(rows * k));
+    for (float& v : x_values) v = float(int64_t(next() % 2001) - 1000) / 1000.0f;
+    const Tensor x = Tensor::from_f32(x_values, {rows, k});
+    Tensor out = Tensor::empty(DType::F32, {rows, n});
+    Tensor bf16 = Tensor::empty(DType::BF16, {n, k});
+    uint16_t* w = bf16.data<uint16_t>();
+    for (int64_t i = 0; i < n * k; ++i) w[i] = f32_to_bf16(float(int64_t(next() % 255) - 127) / 4096.0f);
+    const double bf16_seconds = best_seconds(repeat, [&] { ops::linear(ctx, x, bf16, nullptr, out); });
+    bf16 = Tensor();
+    ops::Int8Weight int8{Tensor::empty(DType::I8, {n, k}), Tensor::empty(DType::F32, {n})};
+    int8_t* q = int8.values.data<int8_t>();
+    for (int64_t i = 0; i < n * k; ++i) q[i] = int8_t(int64_t(next() % 255) - 127);
+    for (int64_t i = 0; i < n; ++i) int8.scales.data<float>()[i] = 1.0f / 4096.0f;
+    const double int8_seconds = best_seconds(repeat, [&] { ops::linear_int8(ctx, x, int8, nullptr, out); });
+    const double bf16_bytes = double(n * k * 2), int8_bytes = double(n * k + n * 4);
+    std::printf("k5_gemv_%lldx%lld_rows%lld bf16 %.3f ms %.2f GB/s, int8 %.3f ms %.2f GB/s\n",
+                static_cast<long long>(n), static_cast<long long>(k), static_cast<long long>(rows),
+                bf16_seconds * 1e3, bf16_bytes / bf16_seconds / 1e9, int8_seconds * 1e3, int8_bytes / int8_seconds / 1e9);
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc >= 3 && std::string(argv[1]) == "gemv")
+    return gemv_benchmark(std::atoi(argv[2]), argc > 3 ? std::atol(argv[3]) : 1, argc > 4 ? std::atoi(argv[4]) : 20);
   if (argc < 6) {
-    std::fprintf(stderr, "usage: bench_qwen_decode MODEL.safetensors PROMPT_IDS.txt bf16|int8 THREADS NEW_TOKENS [REPEAT]\n");
+    std::fprintf(stderr,
+                 "usage: bench_qwen_decode MODEL.safetensors PROMPT_IDS.txt bf16|int8 THREADS NEW_TOKENS [REPEAT]\n"
+                 "       bench_qwen_decode gemv THREADS [ROWS] [REPEAT]\n");
     return 2;
   }
   try {

@@ -5,9 +5,11 @@
 #include <dnnl.h>
 #include <immintrin.h>
 
+#include "backends/cpu/gemv_bf16_avx512.h"
 #include "backends/cpu/kernels.h"
 #include "backends/cpu/onednn_matmul.h"
 #include "backends/cpu/rows.h"
+#include "core/cpu_features.h"
 
 namespace k5::cpu {
 
@@ -23,6 +25,7 @@ std::vector<float> bias_as_f32(const Tensor* bias, int64_t n) {
 // GEMM call's packing and threading cost more than the product (bench/results/qwen-decode-cpu.md).
 constexpr int64_t kGemvMaxRows = 4;
 
+// Baseline (AVX2) path: BF16 weights widened to float by shifts, float32 FMAs.
 float dot_bf16(const uint16_t* w, const float* x, int64_t k) {
   __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
   int64_t i = 0;
@@ -47,6 +50,7 @@ float dot_bf16(const uint16_t* w, const float* x, int64_t k) {
 // is read from memory once for all the input rows.
 void gemv_bf16(Context& ctx, const uint16_t* x, int64_t m, int64_t k, const uint16_t* w, int64_t n, const float* bias,
                const Rows& out) {
+  if (cpu_features().avx512_bf16) return gemv_bf16_avx512(ctx, x, m, k, w, n, bias, out);
   std::vector<float> xf(size_t(m * k));
   for (int64_t i = 0; i < m * k; ++i) xf[size_t(i)] = bf16_to_f32(x[i]);
   ctx.pool().parallel_for(0, n, 64, [&](int64_t begin, int64_t end) {

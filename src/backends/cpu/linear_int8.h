@@ -12,7 +12,10 @@ namespace k5::cpu {
 void linear_int8_f32(ThreadPool& pool, const float* x, int64_t x_row_stride, const int8_t* values, const float* scales,
                      const float* bias, float* out, int64_t out_row_stride, int64_t M, int64_t N, int64_t K);
 
-// The same with the activations rounded to BF16 and AVX-512 BF16 dot products (needs avx512_bf16).
+// The same with the activations rounded to BF16 and AVX-512 BF16 dot products (needs avx512_bf16). Up to 4
+// rows (decoding) take a streaming path instead: with AVX512-VNNI, int16 products of the weights and the
+// BF16-rounded activations in blocks of 64 with power-of-two scales (exact but for elements more than 2^7
+// below their block's largest; see linear_int8_avx512.cpp), else float products.
 void linear_int8_bf16_avx512(ThreadPool& pool, const float* x, int64_t x_row_stride, const int8_t* values,
                              const float* scales, const float* bias, float* out, int64_t out_row_stride, int64_t M,
                              int64_t N, int64_t K);
