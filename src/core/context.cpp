@@ -14,8 +14,9 @@ Precision parse_precision(const std::string& name) {
 
 Context::Context(const ContextOptions& options)
     : options_(options), pool_(options.threads), logger_(options.log_level) {
-  K5_CHECK(options.device == Device::CPU, "device ", device_name(options.device),
-           " is not available in this build (valid: cpu)");
+  // The CUDA backend (when built) has its first ops only; the models do not run on it yet.
+  K5_CHECK(options.device == Device::CPU, "--device ", device_name(options.device),
+           ": the models do not run on the GPU yet (the CUDA backend has its first ops only); use --device cpu");
   // oneDNN (the GEMM library) runs on OpenMP; give it the same thread count as our pool.
   omp_set_num_threads(pool_.size());
 }
