@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 
 #include <functional>
+#include <optional>
 #include <string>
 
 #include "core/context.h"
@@ -23,6 +24,12 @@ void register_parent(const std::string& path, const std::string& summary);
 
 // --threads, --verbose / --quiet, --precision, --device: the options every compute command shares.
 void add_context_options(CLI::App& app, ContextOptions& options, bool with_precision = true);
+
+// "on" / "off" -> true / false; "auto" -> nullopt (the program decides). CLI11 checks the spelling.
+inline std::optional<bool> parse_auto_on_off(const std::string& value) {
+  if (value == "auto") return std::nullopt;
+  return value == "on";
+}
 
 }  // namespace k5::cli
 

@@ -57,7 +57,7 @@ void add_vae_options(CLI::App& app, VaeOptions& o) {
   app.add_option("--free-memory-gb", o.free_memory_gb,
                  "hunyuan: the free accelerator memory the official tiling formula assumes (default 80)");
   app.add_option("--by-frames", o.by_frames,
-                 "hunyuan decode frame by frame: bounded memory, ~1.5x slower; auto (default: when a whole tile "
+                 "hunyuan decode frame by frame: bounded memory, ~1.6x the convolution work; auto (default: when a whole tile "
                  "would need over 3/4 of the free RAM), on or off")
       ->check(CLI::IsMember({"auto", "on", "off"}));
 }
@@ -135,14 +135,10 @@ int run_decode(const VaeOptions& o) {
     const Tensor latents = read_input(o.inputs, "latents", 5);
     const int spatial = vae.config().spatial_compression_ratio;
     HunyuanTiling tiling = hunyuan_tiling(o, latents.size(3) * spatial, latents.size(4) * spatial);
-    const Shape item_shape(latents.shape().begin() + 1, latents.shape().end());
-    tiling.by_frames = o.by_frames == "auto" ? vae.should_decode_by_frames(item_shape, tiling) : o.by_frames == "on";
+    tiling.by_frames = parse_auto_on_off(o.by_frames);
+    tiling.by_frames = vae.decodes_by_frames(Shape(latents.shape().begin() + 1, latents.shape().end()), tiling);
     // Frame by frame, memory is the point: freed frames go back to the system instead of the heap.
-    if (tiling.by_frames) {
-      ctx.log().info("vae: decoding frame by frame (bounded memory)");
-    } else {
-      keep_freed_memory();
-    }
+    if (!*tiling.by_frames) keep_freed_memory();
     sample = over_batch(ctx, latents, [&](const Tensor& z) { return vae.decode(ctx, z, tiling); });
   } else {
     keep_freed_memory();

@@ -65,7 +65,7 @@ int run_generate(GenerateOptions& o) {
   r.scheduler_scale = o.scheduler_scale;
   r.rng = parse_rng_device(o.rng);
   r.expand_prompt = !o.no_expand_prompt;
-  if (o.vae_by_frames != "auto") r.vae_by_frames = o.vae_by_frames == "on";
+  r.vae_by_frames = parse_auto_on_off(o.vae_by_frames);
   K5_CHECK(o.seed >= -1, "--seed must be a non-negative number (or -1 for a random one)");
   r.seed = o.seed >= 0 ? uint64_t(o.seed) : uint64_t(std::random_device{}());  // torch.randint(2**32 - 1) range
   const ProgressStyle style = parse_progress_style(o.progress);
@@ -143,7 +143,7 @@ K5_COMMAND("generate", "text/image -> video or image with an official Kandinsky 
                  ->check(CLI::IsMember({"cuda", "cpu"}));
              app.add_option("-i,--init-img", r.init_image, "input image: I2V first frame or I2I source (PNG/JPEG/WebP)");
              app.add_option("--vae-by-frames", o->vae_by_frames,
-                            "video decode frame by frame: bounded memory, ~1.5x slower; auto (default: when a "
+                            "video decode frame by frame: bounded memory, ~1.6x the convolution work; auto (default: when a "
                             "whole tile would need over 3/4 of the free RAM), on or off")
                  ->check(CLI::IsMember({"auto", "on", "off"}));
              app.add_flag("--magcache", r.magcache, "MagCache: skip DiT blocks on steps the config's ratios allow");

@@ -391,8 +391,7 @@ GenerationResult generate(Context& ctx, const ModelFiles& files, const Generatio
       Tensor latents = result.latents.permute({3, 0, 1, 2}).contiguous();  // [C, T, h, w]
       ops::scale(ctx, latents, float(1.0 / vae.config().scaling_factor), latents);
       HunyuanTiling tiling = HunyuanTiling::official(plan.height, plan.width);
-      tiling.by_frames = plan.vae_by_frames.value_or(vae.should_decode_by_frames(latents.shape(), tiling));
-      if (tiling.by_frames) ctx.log().info("vae: decoding frame by frame (bounded memory)");
+      tiling.by_frames = plan.vae_by_frames;
       sample = vae.decode(ctx, latents, tiling);
     } else {
       const FluxVae vae(FluxVaeConfig::from_json_file(vae_config_path(files.vae)), Checkpoint::open(files.vae),

@@ -6,7 +6,7 @@
 // needs statistics over all frames of its input. Those come from extra passes: a resnet measures norm1 on its
 // input, runs conv1 over all frames once to measure norm2 (discarding them), then runs conv1 again and conv2
 // for real. An upsampler's output (at full resolution the largest activation) is never stored: its frames are
-// recomputed from the low-resolution input on every pass. Cost: ~1.5x the arithmetic of a whole-tile decode;
+// recomputed from the low-resolution input on every pass. Cost: ~1.6x the arithmetic of a whole-tile decode;
 // memory: about the input and output of one resnet at full resolution plus a few frames (convolutions run on
 // bands of rows). Same sums as the whole-tile path up to float rounding (per-frame statistics are merged).
 #pragma once

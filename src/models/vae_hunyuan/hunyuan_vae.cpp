@@ -107,7 +107,8 @@ int64_t HunyuanVae::whole_tile_decode_bytes(const Shape& latents, const HunyuanT
   return 48 * config_.block_out_channels.front() * frames * height * width;
 }
 
-bool HunyuanVae::should_decode_by_frames(const Shape& latents, const HunyuanTiling& tiling) const {
+bool HunyuanVae::decodes_by_frames(const Shape& latents, const HunyuanTiling& tiling) const {
+  if (tiling.by_frames) return *tiling.by_frames;
   const int64_t available = available_memory_bytes();
   return available > 0 && whole_tile_decode_bytes(latents, tiling) > available / 4 * 3;
 }

@@ -45,9 +45,10 @@ struct HunyuanTiling {
   int64_t sample_frames = 16;    // tile_sample_min_num_frames (a tile holds one more frame)
   int64_t stride_frames = 8;     // tile_sample_stride_num_frames
   // Decode each tile frame by frame (models/vae_common/frame_streaming.h): memory ~ two full-resolution
-  // activations of a tile instead of all of them, for ~1.5x the time; the same result up to float rounding.
+  // activations of a tile instead of all of them, for ~1.6x the convolution work; the same result up to float
+  // rounding. nullopt: when a whole tile would need more than 3/4 of the memory available (decodes_by_frames).
   // The encoder always runs whole.
-  bool by_frames = false;
+  std::optional<bool> by_frames;
 
   // The official get_enc_optimal_tiling for a sample of height x width pixels, given the free accelerator
   // memory it would see (the default is an idle 80 GB H100; the official code asks CUDA).
@@ -66,9 +67,9 @@ class HunyuanVae {
   // Activation bytes a whole (not by-frames) decode of the largest tile of `latents` [C, T, H, W] under
   // `tiling` holds at its peak, from measurements: ~48 bytes x block_out_channels[0] per output pixel-frame.
   int64_t whole_tile_decode_bytes(const Shape& latents, const HunyuanTiling& tiling) const;
-  // The automatic choice of HunyuanTiling::by_frames: a whole tile would need more than 3/4 of the memory
-  // available now.
-  bool should_decode_by_frames(const Shape& latents, const HunyuanTiling& tiling) const;
+  // Whether decode() goes frame by frame: tiling.by_frames, or when unset, whether a whole tile would need
+  // more than 3/4 of the memory available now.
+  bool decodes_by_frames(const Shape& latents, const HunyuanTiling& tiling) const;
 
   // sample [3, F, H, W] -> moments [2 C, 1 + (F - 1) / 4, H / 8, W / 8]: mean then logvar (unclamped),
   // the official `_encode` (DiagonalGaussianDistribution clamps logvar to [-30, 20] afterwards).

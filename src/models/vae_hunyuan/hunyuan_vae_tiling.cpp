@@ -38,14 +38,20 @@ Tensor window(const Tensor& x, int axis, int64_t begin, int64_t length) {
 Tensor HunyuanVae::decode(Context& ctx, const Tensor& latents, const HunyuanTiling& tiling) const {
   K5_CHECK(latents.dim() == 4 && latents.size(0) == config_.latent_channels, "HunyuanVideo VAE decode: latents must be [",
            config_.latent_channels, ", T, H, W], got ", shape_string(latents.shape()));
-  if (!tiling.enabled) return run_decoder(ctx, latents, tiling.by_frames);
+  if (!tiling.by_frames) {
+    HunyuanTiling settled = tiling;
+    settled.by_frames = decodes_by_frames(latents.shape(), tiling);
+    return decode(ctx, latents, settled);
+  }
+  if (*tiling.by_frames) ctx.log().info("vae: decoding frame by frame (bounded memory)");
+  if (!tiling.enabled) return run_decoder(ctx, latents, *tiling.by_frames);
   const int spatial = config_.spatial_compression_ratio, temporal = config_.temporal_compression_ratio;
   check_tiling(tiling, spatial, temporal);
   if (latents.size(1) > tiling.sample_frames / temporal + 1) return temporal_tiled_decode(ctx, latents, tiling);
   if (latents.size(3) > tiling.sample_width / spatial || latents.size(2) > tiling.sample_height / spatial) {
     return tiled_decode(ctx, latents, tiling);
   }
-  return run_decoder(ctx, latents, tiling.by_frames);
+  return run_decoder(ctx, latents, *tiling.by_frames);
 }
 
 Tensor HunyuanVae::tiled_decode(Context& ctx, const Tensor& latents, const HunyuanTiling& tiling) const {
@@ -64,7 +70,7 @@ Tensor HunyuanVae::tiled_decode(Context& ctx, const Tensor& latents, const Hunyu
     for (size_t j = 0; j < columns.size(); ++j) {
       const Tensor tile_latents =
           window(window(latents, 2, rows[i], tile_height), 3, columns[j], tile_width).contiguous();
-      Tensor tile = run_decoder(ctx, tile_latents, tiling.by_frames);
+      Tensor tile = run_decoder(ctx, tile_latents, *tiling.by_frames);
       if (i > 0) vae::blend(previous_row[j], tile, 2, blend_height);
       if (j > 0) vae::blend(row[j - 1], tile, 3, blend_width);
       const int64_t height_limit = i + 1 == rows.size() ? tiling.sample_height : tiling.stride_height;
@@ -93,7 +99,7 @@ Tensor HunyuanVae::temporal_tiled_decode(Context& ctx, const Tensor& latents, co
     Tensor tile = tile_latents.size(3) > tiling.sample_width / spatial ||
                           tile_latents.size(2) > tiling.sample_height / spatial
                       ? tiled_decode(ctx, tile_latents, tiling)
-                      : run_decoder(ctx, tile_latents, tiling.by_frames);
+                      : run_decoder(ctx, tile_latents, *tiling.by_frames);
     if (i > 0) {
       tile = tile.slice(1, 1, tile.size(1)).contiguous();
       vae::blend(previous, tile, 1, blend_frames);
