@@ -31,18 +31,22 @@ std::vector<float> activations_with_outliers(int64_t count, uint32_t seed) {
   return values;
 }
 
+std::vector<float> gaussian(std::mt19937& rng, int64_t count) {
+  std::normal_distribution<float> normal;
+  std::vector<float> values(static_cast<size_t>(count));
+  for (float& v : values) v = normal(rng);
+  return values;
+}
+
 double round_bf16(float v) { return bf16_to_f32(f32_to_bf16(v)); }
 
 TEST(Gemv, Int8DecodeRowsMatchBf16RoundedReference) {
   Context ctx({.threads = 2, .precision = Precision::bf16});
   std::mt19937 rng(21);
-  std::normal_distribution<float> normal;
   for (auto [N, K] : {std::tuple<int64_t, int64_t>{45, 3584 + 7}, {3, 5}, {9, 64}, {6, 130}, {37, 18944}}) {
     for (int64_t M = 1; M <= 4; ++M) {
       SCOPED_TRACE(testing::Message() << M << "x" << N << "x" << K);
-      std::vector<float> w(static_cast<size_t>(N * K)), b(static_cast<size_t>(N));
-      for (float& v : w) v = normal(rng);
-      for (float& v : b) v = normal(rng);
+      const std::vector<float> w = gaussian(rng, N * K), b = gaussian(rng, N);
       const std::vector<float> x = activations_with_outliers(M * K, uint32_t(M * 1000 + K));
       const ops::Int8Weight q = ops::quantize_int8(ctx, Tensor::from_f32(w, {N, K}));
       const Tensor bias = Tensor::from_f32(b, {N});
@@ -97,13 +101,10 @@ TEST(Gemv, Int8DecodeKeepsNaNAndInfinity) {
 TEST(Gemv, Bf16DecodeRowsMatchReference) {
   Context ctx({.threads = 2, .precision = Precision::bf16});
   std::mt19937 rng(22);
-  std::normal_distribution<float> normal;
   for (auto [N, K] : {std::tuple<int64_t, int64_t>{3, 5}, {45, 3584 + 7}, {9, 64}, {6, 130}}) {
     for (int64_t M = 1; M <= 4; ++M) {
       SCOPED_TRACE(testing::Message() << M << "x" << N << "x" << K);
-      std::vector<float> w(static_cast<size_t>(N * K)), b(static_cast<size_t>(N));
-      for (float& v : w) v = normal(rng);
-      for (float& v : b) v = normal(rng);
+      const std::vector<float> w = gaussian(rng, N * K), b = gaussian(rng, N);
       const std::vector<float> x = activations_with_outliers(M * K, uint32_t(M * 1000 + K));
       const Tensor bias = Tensor::from_f32(b, {N});
       const Tensor out = ops::linear(ctx, Tensor::from_f32(x, {M, K}), Tensor::from_f32(w, {N, K}).to(DType::BF16), &bias);
