@@ -14,7 +14,7 @@ namespace {
 
 struct ExpandOptions {
   ContextOptions context;
-  std::string model_dir, mode = "t2v", image, prompt;
+  std::string model_dir, mode = "t2v", image, prompt, rng = "cuda";
   uint64_t seed = 0;
 };
 
@@ -30,7 +30,8 @@ int run_expand(const ExpandOptions& o) {
   const GenerationConfig config = expansion_generation_config(paths);
   const TextEncoders encoders = TextEncoders::load(ctx, paths, std::nullopt, image.has_value(), true);
   const std::string expanded =
-      expand_prompt(ctx, encoders, config, mode, o.prompt, image ? &*image : nullptr, o.seed);
+      expand_prompt(ctx, encoders, config, mode, o.prompt, image ? &*image : nullptr,
+                    parse_rng_device(o.rng), o.seed);
   std::printf("%s\n", expanded.c_str());
   return 0;
 }
@@ -49,6 +50,9 @@ K5_COMMAND("expand-prompt", "the official Qwen2.5-VL prompt expansion of a promp
                  ->check(CLI::IsMember({"t2v", "t2i", "i2v", "i2i"}));
              app.add_option("--image", o->image, "the input image (i2v, i2i)");
              app.add_option("-s,--seed", o->seed, "seed (used only when the generation config samples)");
+             app.add_option("--rng", o->rng,
+                            "sampling generator: cuda (as the official GPU run; default) or cpu (as torch on the CPU)")
+                 ->check(CLI::IsMember({"cpu", "cuda"}));
              app.add_option("prompt", o->prompt, "the prompt")->required();
              return [o]() { return run_expand(*o); };
            });

@@ -315,7 +315,7 @@ GenerationResult generate(Context& ctx, const ModelFiles& files, const Generatio
                                                                     : ExpansionMode::i2i;
       const Image* image = expansion_image ? &*plan.original_image : nullptr;
       prompt = expand_prompt(ctx, encoders, expansion_generation_config(files.text_encoders), mode, plan.prompt, image,
-                             plan.seed);
+                             plan.rng, plan.seed);
       K5_CHECK(!prompt.empty(), "prompt expansion produced an empty prompt");
       result.expanded_prompt = prompt;
       notify(observer, "expand", 1, 1);

@@ -77,7 +77,8 @@ GenerationConfig expansion_generation_config(const TextEncoderPaths& paths) {
 }
 
 std::string expand_prompt(Context& ctx, const TextEncoders& encoders, const GenerationConfig& config,
-                          ExpansionMode mode, std::string_view prompt, const Image* image, uint64_t seed) {
+                          ExpansionMode mode, std::string_view prompt, const Image* image, RngDevice rng,
+                          uint64_t seed) {
   K5_CHECK(!prompt.empty(), "prompt expansion: the prompt is empty");
   K5_CHECK(expansion_takes_image(mode) == (image != nullptr), "prompt expansion: ",
            expansion_takes_image(mode) ? "this mode expands with its input image" : "this mode takes no image");
@@ -93,6 +94,8 @@ std::string expand_prompt(Context& ctx, const TextEncoders& encoders, const Gene
   }
   const std::string text = render_chat({{"user", content}});
   std::vector<int32_t> ids = encoders.qwen_tokenizer.encode(text);
+  TorchMultinomial multinomial(rng, seed);
+  const TokenSampler sampler = [&](std::span<const float> probs) { return multinomial.sample(probs); };
   std::vector<int32_t> new_ids;
   if (image) {
     const QwenImageFeatures features = qwen_image_features(ctx, encoders, *image);
@@ -100,9 +103,9 @@ std::string expand_prompt(Context& ctx, const TextEncoders& encoders, const Gene
                             encoders.vision->processor.merge_size);
     const QwenMultimodalPrompt input = qwen_multimodal_prompt(encoders, ids, features);
     new_ids = generate(ctx, encoders.qwen, GenerationPrompt{ids, input.embeds, input.positions}, config, kMaxNewTokens,
-                       seed);
+                       sampler);
   } else {
-    new_ids = generate(ctx, encoders.qwen, ids, config, kMaxNewTokens, seed);
+    new_ids = generate(ctx, encoders.qwen, ids, config, kMaxNewTokens, sampler);
   }
   return decode_generated(encoders.qwen_tokenizer, new_ids);
 }

@@ -13,6 +13,7 @@
 #include "io/image_file.h"
 #include "models/qwen25vl/qwen_generate.h"
 #include "pipelines/text_conditioning.h"
+#include "pipelines/torch_random.h"
 
 namespace k5 {
 
@@ -27,9 +28,11 @@ std::string expansion_instruction(ExpansionMode mode, std::string_view prompt);
 GenerationConfig expansion_generation_config(const TextEncoderPaths& paths);
 
 // The expanded prompt. `encoders` loaded with the lm_head (and the vision tower when the mode takes an
-// image); `image` for i2v / i2i only. `seed` seeds sampling as transformers.set_seed(seed) precedes the
-// official call (with the released config, top_k 1, decoding is greedy and the seed unused).
+// image); `image` for i2v / i2i only. A sampling config draws from torch's generator on `rng` seeded with
+// `seed`, as transformers.set_seed(seed) precedes the official call (the official code samples on the GPU:
+// cuda). With the released config (top_k 1) every draw picks the most likely token.
 std::string expand_prompt(Context& ctx, const TextEncoders& encoders, const GenerationConfig& config,
-                          ExpansionMode mode, std::string_view prompt, const Image* image, uint64_t seed);
+                          ExpansionMode mode, std::string_view prompt, const Image* image, RngDevice rng,
+                          uint64_t seed);
 
 }  // namespace k5

@@ -223,32 +223,67 @@ NormalPair curand_box_muller(uint32_t x, uint32_t y) {
   return {std::sin(v) * s, std::cos(v) * s};
 }
 
+// distribution_nullary_kernel's layout on a generator at `philox_offset`: thread t's round-r curand4 (the
+// Philox block at counter {philox_offset / 4 + r, t}: curand_init(seed, t, philox_offset)) is turned into four
+// values by `draw4`, and its value i written at element t + r * threads * 4 + i * threads.
+template <typename Draw4, typename Write>
+void cuda_nullary_layout(uint64_t seed, uint64_t philox_offset, int64_t numel, const CudaDeviceShape& cuda,
+                         Draw4 draw4, Write write) {
+  const CudaNormalLaunch launch = cuda_normal_launch(numel, cuda);
+  const int64_t threads = launch.blocks * launch.threads_per_block;
+  const PhiloxKey key = {uint32_t(seed), uint32_t(seed >> 32)};
+  for (int64_t thread = 0; thread < threads; ++thread) {
+    for (int64_t round = 0; round < launch.rounds; ++round) {
+      const int64_t first = thread + round * threads * kUnroll;
+      if (first >= numel) break;
+      const uint64_t block = philox_offset / 4 + uint64_t(round);
+      const std::array<float, kUnroll> values = draw4(philox4x32_10(
+          {uint32_t(block), uint32_t(block >> 32), uint32_t(thread), uint32_t(uint64_t(thread) >> 32)}, key));
+      for (int component = 0; component < kUnroll; ++component) {
+        const int64_t index = first + component * threads;
+        if (index < numel) write(index, values[component]);
+      }
+    }
+  }
+}
+
 void randn_cuda(uint64_t seed, int64_t numel, DType dtype, void* out, const CudaDeviceShape& cuda) {
   // PyTorch splits a tensor that needs 64-bit indexing into several launches, each advancing the offset.
   K5_CHECK(numel * int64_t(dtype_size(dtype)) <= std::numeric_limits<int32_t>::max(), "torch_randn(cuda): ", numel,
            " elements need 64-bit indexing, which PyTorch splits into several "
            "launches; k5 does not reproduce that");
-  const CudaNormalLaunch launch = cuda_normal_launch(numel, cuda);
-  const int64_t threads = launch.blocks * launch.threads_per_block;
-  const PhiloxKey key = {uint32_t(seed), uint32_t(seed >> 32)};
-  // A fresh generator has philox offset 0: curand_init(seed, subsequence = thread, offset = 0) makes the
-  // thread's k-th curand4 the Philox block at counter {k, 0, thread}.
-  for (int64_t thread = 0; thread < threads; ++thread) {
-    for (int64_t round = 0; round < launch.rounds; ++round) {
-      const int64_t first = thread + round * threads * kUnroll;
-      if (first >= numel) break;
-      const PhiloxCounter bits = philox4x32_10(
-          {uint32_t(round), uint32_t(uint64_t(round) >> 32), uint32_t(thread), uint32_t(uint64_t(thread) >> 32)}, key);
-      const NormalPair first_pair = curand_box_muller(bits[0], bits[1]);
-      const NormalPair second_pair = curand_box_muller(bits[2], bits[3]);
-      const float normals[kUnroll] = {first_pair.sine, first_pair.cosine, second_pair.sine, second_pair.cosine};
-      for (int component = 0; component < kUnroll; ++component) {
-        const int64_t index = first + component * threads;
-        // transformation::normal in float (rand * std + mean), then static_cast to the dtype
-        if (index < numel) store(out, dtype, index, std::fma(normals[component], 1.0f, 0.0f));
-      }
-    }
-  }
+  // A fresh generator has philox offset 0. curand_normal4 = two Box-Muller pairs, sine first.
+  cuda_nullary_layout(
+      seed, 0, numel, cuda,
+      [](const PhiloxCounter& bits) {
+        const NormalPair first = curand_box_muller(bits[0], bits[1]);
+        const NormalPair second = curand_box_muller(bits[2], bits[3]);
+        return std::array<float, kUnroll>{first.sine, first.cosine, second.sine, second.cosine};
+      },
+      // transformation::normal in float (rand * std + mean), then static_cast to the dtype
+      [&](int64_t index, float normal) { store(out, dtype, index, std::fma(normal, 1.0f, 0.0f)); });
+}
+
+// curand_uniform4 (each word to (0, 1], the mul+add fused by nvcc) and transformation::exponential as
+// compiled for CUDA with lambda 1: -log(u), or 2^-24 where u >= 1 - 2^-24 (never 0).
+std::vector<float> exponential_cuda(uint64_t seed, uint64_t philox_offset, int64_t numel,
+                                    const CudaDeviceShape& cuda) {
+  constexpr float two_pow_minus_32 = 2.3283064e-10f;
+  constexpr float half_epsilon = std::numeric_limits<float>::epsilon() / 2;
+  std::vector<float> q(static_cast<size_t>(numel));
+  cuda_nullary_layout(
+      seed, philox_offset, numel, cuda,
+      [&](const PhiloxCounter& bits) {
+        std::array<float, kUnroll> values;
+        for (int i = 0; i < kUnroll; ++i) {
+          const float u = std::fma(float(bits[size_t(i)]), two_pow_minus_32, two_pow_minus_32 / 2.0f);
+          const float log = u >= 1.0f - half_epsilon ? -half_epsilon : std::log(u);
+          values[size_t(i)] = -1.0f * log;
+        }
+        return values;
+      },
+      [&](int64_t index, float value) { q[size_t(index)] = value; });
+  return q;
 }
 
 }  // namespace
@@ -294,6 +329,49 @@ Tensor torch_randn(RngDevice device, uint64_t seed, const Shape& shape, DType dt
   else
     randn_cuda(seed, numel, dtype, result.raw(), cuda);
   return result;
+}
+
+class TorchMultinomial::CpuState {
+ public:
+  explicit CpuState(uint64_t seed) : generator(seed) {}
+  CpuGenerator generator;
+};
+
+TorchMultinomial::TorchMultinomial(RngDevice device, uint64_t seed, const CudaDeviceShape& cuda)
+    : device_(device), seed_(seed), cuda_(cuda) {
+  if (device == RngDevice::cpu) cpu_ = std::make_unique<CpuState>(seed);
+}
+
+TorchMultinomial::~TorchMultinomial() = default;
+
+std::vector<float> TorchMultinomial::exponential(int64_t n) {
+  K5_CHECK(n >= 0, "exponential: negative count ", n);
+  if (device_ == RngDevice::cuda) {
+    std::vector<float> q = exponential_cuda(seed_, philox_offset_, n, cuda_);
+    philox_offset_ += cuda_normal_launch(n, cuda_).philox_offset_increment;
+    return q;
+  }
+  // at::exponential_distribution<double>(1): -1 / lambda * log1p(-u), then static_cast<float>.
+  std::vector<float> q(static_cast<size_t>(n));
+  for (float& value : q) value = float(-std::log1p(-cpu_->generator.uniform_double()));
+  return q;
+}
+
+int64_t TorchMultinomial::sample(std::span<const float> probs) {
+  K5_CHECK(!probs.empty(), "multinomial: no probabilities");
+  const std::vector<float> q = exponential(int64_t(probs.size()));
+  int64_t best = -1;
+  float best_ratio = 0;
+  for (size_t i = 0; i < probs.size(); ++i) {
+    K5_CHECK(probs[i] >= 0 && std::isfinite(probs[i]), "multinomial: probability ", i, " is ", probs[i]);
+    const float ratio = probs[i] / q[i];
+    if (best < 0 || ratio > best_ratio) {
+      best = int64_t(i);
+      best_ratio = ratio;
+    }
+  }
+  K5_CHECK(best_ratio > 0, "multinomial: the probabilities sum to zero");
+  return best;
 }
 
 RngDevice parse_rng_device(const std::string& name) {

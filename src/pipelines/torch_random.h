@@ -18,7 +18,10 @@
 
 #include <array>
 #include <cstdint>
+#include <memory>
+#include <span>
 #include <string>
+#include <vector>
 
 #include "core/tensor.h"
 
@@ -54,5 +57,35 @@ struct CudaNormalLaunch {
   uint64_t philox_offset_increment = 0;  // what the generator's offset advances by (4 per round)
 };
 CudaNormalLaunch cuda_normal_launch(int64_t numel, const CudaDeviceShape& cuda = {});
+
+// torch.multinomial(probs, num_samples=1) drawn again and again from one generator, as transformers'
+// sampling step draws each new token after transformers.set_seed(seed) (torch.manual_seed: the CPU generator
+// and every CUDA generator start from the seed). torch draws it as argmax(probs / q), first maximum, with
+// q = torch.empty_like(probs).exponential_(1) in float32:
+// - CPU: q = -log1p(-u) in double, u from 53 bits of two mt19937 words (bit-exact with torch 2.15);
+// - CUDA: q = -log(u) in float, u from curand_uniform4 in distribution_nullary_kernel's layout (as randn's),
+//   the Philox offset advancing by 4 per round on every call; u >= 1 - 2^-24 gives q = 2^-24. On the GPU
+//   logf may differ from glibc's in the last bit, which moves the argmax only on a near tie. UNVERIFIED on a
+//   GPU (tools/golden/torch_random_cuda.py writes the values to compare against).
+class TorchMultinomial {
+ public:
+  TorchMultinomial(RngDevice device, uint64_t seed, const CudaDeviceShape& cuda = {});
+  ~TorchMultinomial();
+  TorchMultinomial(const TorchMultinomial&) = delete;
+  TorchMultinomial& operator=(const TorchMultinomial&) = delete;
+
+  // One index drawn from the row `probs` (non-negative, finite, not all zero).
+  int64_t sample(std::span<const float> probs);
+  // The q the next draw of n probabilities would use (torch.empty(n).exponential_()), advancing the generator.
+  std::vector<float> exponential(int64_t n);
+
+ private:
+  class CpuState;
+  RngDevice device_;
+  uint64_t seed_;
+  CudaDeviceShape cuda_;
+  uint64_t philox_offset_ = 0;
+  std::unique_ptr<CpuState> cpu_;
+};
 
 }  // namespace k5

@@ -303,7 +303,7 @@ TEST(GenerateCli, PromptExpansionIsOnByDefault) {
   // `k5 expand-prompt` prints what the official T2V expand_prompt gives (the golden case t2v_expand).
   const nlohmann::json expansion = golden_case("t2v_expand");
   ASSERT_EQ(test::run_k5("expand-prompt -t 2 --precision fp32 --model-dir " + (tiny_model().root / "weights").string() +
-                             " --mode t2v " + test::shell_quoted(expansion["prompt"]) + " >" + cli.path("out.txt"),
+                             " --mode t2v --rng cpu -s 3 " + test::shell_quoted(expansion["prompt"]) + " >" + cli.path("out.txt"),
                          cli.dir),
             0)
       << cli.err();

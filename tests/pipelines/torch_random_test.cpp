@@ -1,11 +1,13 @@
-// torch-compatible randn (src/pipelines/torch_random): the CPU generator bit for bit against torch.randn
-// (tools/golden/torch_random.py), Philox4x32-10 against the Random123 known-answer vectors, and the CUDA
-// layout's invariants. CUDA values are not compared with a GPU here (no golden from torch on CUDA yet).
+// torch-compatible randn and multinomial (src/pipelines/torch_random): the CPU generator bit for bit against
+// torch (tools/golden/torch_random.py), Philox4x32-10 against the Random123 known-answer vectors, and the CUDA
+// layout's invariants. CUDA values are compared with torch on a GPU only when K5_TORCH_CUDA_GOLDEN names the
+// file tools/golden/torch_random_cuda.py wrote there (the CudaGolden tests skip otherwise).
 #include "pipelines/torch_random.h"
 
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <sstream>
 
@@ -166,6 +168,122 @@ TEST(TorchRandom, BadArguments) {
   EXPECT_THROW(torch_randn(RngDevice::cpu, 0, {4}, DType::I32), Error);
   EXPECT_THROW(torch_randn(RngDevice::cpu, 0, {-1, 4}, DType::F32), Error);
   EXPECT_EQ(torch_randn(RngDevice::cpu, 0, {0, 4}, DType::F32).numel(), 0);
+}
+
+TEST(TorchMultinomial, CpuMatchesTorchBitForBit) {
+  // One generator per seed, used in the golden's order: three exponential_ calls, then one multinomial per row.
+  const auto file = SafetensorsFile::open(test::source_path("tests/golden/torch_random/multinomial.safetensors"));
+  for (const uint64_t seed : {uint64_t(0), uint64_t(42), ~uint64_t(0)}) {
+    const std::string prefix = "seed=" + std::to_string(seed) + ",";
+    TorchMultinomial generator(RngDevice::cpu, seed);
+    for (const int64_t n : {5, 16, 1000}) {
+      const std::vector<float> expected = file->tensor(prefix + "exponential=" + std::to_string(n)).to_f32_vector();
+      const std::vector<float> actual = generator.exponential(n);
+      ASSERT_EQ(actual.size(), expected.size());
+      EXPECT_EQ(std::memcmp(actual.data(), expected.data(), actual.size() * sizeof(float)), 0) << prefix << n;
+    }
+    const Tensor probs = file->tensor(prefix + "probs");
+    const Tensor ids = file->tensor(prefix + "multinomial");
+    ASSERT_EQ(ids.numel(), probs.size(0));
+    for (int64_t row = 0; row < probs.size(0); ++row) {
+      const std::vector<float> p = probs.select(0, row).to_f32_vector();
+      EXPECT_EQ(generator.sample(p), ids.data<int64_t>()[row]) << prefix << "row " << row;
+    }
+  }
+}
+
+TEST(TorchMultinomial, DrawsFollowTheProbabilities) {
+  const std::vector<float> probs = {0.5f, 0.0f, 0.3f, 0.2f};
+  for (const RngDevice device : {RngDevice::cpu, RngDevice::cuda}) {
+    TorchMultinomial generator(device, 1137);
+    std::vector<int> counts(probs.size());
+    const int draws = 20000;
+    for (int i = 0; i < draws; ++i) ++counts[size_t(generator.sample(probs))];
+    EXPECT_EQ(counts[1], 0);
+    for (size_t i = 0; i < probs.size(); ++i) EXPECT_NEAR(double(counts[i]) / draws, probs[i], 0.015) << i;
+  }
+}
+
+TEST(TorchMultinomial, CudaStreamAdvancesByPhiloxRounds) {
+  // Each call starts where the previous one left the Philox offset (4 per round of the launch), so a second
+  // draw differs from the first, and a fresh generator repeats the first.
+  TorchMultinomial a(RngDevice::cuda, 42), b(RngDevice::cuda, 42);
+  const std::vector<float> first = a.exponential(1000), second = a.exponential(1000);
+  EXPECT_EQ(b.exponential(1000), first);
+  EXPECT_NE(first, second);
+  // While n fits one round of the grid, element i is thread i's first value whatever n is.
+  TorchMultinomial c(RngDevice::cuda, 42);
+  const std::vector<float> small = c.exponential(7);
+  for (int i = 0; i < 7; ++i) EXPECT_EQ(small[size_t(i)], first[size_t(i)]) << i;
+  double sum = 0;
+  for (float q : b.exponential(300000)) {
+    ASSERT_GT(q, 0.0f);
+    sum += q;
+  }
+  EXPECT_NEAR(sum / 300000, 1.0, 0.01);
+}
+
+TEST(TorchMultinomial, BadProbabilities) {
+  TorchMultinomial generator(RngDevice::cpu, 0);
+  EXPECT_THROW(generator.sample(std::vector<float>{}), Error);
+  EXPECT_THROW(generator.sample(std::vector<float>{0.5f, -0.1f}), Error);
+  EXPECT_THROW(generator.sample(std::vector<float>{0.0f, 0.0f}), Error);
+  EXPECT_THROW(generator.sample(std::vector<float>{0.5f, std::nanf("")}), Error);
+}
+
+// Against torch on a GPU (tools/golden/torch_random_cuda.py): skipped unless K5_TORCH_CUDA_GOLDEN is set.
+class CudaGolden : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const char* path = std::getenv("K5_TORCH_CUDA_GOLDEN");
+    if (path == nullptr) GTEST_SKIP() << "K5_TORCH_CUDA_GOLDEN is not set (values from torch on a GPU)";
+    file_ = SafetensorsFile::open(path);
+    const auto& metadata = file_->metadata();
+    device_.multiprocessors = std::stoi(metadata.at("multiprocessors"));
+    device_.max_threads_per_multiprocessor = std::stoi(metadata.at("max_threads_per_multiprocessor"));
+  }
+  std::shared_ptr<SafetensorsFile> file_;
+  CudaDeviceShape device_;
+};
+
+TEST_F(CudaGolden, RandnMatchesTorch) {
+  // Box-Muller on the GPU uses __sincosf and CUDA's logf: most values equal, the rest within a few ulps.
+  int cases = 0;
+  for (const auto& info : file_->tensors()) {
+    if (info.name.rfind("randn,", 0) != 0) continue;
+    ++cases;
+    const GoldenCase golden = parse_case(info.name.substr(6));
+    const Tensor expected = file_->tensor(info.name);
+    const Tensor actual = torch_randn(RngDevice::cuda, golden.seed, golden.shape, golden.dtype, device_);
+    const std::vector<float> a = actual.to_f32_vector(), e = expected.to_f32_vector();
+    ASSERT_EQ(a.size(), e.size()) << info.name;
+    int64_t equal = 0;
+    double worst = 0;
+    for (size_t i = 0; i < a.size(); ++i) {
+      equal += a[i] == e[i];
+      worst = std::max(worst, double(std::abs(a[i] - e[i])) / std::max(1.0, double(std::abs(e[i]))));
+    }
+    const double equal_fraction = double(equal) / double(a.size());
+    std::printf("%s: %.6f equal, worst relative difference %.3g\n", info.name.c_str(), equal_fraction, worst);
+    EXPECT_LE(worst, golden.dtype == DType::F32 ? 1e-5 : 1e-2) << info.name;
+    EXPECT_GE(equal_fraction, golden.dtype == DType::F32 ? 0.5 : 0.99) << info.name;
+  }
+  EXPECT_GT(cases, 0);
+}
+
+TEST_F(CudaGolden, ExponentialAndMultinomialMatchTorch) {
+  for (const uint64_t seed : {uint64_t(0), uint64_t(42)}) {
+    const std::string prefix = "seed=" + std::to_string(seed) + ",";
+    TorchMultinomial generator(RngDevice::cuda, seed, device_);
+    for (const int64_t n : {5, 16, 1000, 152064}) {
+      const std::vector<float> expected = file_->tensor(prefix + "exponential=" + std::to_string(n)).to_f32_vector();
+      EXPECT_LE(test::relative_l2(generator.exponential(n), expected), 1e-6) << prefix << n;
+    }
+    const Tensor probs = file_->tensor(prefix + "probs");
+    const Tensor ids = file_->tensor(prefix + "multinomial");
+    for (int64_t row = 0; row < probs.size(0); ++row)
+      EXPECT_EQ(generator.sample(probs.select(0, row).to_f32_vector()), ids.data<int64_t>()[row]) << prefix << row;
+  }
 }
 
 }  // namespace

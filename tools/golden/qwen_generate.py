@@ -10,6 +10,10 @@ Cases (transformers' own `generate`, max_new_tokens 24, prompt ids drawn below 5
                   top_k 1, top_p 0.001, repetition_penalty 1.05 (sampling that top-k 1 makes deterministic)
   penalty         do_sample=False, repetition_penalty 1.3 (a penalty strong enough to change the tokens)
   eos             greedy with eos_token_id [<the 10th greedy token>, 7]: stops after that token, which is kept
+  sample          do_sample=True, temperature 1.3, top_k 0, top_p 1 (every token a candidate)
+  sample_filtered do_sample=True, temperature 0.9, top_k 40, top_p 0.95, repetition_penalty 1.1
+The generator is seeded with torch.manual_seed(42) right before each call (transformers.set_seed in the
+official pipelines), so the sampling cases pin torch.multinomial's CPU stream.
 M-RoPE (`mrope`): a prompt whose middle is a fake image span (random input embeddings, positions t=const,
 h/w on a 2x3 grid, text after it continuing at max + 1), run through the model with explicit position_ids
 [3, 1, L]: logits of every position; then greedy steps with a KV cache at positions max + 1 + step (what
@@ -204,6 +208,12 @@ def main():
     tokens, _ = generate(model, prompt, do_sample=False, eos_token_id=eos)
     cases["generate"].append({"name": "eos", "config": {"do_sample": False, "eos_token_id": eos},
                               "tokens": tokens})
+    sample = {"do_sample": True, "temperature": 1.3, "top_k": 0, "top_p": 1.0}
+    tokens, _ = generate(model, prompt, **sample)
+    cases["generate"].append({"name": "sample", "config": sample, "tokens": tokens})
+    filtered = {"do_sample": True, "temperature": 0.9, "top_k": 40, "top_p": 0.95, "repetition_penalty": 1.1}
+    tokens, _ = generate(model, prompt, **filtered)
+    cases["generate"].append({"name": "sample_filtered", "config": filtered, "tokens": tokens})
     for case in cases["generate"]:
         print(case["name"], len(set(case["tokens"])), "distinct of", len(case["tokens"]), case["tokens"])
 

@@ -2,6 +2,10 @@
 
 Output: tests/golden/torch_random/cpu.safetensors, one tensor per case, named "seed=<s>,dtype=<d>,shape=<a>x<b>",
 holding exactly torch.randn(shape, generator=torch.Generator("cpu").manual_seed(s), dtype=d).
+tests/golden/torch_random/multinomial.safetensors, per seed <s>, one generator used in this order:
+  "seed=<s>,exponential=<n>"   torch.empty(n).exponential_(generator=g) for n = 5, 16, 1000 (state carried)
+  "seed=<s>,probs"             [rows, 300] probability rows (zeros in them, as top-k / top-p leave)
+  "seed=<s>,multinomial"       torch.multinomial(row, 1, generator=g) for each row in turn
 Metadata records the torch version and the ATen CPU capability the values came from: torch's float Box-Muller
 kernel differs between the DEFAULT build (glibc sinf/cosf/logf) and the AVX2 one (AVX-512 machines use the
 AVX2 kernel too); k5 reproduces the AVX2 one, so run this on an AVX2 or AVX-512 machine.
@@ -22,6 +26,21 @@ LATENT_SEEDS = [0, 42, 2**64 - 1]
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
+def multinomial_cases():
+    tensors = {}
+    for seed in [0, 42, 2**64 - 1]:
+        g = torch.Generator("cpu").manual_seed(seed)
+        for n in [5, 16, 1000]:
+            tensors[f"seed={seed},exponential={n}"] = torch.empty(n).exponential_(generator=g)
+        logits = torch.randn(40, 300, generator=torch.Generator().manual_seed(seed % 1000 + 7)) * 3
+        keep = torch.rand(40, 300, generator=torch.Generator().manual_seed(seed % 1000 + 8)) < 0.3
+        keep[:, 0] = True
+        probs = torch.softmax(logits.masked_fill(~keep, float("-inf")), dim=-1)
+        tensors[f"seed={seed},probs"] = probs
+        tensors[f"seed={seed},multinomial"] = torch.cat([torch.multinomial(p, 1, generator=g) for p in probs])
+    return tensors
+
+
 def main():
     capability = torch.backends.cpu.get_cpu_capability()
     if capability not in ("AVX2", "AVX512"):
@@ -37,6 +56,7 @@ def main():
     os.makedirs(OUT, exist_ok=True)
     metadata = {"torch_version": torch.__version__, "cpu_capability": capability}
     save_file(tensors, os.path.join(OUT, "cpu.safetensors"), metadata=metadata)
+    save_file(multinomial_cases(), os.path.join(OUT, "multinomial.safetensors"), metadata=metadata)
     print(f"wrote {len(tensors)} cases ({capability}, torch {torch.__version__})")
 
 

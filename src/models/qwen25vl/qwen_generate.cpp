@@ -5,7 +5,6 @@
 #include <functional>
 #include <limits>
 #include <numeric>
-#include <random>
 #include <unordered_set>
 
 #include "core/error.h"
@@ -38,13 +37,14 @@ void top_k(int64_t k, std::vector<float>& scores) {
     if (s < threshold) s = kMasked;
 }
 
-// softmax in float32: max, exp(x - max), sum, divide (torch's order).
+// softmax in float32: max, exp(x - max), sum, times 1 / sum (torch's order).
 std::vector<float> softmax(const std::vector<float>& scores) {
   const float max = *std::max_element(scores.begin(), scores.end());
   std::vector<float> probs(scores.size());
   float sum = 0.0f;
   for (size_t i = 0; i < scores.size(); ++i) sum += probs[i] = std::exp(scores[i] - max);
-  for (float& p : probs) p /= sum;
+  const float inverse = 1.0f / sum;
+  for (float& p : probs) p *= inverse;
   return probs;
 }
 
@@ -70,17 +70,12 @@ int32_t argmax(const std::vector<float>& scores) {
   return int32_t(std::max_element(scores.begin(), scores.end()) - scores.begin());  // first maximum
 }
 
-int32_t next_token(const GenerationConfig& config, const std::vector<float>& scores, std::mt19937_64& generator) {
+int32_t next_token(const GenerationConfig& config, const std::vector<float>& scores, const TokenSampler& sampler) {
   if (!config.do_sample) return argmax(scores);
-  const auto candidates = std::count_if(scores.begin(), scores.end(), [](float s) { return s != kMasked; });
-  if (candidates <= 1) return argmax(scores);  // probability 1: any sampler picks it
   const std::vector<float> probs = softmax(scores);
-  double u = std::uniform_real_distribution<double>(0.0, 1.0)(generator), cumulative = 0.0;
-  for (size_t i = 0; i < probs.size(); ++i) {
-    cumulative += probs[i];
-    if (u < cumulative && probs[i] > 0) return int32_t(i);
-  }
-  return argmax(scores);
+  const int64_t id = sampler(probs);
+  K5_CHECK(id >= 0 && id < int64_t(probs.size()), "generate: the sampler drew id ", id, " of ", probs.size());
+  return int32_t(id);
 }
 
 }  // namespace
@@ -125,10 +120,11 @@ void process_logits(const GenerationConfig& config, const std::vector<int32_t>& 
 }
 
 std::vector<int32_t> generate(Context& ctx, const QwenTextModel& model, const GenerationPrompt& prompt,
-                              const GenerationConfig& config, int64_t max_new_tokens, uint64_t seed) {
+                              const GenerationConfig& config, int64_t max_new_tokens, const TokenSampler& sampler) {
   const int64_t L = int64_t(prompt.input_ids.size());
   K5_CHECK(L > 0, "generate: the prompt is empty");
   K5_CHECK(model.has_lm_head(), "generate: the Qwen model was loaded without lm_head");
+  K5_CHECK(!config.do_sample || sampler, "generate: the generation config samples, but no sampler was given");
   const std::vector<int64_t> positions = prompt.position_ids.empty() ? text_positions(0, L) : prompt.position_ids;
   K5_CHECK(int64_t(positions.size()) == 3 * L, "generate: position_ids has ", positions.size(),
            " entries, expected [3, ", L, "]");
@@ -137,7 +133,6 @@ std::vector<int32_t> generate(Context& ctx, const QwenTextModel& model, const Ge
            ", hidden]");
   const int64_t next_position = *std::max_element(positions.begin(), positions.end()) + 1;
 
-  std::mt19937_64 generator(seed);
   std::vector<int32_t> ids = prompt.input_ids, new_ids;
   QwenKvCache cache;
   Tensor hidden = model.forward_cached(ctx, embeds, positions, cache);
@@ -145,7 +140,7 @@ std::vector<int32_t> generate(Context& ctx, const QwenTextModel& model, const Ge
     const Tensor logits = model.logits(ctx, hidden.slice(0, hidden.size(0) - 1, hidden.size(0)));
     std::vector<float> scores(logits.data<float>(), logits.data<float>() + logits.numel());
     process_logits(config, ids, scores);
-    const int32_t token = next_token(config, scores, generator);
+    const int32_t token = next_token(config, scores, sampler);
     ids.push_back(token);
     new_ids.push_back(token);
     if (std::find(config.eos_token_ids.begin(), config.eos_token_ids.end(), token) != config.eos_token_ids.end()) break;
@@ -156,10 +151,10 @@ std::vector<int32_t> generate(Context& ctx, const QwenTextModel& model, const Ge
 }
 
 std::vector<int32_t> generate(Context& ctx, const QwenTextModel& model, const std::vector<int32_t>& prompt_ids,
-                              const GenerationConfig& config, int64_t max_new_tokens, uint64_t seed) {
+                              const GenerationConfig& config, int64_t max_new_tokens, const TokenSampler& sampler) {
   GenerationPrompt prompt;
   prompt.input_ids = prompt_ids;
-  return generate(ctx, model, prompt, config, max_new_tokens, seed);
+  return generate(ctx, model, prompt, config, max_new_tokens, sampler);
 }
 
 std::string render_chat(const std::vector<ChatMessage>& messages) {

@@ -7,14 +7,18 @@
 // position go through the processors in transformers' order — repetition penalty over every id so far
 // (prompt included), then, only when do_sample, temperature, top-k, top-p (min_tokens_to_keep 1) — and the
 // next id is the argmax (first maximum, as torch.argmax) when do_sample is false or when a single candidate
-// survives the filters (Qwen2.5-VL-7B-Instruct's own config: top_k 1, so sampling is deterministic and the
-// seed is never used). Otherwise it is drawn from the softmax with a generator seeded by `seed`; that draw
-// is NOT torch.multinomial's stream (only the distribution is the same). Generation stops after an
-// eos_token_id, which is kept in the returned ids (transformers returns it too), or after max_new_tokens.
+// When the config samples, every step's id is drawn by the caller's TokenSampler from the softmax of the
+// processed scores (torch.multinomial(probs, 1) in transformers: see TorchMultinomial in
+// pipelines/torch_random.h), on every step, even when one candidate is left (Qwen2.5-VL-7B-Instruct's own
+// config, top_k 1, where the draw always picks it but still advances torch's generator). Generation stops
+// after an eos_token_id, which is kept in the returned ids (transformers returns it too), or after
+// max_new_tokens.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -50,11 +54,15 @@ struct GenerationPrompt {
   std::vector<int64_t> position_ids;
 };
 
-// Returns the new ids (without the prompt). The model must be loaded with its lm_head.
+// Draws one id from a step's probabilities [vocab] (non-negative, summing to 1).
+using TokenSampler = std::function<int64_t(std::span<const float> probs)>;
+
+// Returns the new ids (without the prompt). The model must be loaded with its lm_head; a config that samples
+// needs a sampler.
 std::vector<int32_t> generate(Context& ctx, const QwenTextModel& model, const GenerationPrompt& prompt,
-                              const GenerationConfig& config, int64_t max_new_tokens, uint64_t seed = 0);
+                              const GenerationConfig& config, int64_t max_new_tokens, const TokenSampler& sampler = {});
 std::vector<int32_t> generate(Context& ctx, const QwenTextModel& model, const std::vector<int32_t>& prompt_ids,
-                              const GenerationConfig& config, int64_t max_new_tokens, uint64_t seed = 0);
+                              const GenerationConfig& config, int64_t max_new_tokens, const TokenSampler& sampler = {});
 
 // The logits processors applied to one step's logits [vocab] in place (masked entries become -inf), given
 // every id so far. Exposed for tests.

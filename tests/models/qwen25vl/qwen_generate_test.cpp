@@ -16,6 +16,7 @@
 #include "io/safetensors.h"
 #include "models/qwen25vl/qwen_text_model.h"
 #include "ops/linear.h"
+#include "pipelines/torch_random.h"
 #include "support/compare.h"
 #include "support/context.h"
 
@@ -50,6 +51,14 @@ GenerationConfig greedy() {
   GenerationConfig config;
   config.eos_token_ids = {517};  // outside the vocabulary: never produced
   return config;
+}
+
+// torch.multinomial on torch's CPU generator after torch.manual_seed(seed), as the golden ran generate.
+std::vector<int32_t> sample(Context& ctx, const QwenTextModel& model, const std::vector<int32_t>& prompt,
+                            const GenerationConfig& config, uint64_t seed = 42) {
+  TorchMultinomial multinomial(RngDevice::cpu, seed);
+  return generate(ctx, model, prompt, config, 24,
+                  [&](std::span<const float> probs) { return multinomial.sample(probs); });
 }
 
 std::vector<float> row(const Tensor& tensor, int64_t index) { return tensor.select(0, index).to_f32_vector(); }
@@ -123,8 +132,8 @@ TEST(QwenGenerate, QwenGenerationConfigMatchesTransformers) {
   const std::vector<int32_t> prompt = ids_of(cases()["prompt"]);
   const std::vector<int32_t> tokens = ids_of(generate_case("qwen_config")["tokens"]);
   EXPECT_NE(tokens, ids_of(generate_case("greedy")["tokens"]));
-  EXPECT_EQ(generate(ctx, model, prompt, config, 24, 1), tokens);
-  EXPECT_EQ(generate(ctx, model, prompt, config, 24, 12345), tokens);  // the seed is never used
+  EXPECT_EQ(sample(ctx, model, prompt, config), tokens);
+  EXPECT_EQ(sample(ctx, model, prompt, config, 12345), tokens);  // top_k 1: any draw picks the same token
 }
 
 TEST(QwenGenerate, RepetitionPenaltyAndEosMatchTransformers) {
@@ -292,16 +301,32 @@ TEST(QwenGenerate, LogitsProcessorsFollowTransformers) {
   EXPECT_EQ(scores, std::vector<float>({0.5f, -inf, -inf}));
 }
 
-TEST(QwenGenerate, SamplingIsSeededAndStaysInTheCandidates) {
+TEST(QwenGenerate, SamplingMatchesTransformersTokenForToken) {
+  // transformers' generate after torch.manual_seed(42): temperature 1.3 over the whole vocabulary, and
+  // temperature + top-k + top-p + repetition penalty; torch.multinomial's CPU stream reproduced.
   Context ctx = test::make_context(Precision::fp32);
   const QwenTextModel model = load_model(ctx);
   const std::vector<int32_t> prompt = ids_of(cases()["prompt"]);
+  for (const std::string name : {"sample", "sample_filtered"}) {
+    const auto& c = generate_case(name);
+    GenerationConfig config = greedy();
+    config.do_sample = true;
+    config.temperature = c["config"]["temperature"];
+    config.top_k = c["config"]["top_k"];
+    config.top_p = c["config"]["top_p"];
+    config.repetition_penalty = c["config"].value("repetition_penalty", 1.0);
+    const std::vector<int32_t> tokens = ids_of(c["tokens"]);
+    EXPECT_EQ(sample(ctx, model, prompt, config), tokens) << name;
+    EXPECT_NE(sample(ctx, model, prompt, config, 7), tokens) << name;  // another seed, another text
+  }
+}
+
+TEST(QwenGenerate, SamplingNeedsASampler) {
+  Context ctx = test::make_context(Precision::fp32);
+  const QwenTextModel model = load_model(ctx);
   GenerationConfig config = greedy();
   config.do_sample = true;
-  config.top_k = 5;
-  const auto a = generate(ctx, model, prompt, config, 8, 7), b = generate(ctx, model, prompt, config, 8, 7);
-  EXPECT_EQ(a, b);
-  EXPECT_EQ(a.size(), 8u);
+  EXPECT_THROW(generate(ctx, model, ids_of(cases()["prompt"]), config, 4), Error);
 }
 
 TEST(QwenChatTemplate, MatchesTheQwenProcessor) {
