@@ -1,6 +1,6 @@
 // k5 side of bench/run_dit.sh: one CrossDiT forward (batch 1, latent [T, H, W], L text tokens), best of REPEAT.
-//   bench_dit CONFIG.yaml DIT.safetensors T H W L fp32|bf16 THREADS REPEAT [dense|nabla]
-// Prints `k5 dit PRECISION TOKENS SECONDS`.
+//   bench_dit CONFIG.yaml DIT.safetensors T H W L fp32|bf16 THREADS REPEAT [auto|dense|nabla] [cpu|cuda]
+// Prints `k5 dit PRECISION TOKENS SECONDS` (on cuda the time includes copying the latent over and back).
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -25,7 +25,7 @@ Tensor random_tensor(Shape shape, uint32_t seed) {
 
 int main(int argc, char** argv) {
   if (argc < 10) {
-    std::fprintf(stderr, "usage: bench_dit CONFIG DIT T H W L fp32|bf16 THREADS REPEAT [dense|nabla]\n");
+    std::fprintf(stderr, "usage: bench_dit CONFIG DIT T H W L fp32|bf16 THREADS REPEAT [auto|dense|nabla] [cpu|cuda]\n");
     return 2;
   }
   try {
@@ -34,8 +34,9 @@ int main(int argc, char** argv) {
     const Precision precision = parse_precision(argv[7]);
     const int threads = std::atoi(argv[8]), repeat = std::atoi(argv[9]);
     const DitAttention attention = argc > 10 ? parse_dit_attention(argv[10]) : DitAttention::automatic;
-    Context ctx({.threads = threads, .precision = precision, .log_level = LogLevel::quiet});
-    const CrossDit dit = CrossDit::load(config, argv[2], precision, attention);
+    const Device device = argc > 11 && std::string(argv[11]) == "cuda" ? Device::CUDA : Device::CPU;
+    Context ctx({.threads = threads, .device = device, .precision = precision, .log_level = LogLevel::quiet});
+    const CrossDit dit = CrossDit::load(config, argv[2], precision, attention, device);
     DitInputs inputs;
     inputs.x = random_tensor({t, h, w, config.dit.input_channels()}, 1);
     inputs.text_embed = random_tensor({l, config.dit.in_text_dim}, 2);

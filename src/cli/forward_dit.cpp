@@ -30,7 +30,7 @@ int run_forward_dit(const DitOptions& o) {
   K5_CHECK(time.numel() == 1, o.inputs, ": input 'time' has shape ", shape_string(time.shape()), ", expected [1]");
   inputs.time = time.data<float>()[0];
   if (inputs.text_embed.dim() == 2) inputs.attention_mask = file.mask("attention_mask", inputs.text_embed.size(0));
-  const CrossDit dit = CrossDit::load(config, o.weights, ctx.precision(), parse_dit_attention(o.attention));
+  const CrossDit dit = CrossDit::load(config, o.weights, ctx.precision(), parse_dit_attention(o.attention), ctx.device());
   dit.check_inputs(inputs);
   const Tensor velocity = dit.forward(ctx, inputs);
   save_safetensors(o.output, {{"velocity", velocity}});
@@ -42,7 +42,7 @@ int run_forward_dit(const DitOptions& o) {
 K5_COMMAND("forward dit", "CrossDiT forward: x, text_embed, pooled_text_embed, time -> velocity",
            [](CLI::App& app) -> std::function<int()> {
              auto o = std::make_shared<DitOptions>();
-             add_context_options(app, o->context);
+             add_context_options(app, o->context, true, /*with_cuda=*/true);
              app.add_option("--config", o->config, "official Kandinsky 5 config (.yaml)")->required();
              app.add_option("--weights", o->weights, "DiT checkpoint (.safetensors, official or diffusers keys)")
                  ->required();

@@ -49,7 +49,7 @@ int run_forward_sample(const SampleOptions& o) {
   const bool cfg = std::abs(o.guidance - 1.0) > 1e-6;
   K5_CHECK(!cfg || request.negative.text_embed.defined(), o.inputs,
            ": missing input tensor 'null_text_embed' (needed with --guidance ", o.guidance, ")");
-  const CrossDit dit = CrossDit::load(config, o.weights, ctx.precision(), parse_dit_attention(o.attention));
+  const CrossDit dit = CrossDit::load(config, o.weights, ctx.precision(), parse_dit_attention(o.attention), ctx.device());
   const Tensor latents = sample(ctx, dit, request);
   save_safetensors(o.output, {{"latents", latents}});
   return 0;
@@ -60,7 +60,7 @@ int run_forward_sample(const SampleOptions& o) {
 K5_COMMAND("forward sample", "the official sampling loop: noise + text embeddings -> latents",
            [](CLI::App& app) -> std::function<int()> {
              auto o = std::make_shared<SampleOptions>();
-             add_context_options(app, o->context);
+             add_context_options(app, o->context, true, /*with_cuda=*/true);
              app.add_option("--config", o->config, "official Kandinsky 5 config (.yaml)")->required();
              app.add_option("--weights", o->weights, "DiT checkpoint (.safetensors)")->required();
              app.add_option("--inputs", o->inputs, "input .safetensors")->required();

@@ -2,6 +2,10 @@
 
 #include <omp.h>
 
+#ifdef K5_WITH_CUDA
+#include "backends/cuda/device.h"
+#endif
+
 namespace k5 {
 
 const char* precision_name(Precision precision) { return precision == Precision::fp32 ? "fp32" : "bf16"; }
@@ -14,11 +18,21 @@ Precision parse_precision(const std::string& name) {
 
 Context::Context(const ContextOptions& options)
     : options_(options), pool_(options.threads), logger_(options.log_level) {
-  // The CUDA backend (when built) has its first ops only; the models do not run on it yet.
-  K5_CHECK(options.device == Device::CPU, "--device ", device_name(options.device),
-           ": the models do not run on the GPU yet (the CUDA backend has its first ops only); use --device cpu");
+  if (options.device == Device::CUDA) {
+#ifdef K5_WITH_CUDA
+    K5_CHECK(cuda::device_count() > 0, "--device cuda: no CUDA device found (driver or GPU missing)");
+#else
+    fail("--device cuda: this k5 was built without the CUDA backend (configure with -DK5_CUDA=ON where nvcc is)");
+#endif
+  }
   // oneDNN (the GEMM library) runs on OpenMP; give it the same thread count as our pool.
   omp_set_num_threads(pool_.size());
+}
+
+Workspace& Context::workspace(Device device) {
+  if (device == Device::CPU) return workspace_;
+  if (!cuda_workspace_) cuda_workspace_ = std::make_unique<Workspace>(0, Device::CUDA);
+  return *cuda_workspace_;
 }
 
 }  // namespace k5

@@ -2,6 +2,8 @@
 // it and passes it to every op; there is no global mutable state.
 #pragma once
 
+#include <memory>
+
 #include "core/log.h"
 #include "core/storage.h"
 #include "core/thread_pool.h"
@@ -27,7 +29,8 @@ class Context {
   explicit Context(const ContextOptions& options = {});
 
   ThreadPool& pool() { return pool_; }
-  Workspace& workspace() { return workspace_; }
+  // The activation arena of a device (the CUDA one is made on first use).
+  Workspace& workspace(Device device = Device::CPU);
   const Logger& log() const { return logger_; }
   Logger& log() { return logger_; }
   Device device() const { return options_.device; }
@@ -38,6 +41,7 @@ class Context {
   ContextOptions options_;
   ThreadPool pool_;
   Workspace workspace_;
+  std::unique_ptr<Workspace> cuda_workspace_;
   Logger logger_;
 };
 

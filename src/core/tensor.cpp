@@ -155,6 +155,12 @@ Tensor Tensor::contiguous() const {
 }
 
 Tensor Tensor::clone() const {
+  if (device() != Device::CPU) {
+    K5_CHECK(is_contiguous(), "clone: a strided view on ", device_name(device()), " (", describe(), ")");
+    Tensor copy = empty(dtype_, shape_, device());
+    copy_bytes(copy.raw(), device(), raw(), device(), bytes());
+    return copy;
+  }
   Tensor copy = empty(dtype_, shape_);
   copy.copy_from(*this);
   return copy;

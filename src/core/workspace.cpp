@@ -12,14 +12,24 @@ constexpr size_t kAlignment = 64;
 size_t align_up(size_t value) { return (value + kAlignment - 1) / kAlignment * kAlignment; }
 }  // namespace
 
-Workspace::Workspace(size_t initial_bytes) {
-  if (initial_bytes) {
-    Chunk chunk;
-    chunk.size = align_up(initial_bytes);
-    chunk.memory = {static_cast<uint8_t*>(std::aligned_alloc(kAlignment, chunk.size)), std::free};
-    if (!chunk.memory) fail("workspace: out of memory reserving ", initial_bytes, " bytes");
-    chunks_.push_back(std::move(chunk));
+Workspace::Workspace(size_t initial_bytes, Device device) : device_(device) {
+  if (initial_bytes) chunks_.push_back(new_chunk(initial_bytes));
+}
+
+// Host chunks are left untouched (pages are committed as the arena reaches them); device chunks come from
+// the backend's allocator.
+Workspace::Chunk Workspace::new_chunk(size_t bytes) const {
+  Chunk chunk;
+  chunk.size = align_up(bytes);
+  if (device_ == Device::CPU) {
+    auto* memory = static_cast<uint8_t*>(std::aligned_alloc(kAlignment, chunk.size));
+    if (!memory) fail("workspace: out of memory allocating ", bytes, " bytes");
+    chunk.memory = std::shared_ptr<uint8_t>(memory, std::free);
+  } else {
+    std::shared_ptr<Storage> storage = k5::allocate(device_, chunk.size);
+    chunk.memory = std::shared_ptr<uint8_t>(storage, static_cast<uint8_t*>(storage->data()));
   }
+  return chunk;
 }
 
 void* Workspace::allocate(size_t bytes) {
@@ -37,18 +47,14 @@ void* Workspace::allocate(size_t bytes) {
     ++current_;
   }
   // Grow geometrically so a pass settles into a few chunks after its first run.
-  Chunk chunk;
-  chunk.size = align_up(std::max(bytes, capacity() + (size_t(64) << 20)));
-  chunk.memory = {static_cast<uint8_t*>(std::aligned_alloc(kAlignment, chunk.size)), std::free};
-  if (!chunk.memory) fail("workspace: out of memory allocating ", bytes, " bytes");
-  chunks_.push_back(std::move(chunk));
+  chunks_.push_back(new_chunk(std::max(bytes, capacity() + (size_t(64) << 20))));
   current_ = chunks_.size() - 1;
   return allocate(bytes);
 }
 
 Tensor Workspace::tensor(DType dtype, Shape shape) {
   const size_t bytes = size_t(shape_numel(shape)) * dtype_size(dtype);
-  return Tensor::wrap(allocate(bytes), dtype, std::move(shape));
+  return Tensor::wrap(allocate(bytes), dtype, std::move(shape), device_);
 }
 
 size_t Workspace::capacity() const {

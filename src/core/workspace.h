@@ -1,4 +1,5 @@
-// Workspace: a bump arena for the activations of one forward pass, so ops do not allocate per call.
+// Workspace: a bump arena for the activations of one forward pass, so ops do not allocate per call. Each
+// device has its own (Context::workspace(device)); a CUDA workspace hands out device memory.
 //
 // Typical use: `auto scope = workspace.scope();` at the top of a block's forward, then
 // `workspace.tensor(DType::F32, {tokens, dim})` for temporaries; everything allocated after the scope was
@@ -29,24 +30,27 @@ class Workspace {
     size_t mark_used_;
   };
 
-  explicit Workspace(size_t initial_bytes = 0);
+  explicit Workspace(size_t initial_bytes = 0, Device device = Device::CPU);
 
   Scope scope() { return Scope(this, current_, chunks_.empty() ? 0 : chunks_[current_].used); }
   // 64-byte aligned, uninitialised memory valid until the enclosing scope ends.
   void* allocate(size_t bytes);
-  // A contiguous tensor in the arena (contents undefined).
+  // A contiguous tensor in the arena (contents undefined), on the workspace's device.
   Tensor tensor(DType dtype, Shape shape);
 
+  Device device() const { return device_; }
   size_t capacity() const;
   size_t peak() const { return peak_; }
 
  private:
   struct Chunk {
-    std::unique_ptr<uint8_t[], void (*)(void*)> memory{nullptr, nullptr};
+    std::shared_ptr<uint8_t> memory;
     size_t size = 0;
     size_t used = 0;
   };
+  Chunk new_chunk(size_t bytes) const;
   void release_to(size_t chunk, size_t used);
+  Device device_;
   std::vector<Chunk> chunks_;
   size_t current_ = 0;
   size_t in_use_ = 0;

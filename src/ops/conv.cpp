@@ -1,6 +1,8 @@
 #include "ops/conv.h"
 
 #include "backends/cpu/conv.h"
+#include "backends/cuda/kernels.h"
+#include "ops/dispatch.h"
 
 namespace k5::ops {
 namespace {
@@ -9,7 +11,13 @@ void check_f32_contiguous(const Tensor& t, const char* op, const char* name) {
   K5_CHECK(t.defined(), op, ": ", name, " is undefined");
   K5_CHECK(t.dtype() == DType::F32, op, ": ", name, " must be F32, got ", t.describe());
   K5_CHECK(t.is_contiguous(), op, ": ", name, " must be contiguous");
-  K5_CHECK(t.device() == Device::CPU, op, ": ", name, " must be on the CPU");
+}
+
+// An optional operand (bias, affine parameter) lives where the required ones do.
+void check_beside(const Tensor* t, const Tensor& anchor, const char* op, const char* name) {
+  if (t)
+    K5_CHECK(t->device() == anchor.device(), op, ": ", name, " is on ", device_name(t->device()), ", the input on ",
+             device_name(anchor.device()));
 }
 
 }  // namespace
@@ -55,6 +63,10 @@ void conv3d(Context& ctx, const Tensor& x, const Tensor& weight, const Tensor* b
   for (int axis = 0; axis < 3; ++axis) {
     K5_CHECK(geometry.pad_mode == PadMode::zeros || x.size(axis + 1) > 0, "conv3d: empty input");
   }
+  check_beside(bias, x, "conv3d", "bias");
+  if constexpr (kCudaBuild)
+    if (on_cuda("conv3d", x, weight, out)) return cuda::conv3d(ctx, x, weight, bias, geometry, out, accumulate);
+  device_of("conv3d", x, weight, out);
   cpu::conv3d(ctx, x, weight, bias, geometry, out, accumulate);
 }
 
@@ -73,6 +85,7 @@ void check_group_norm_arguments(const Tensor& x, int64_t groups, const Tensor* w
     check_f32_contiguous(*t, "group_norm", "affine parameter");
     K5_CHECK(t->numel() == x.size(0), "group_norm: affine parameter has ", t->numel(), " values for ", x.size(0),
              " channels");
+    check_beside(t, x, "group_norm", "affine parameter");
   }
 }
 
@@ -97,6 +110,9 @@ void GroupMoments::merge(const GroupMoments& other) {
 
 GroupMoments group_moments(Context& ctx, const Tensor& x, int groups) {
   check_group_norm_arguments(x, groups, nullptr, nullptr, x);
+  if constexpr (kCudaBuild)
+    if (on_cuda("group_moments", x)) return cuda::group_moments(ctx, x, groups);
+  device_of("group_moments", x);
   return cpu::group_moments(ctx, x, groups);
 }
 
@@ -104,12 +120,19 @@ void group_norm_apply(Context& ctx, const Tensor& x, const GroupMoments& moments
                       const Tensor* bias, float eps, bool silu, Tensor& out) {
   check_group_norm_arguments(x, int64_t(moments.mean.size()), weight, bias, out);
   K5_CHECK(moments.count > 0 && moments.m2.size() == moments.mean.size(), "group_norm: no statistics");
+  if constexpr (kCudaBuild)
+    if (on_cuda("group_norm_apply", x, out))
+      return cuda::group_norm_apply(ctx, x, moments, weight, bias, eps, silu, out);
+  device_of("group_norm_apply", x, out);
   cpu::group_norm_apply(ctx, x, moments, weight, bias, eps, silu, out);
 }
 
 void group_norm(Context& ctx, const Tensor& x, int groups, const Tensor* weight, const Tensor* bias, float eps,
                 bool silu, Tensor& out) {
   check_group_norm_arguments(x, groups, weight, bias, out);
+  if constexpr (kCudaBuild)
+    if (on_cuda("group_norm", x, out)) return cuda::group_norm(ctx, x, groups, weight, bias, eps, silu, out);
+  device_of("group_norm", x, out);
   cpu::group_norm_apply(ctx, x, cpu::group_moments(ctx, x, groups), weight, bias, eps, silu, out);
 }
 
@@ -128,6 +151,10 @@ void upsample_nearest(Context& ctx, const Tensor& x, int factor_t, int factor_h,
   const Shape expected = upsample_nearest_shape(x.shape(), factor_t, factor_h, factor_w, first_frame_alone);
   K5_CHECK(out.shape() == expected, "upsample_nearest: output is ", shape_string(out.shape()), ", expected ",
            shape_string(expected));
+  if constexpr (kCudaBuild)
+    if (on_cuda("upsample_nearest", x, out))
+      return cuda::upsample_nearest(ctx, x, factor_t, factor_h, factor_w, first_frame_alone, out);
+  device_of("upsample_nearest", x, out);
   cpu::upsample_nearest(ctx, x, factor_t, factor_h, factor_w, first_frame_alone, out);
 }
 
@@ -143,6 +170,9 @@ void place_strided(Context& ctx, const Tensor& x, std::array<int64_t, 3> offset,
              "place_strided: ", shape_string(x.shape()), " does not fit ", shape_string(out.shape()), " on axis ",
              axis + 1);
   }
+  if constexpr (kCudaBuild)
+    if (on_cuda("place_strided", x, out)) return cuda::place_strided(ctx, x, offset, step, out);
+  device_of("place_strided", x, out);
   cpu::place_strided(ctx, x, offset, step, out);
 }
 
@@ -154,6 +184,7 @@ void frame_causal_attention(Context& ctx, const Tensor& q, const Tensor& k, cons
            shape_string(k.shape()), ", ", shape_string(v.shape()), ", ", shape_string(out.shape()));
   K5_CHECK(frames >= 1 && q.size(1) % frames == 0, "frame_causal_attention: ", q.size(1),
            " tokens do not split into ", frames, " frames");
+  device_of("frame_causal_attention", q, k, v, out);
   cpu::frame_causal_attention(ctx, q, k, v, frames, out, scale);
 }
 

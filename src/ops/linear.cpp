@@ -17,9 +17,7 @@ Tensor linear(Context& ctx, const Tensor& x, const Tensor& weight, const Tensor*
   K5_CHECK(x.dim() >= 1 && weight.dim() == 2, "linear: input ", x.describe(), " weight ", weight.describe());
   Shape shape = x.shape();
   shape.back() = weight.size(0);
-  // The workspace is host memory; GPU outputs get their own allocation until there is a device workspace.
-  Tensor out = x.device() == Device::CPU ? ctx.workspace().tensor(DType::F32, shape)
-                                         : Tensor::empty(DType::F32, shape, x.device());
+  Tensor out = ctx.workspace(x.device()).tensor(DType::F32, shape);
   linear(ctx, x, weight, bias, out, activation);
   return out;
 }

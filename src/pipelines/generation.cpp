@@ -352,8 +352,10 @@ GenerationResult generate(Context& ctx, const ModelFiles& files, const Generatio
   // Sampling.
   {
     const auto start = std::chrono::steady_clock::now();
-    const CrossDit dit = CrossDit::load(config, files.dit, ctx.precision());
-    log.info("DiT loaded in ", seconds_since(start), " s");
+    // --device cuda: the DiT (nearly all of the arithmetic) runs on the GPU; the text encoders and the VAE
+    // stay on the CPU until they have their CUDA ops.
+    const CrossDit dit = CrossDit::load(config, files.dit, ctx.precision(), DitAttention::automatic, ctx.device());
+    log.info("DiT loaded in ", seconds_since(start), " s", ctx.device() == Device::CUDA ? " (on the GPU)" : "");
     SampleRequest request;
     // generate_sample*: torch.randn([T, h, w, 16], generator seeded with the seed, dtype=bfloat16).
     request.noise = torch_randn(plan.rng, plan.seed, {T, h, w, kLatentChannels}, DType::BF16).to(DType::F32);

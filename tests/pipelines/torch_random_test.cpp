@@ -1,13 +1,11 @@
 // torch-compatible randn and multinomial (src/pipelines/torch_random): the CPU generator bit for bit against
 // torch (tools/golden/torch_random.py), Philox4x32-10 against the Random123 known-answer vectors, and the CUDA
-// layout's invariants. CUDA values are compared with torch on a GPU only when K5_TORCH_CUDA_GOLDEN names the
-// file tools/golden/torch_random_cuda.py wrote there (the CudaGolden tests skip otherwise).
+// layout's invariants. The CUDA values against torch on a GPU: tests/backends/cuda/torch_random_golden_test.cpp.
 #include "pipelines/torch_random.h"
 
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <cstdlib>
 #include <cstring>
 #include <sstream>
 
@@ -229,61 +227,6 @@ TEST(TorchMultinomial, BadProbabilities) {
   EXPECT_THROW(generator.sample(std::vector<float>{0.5f, -0.1f}), Error);
   EXPECT_THROW(generator.sample(std::vector<float>{0.0f, 0.0f}), Error);
   EXPECT_THROW(generator.sample(std::vector<float>{0.5f, std::nanf("")}), Error);
-}
-
-// Against torch on a GPU (tools/golden/torch_random_cuda.py): skipped unless K5_TORCH_CUDA_GOLDEN is set.
-class CudaGolden : public ::testing::Test {
- protected:
-  void SetUp() override {
-    const char* path = std::getenv("K5_TORCH_CUDA_GOLDEN");
-    if (path == nullptr) GTEST_SKIP() << "K5_TORCH_CUDA_GOLDEN is not set (values from torch on a GPU)";
-    file_ = SafetensorsFile::open(path);
-    const auto& metadata = file_->metadata();
-    device_.multiprocessors = std::stoi(metadata.at("multiprocessors"));
-    device_.max_threads_per_multiprocessor = std::stoi(metadata.at("max_threads_per_multiprocessor"));
-  }
-  std::shared_ptr<SafetensorsFile> file_;
-  CudaDeviceShape device_;
-};
-
-TEST_F(CudaGolden, RandnMatchesTorch) {
-  // Box-Muller on the GPU uses __sincosf and CUDA's logf: most values equal, the rest within a few ulps.
-  int cases = 0;
-  for (const auto& info : file_->tensors()) {
-    if (info.name.rfind("randn,", 0) != 0) continue;
-    ++cases;
-    const GoldenCase golden = parse_case(info.name.substr(6));
-    const Tensor expected = file_->tensor(info.name);
-    const Tensor actual = torch_randn(RngDevice::cuda, golden.seed, golden.shape, golden.dtype, device_);
-    const std::vector<float> a = actual.to_f32_vector(), e = expected.to_f32_vector();
-    ASSERT_EQ(a.size(), e.size()) << info.name;
-    int64_t equal = 0;
-    double worst = 0;
-    for (size_t i = 0; i < a.size(); ++i) {
-      equal += a[i] == e[i];
-      worst = std::max(worst, double(std::abs(a[i] - e[i])) / std::max(1.0, double(std::abs(e[i]))));
-    }
-    const double equal_fraction = double(equal) / double(a.size());
-    std::printf("%s: %.6f equal, worst relative difference %.3g\n", info.name.c_str(), equal_fraction, worst);
-    EXPECT_LE(worst, golden.dtype == DType::F32 ? 1e-5 : 1e-2) << info.name;
-    EXPECT_GE(equal_fraction, golden.dtype == DType::F32 ? 0.5 : 0.99) << info.name;
-  }
-  EXPECT_GT(cases, 0);
-}
-
-TEST_F(CudaGolden, ExponentialAndMultinomialMatchTorch) {
-  for (const uint64_t seed : {uint64_t(0), uint64_t(42)}) {
-    const std::string prefix = "seed=" + std::to_string(seed) + ",";
-    TorchMultinomial generator(RngDevice::cuda, seed, device_);
-    for (const int64_t n : {5, 16, 1000, 152064}) {
-      const std::vector<float> expected = file_->tensor(prefix + "exponential=" + std::to_string(n)).to_f32_vector();
-      EXPECT_LE(test::relative_l2(generator.exponential(n), expected), 1e-6) << prefix << n;
-    }
-    const Tensor probs = file_->tensor(prefix + "probs");
-    const Tensor ids = file_->tensor(prefix + "multinomial");
-    for (int64_t row = 0; row < probs.size(0); ++row)
-      EXPECT_EQ(generator.sample(probs.select(0, row).to_f32_vector()), ids.data<int64_t>()[row]) << prefix << row;
-  }
 }
 
 }  // namespace

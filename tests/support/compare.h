@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cmath>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -28,7 +29,12 @@ inline double relative_l2(const Tensor& actual, const Tensor& expected) {
 }
 
 // Where tests find files: the source tree (goldens) and ../shared (official configs, tokenizers).
-inline std::string source_path(const std::string& relative) { return std::string(K5_SOURCE_DIR) + "/" + relative; }
+// The repository root: K5_SOURCE_DIR from the environment (the test programs run from another checkout, e.g.
+// on the GPU machine), else where they were built from.
+inline std::string source_path(const std::string& relative) {
+  const char* root = std::getenv("K5_SOURCE_DIR");
+  return std::string(root ? root : K5_SOURCE_DIR) + "/" + relative;
+}
 std::string shared_path(const std::string& relative);
 
 }  // namespace k5::test

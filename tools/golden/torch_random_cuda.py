@@ -1,10 +1,10 @@
 """On a machine with an NVIDIA GPU and PyTorch: writes what torch's CUDA generator gives, for k5's CPU
 reproduction of it (src/pipelines/torch_random: `--rng cuda`, the default noise and sampling generator).
 
-Not a committed golden (it needs a GPU); the CudaGolden tests of tests/pipelines/torch_random_test.cpp read
-the file named by K5_TORCH_CUDA_GOLDEN and skip when it is unset:
+Not a committed golden (it needs a GPU); the CudaGolden tests (tests/backends/cuda/torch_random_golden_test.cpp,
+in k5_gpu_tests) read the file named by K5_TORCH_CUDA_GOLDEN and skip when it is unset:
     python3 tools/golden/torch_random_cuda.py /tmp/torch_cuda_rng.safetensors
-    K5_TORCH_CUDA_GOLDEN=/tmp/torch_cuda_rng.safetensors build/tests/k5_tests --gtest_filter='CudaGolden.*'
+    K5_TORCH_CUDA_GOLDEN=/tmp/torch_cuda_rng.safetensors build/tests/k5_gpu_tests --gtest_filter='CudaGolden.*'
 
 Tensors:
   "randn,seed=<s>,dtype=<d>,shape=<a>x<b>..."  torch.randn(shape, generator=torch.Generator("cuda").manual_seed(s),

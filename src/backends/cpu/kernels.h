@@ -34,4 +34,6 @@ void softmax(Context& ctx, const Tensor& x, Tensor& out);
 
 void rope(Context& ctx, Tensor& x, const Tensor& cos, const Tensor& sin, bool interleaved);
 
+void block_mean_pool(Context& ctx, const Tensor& x, int64_t block, Tensor& out);
+
 }  // namespace k5::cpu

@@ -6,6 +6,8 @@
 
 #include "core/context.h"
 #include "core/tensor.h"
+#include "ops/attention.h"
+#include "ops/conv.h"
 #include "ops/linear.h"
 
 namespace k5::cuda {
@@ -27,5 +29,38 @@ void gated_residual(Context& ctx, Tensor& x, const Tensor& h, const Tensor& gate
 void linear(Context& ctx, const Tensor& x, const Tensor& weight, const Tensor* bias, Tensor& out,
             ops::Activation activation);
 void matmul(Context& ctx, const Tensor& a, const Tensor& b, Tensor& out);
+
+// NABLA's block means (src/ops/pool.h; pool.cu).
+void block_mean_pool(Context& ctx, const Tensor& x, int64_t block, Tensor& out);
+
+// VAE ops (src/ops/conv.h): conv.cu, group_norm.cu, upsample.cu.
+// conv3d as implicit GEMM: the input patches of a chunk of output positions are gathered (im2col) into a
+// column buffer of at most `column_budget_bytes` (at least one position's patch), then multiplied by the
+// weight matrix with cuBLASLt in full float32. Tests pass a small budget to exercise the chunking.
+inline constexpr int64_t kConvColumnBudgetBytes = int64_t(256) << 20;
+void conv3d(Context& ctx, const Tensor& x, const Tensor& weight, const Tensor* bias, const ops::ConvGeometry& geometry,
+            Tensor& out, bool accumulate, int64_t column_budget_bytes = kConvColumnBudgetBytes);
+
+// GroupNorm statistics in double on the device. group_moments returns them to the host (it waits for the
+// GPU); group_norm keeps them on the device.
+ops::GroupMoments group_moments(Context& ctx, const Tensor& x, int groups);
+void group_norm_apply(Context& ctx, const Tensor& x, const ops::GroupMoments& moments, const Tensor* weight,
+                      const Tensor* bias, float eps, bool silu, Tensor& out);
+void group_norm(Context& ctx, const Tensor& x, int groups, const Tensor* weight, const Tensor* bias, float eps,
+                bool silu, Tensor& out);
+
+void upsample_nearest(Context& ctx, const Tensor& x, int factor_t, int factor_h, int factor_w, bool first_frame_alone,
+                      Tensor& out);
+void place_strided(Context& ctx, const Tensor& x, std::array<int64_t, 3> offset, std::array<int64_t, 3> step,
+                   Tensor& out);
+
+// Attention and rotary embeddings (src/ops/attention.h, src/ops/rope.h): attention.cu, rope.cu.
+// Flash-attention style: float32 on CUDA cores; Precision::bf16 on tensor cores (WMMA). Head dim up to 128.
+void attention(Context& ctx, const Tensor& q, const Tensor& k, const Tensor& v, Tensor& out,
+               const ops::AttentionOptions& options);
+void block_sparse_attention(Context& ctx, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& block_mask,
+                            int block_size, Tensor& out, float scale);
+// In place on x [L, H, D]; cos, sin [L, D/2]. interleaved: pairs (2i, 2i+1), else (i, i + D/2).
+void rope(Context& ctx, Tensor& x, const Tensor& cos, const Tensor& sin, bool interleaved);
 
 }  // namespace k5::cuda

@@ -50,9 +50,12 @@ std::vector<float> matvec(Context& ctx, const std::vector<float>& x, const Linea
   return out;
 }
 
-std::vector<float> silu(std::vector<float> x) {
-  for (float& v : x) v = v / (1.0f + std::exp(-v));
-  return x;
+// x [1, K] -> [1, N] in float32 on x's device: matvec on the CPU (F32 or BF16 weights), a float32 GEMM on the
+// GPU (where these weights are F32).
+Tensor project(Context& ctx, const Tensor& x, const LinearWeights& linear) {
+  if (x.device() != Device::CPU) return ops::linear(ctx, x, linear.weight, linear.bias_or_null());
+  const std::vector<float> out = matvec(ctx, x.to_f32_vector(), linear);
+  return Tensor::from_f32(out, {1, int64_t(out.size())});
 }
 
 // exp(-ln(10000) * i / dim) for i in [0, dim), in float32 as the official get_freqs.
@@ -65,6 +68,8 @@ std::vector<float> rope_frequencies(int64_t dim) {
 
 struct RopeTables {
   Tensor cos, sin;  // [L, head_dim / 2]
+
+  RopeTables to_device(Device device) const { return {cos.to_device(device), sin.to_device(device)}; }
 };
 
 RopeTables text_rope(int64_t L, int64_t head_dim) {
@@ -120,7 +125,7 @@ Tensor attention_sublayer(Context& ctx, const AttentionWeights& w, int64_t heads
     ops::rope_interleaved(ctx, q, rope->cos, rope->sin);
     ops::rope_interleaved(ctx, k, rope->cos, rope->sin);
   }
-  Tensor out = ctx.workspace().tensor(DType::F32, {Lq, heads, hd});
+  Tensor out = ctx.workspace(x_q.device()).tensor(DType::F32, {Lq, heads, hd});
   if (sparse) {
     Tensor block_mask;
     const double kept = nabla_block_mask(ctx, q, k, sparse->sta, sparse->P, block_mask);
@@ -146,18 +151,18 @@ struct Modulation {
   Tensor operator[](int64_t j) const { return values.slice(0, j * d, (j + 1) * d); }
 };
 
-Modulation modulation(Context& ctx, const std::vector<float>& silu_time, const LinearWeights& w, int64_t d) {
-  const std::vector<float> values = matvec(ctx, silu_time, w);
-  return {Tensor::from_f32(values, {int64_t(values.size())}), d};
+Modulation modulation(Context& ctx, const Tensor& silu_time, const LinearWeights& w, int64_t d) {
+  const Tensor values = project(ctx, silu_time, w);
+  return {values.reshape({values.numel()}), d};
 }
 
 // Text encoder block: x [L, d] updated in place.
-void encoder_block(Context& ctx, const EncoderBlockWeights& w, const std::vector<float>& silu_time, int64_t heads,
-                   Tensor& x, const RopeTables& rope, const Tensor* key_mask) {
-  auto scope = ctx.workspace().scope();
+void encoder_block(Context& ctx, const EncoderBlockWeights& w, const Tensor& silu_time, int64_t heads, Tensor& x,
+                   const RopeTables& rope, const Tensor* key_mask) {
+  auto scope = ctx.workspace(x.device()).scope();
   const int64_t d = x.size(1);
   const Modulation mod = modulation(ctx, silu_time, w.modulation, d);  // (shift, scale, gate) x (attn, ff)
-  Tensor h = ctx.workspace().tensor(DType::F32, x.shape());
+  Tensor h = ctx.workspace(x.device()).tensor(DType::F32, x.shape());
 
   ops::scale_shift_norm(ctx, x, mod[1], mod[0], kLayerNormEps, h);
   ops::gated_residual(ctx, x, attention_sublayer(ctx, w.self_attention, heads, h, h, &rope, key_mask, nullptr, -1),
@@ -168,13 +173,13 @@ void encoder_block(Context& ctx, const EncoderBlockWeights& w, const std::vector
 }
 
 // Visual decoder block: x [N, d] updated in place; text [L, d] from the encoder.
-void decoder_block(Context& ctx, const DecoderBlockWeights& w, const std::vector<float>& silu_time, int64_t heads,
-                   Tensor& x, const Tensor& text, const RopeTables& rope, const Tensor* key_mask,
-                   const SparsePlan* sparse, int layer) {
-  auto scope = ctx.workspace().scope();
+void decoder_block(Context& ctx, const DecoderBlockWeights& w, const Tensor& silu_time, int64_t heads, Tensor& x,
+                   const Tensor& text, const RopeTables& rope, const Tensor* key_mask, const SparsePlan* sparse,
+                   int layer) {
+  auto scope = ctx.workspace(x.device()).scope();
   const int64_t d = x.size(1);
   const Modulation mod = modulation(ctx, silu_time, w.modulation, d);  // (shift, scale, gate) x (self, cross, ff)
-  Tensor h = ctx.workspace().tensor(DType::F32, x.shape());
+  Tensor h = ctx.workspace(x.device()).tensor(DType::F32, x.shape());
 
   ops::scale_shift_norm(ctx, x, mod[1], mod[0], kLayerNormEps, h);
   ops::gated_residual(ctx, x, attention_sublayer(ctx, w.self_attention, heads, h, h, &rope, nullptr, sparse, layer),
@@ -198,14 +203,16 @@ DitAttention parse_dit_attention(const std::string& name) {
 }
 
 CrossDit CrossDit::load(const KandinskyConfig& config, const std::string& weights_path, Precision precision,
-                        DitAttention attention) {
+                        DitAttention attention, Device device) {
   CrossDit model;
   model.config_ = config;
+  model.device_ = device;
   const DitParams& p = config.dit;
   K5_CHECK(p.patch_size[0] >= 1 && p.patch_size[1] >= 1 && p.patch_size[2] >= 1, config.source,
            ": patch_size must be positive");
   model.checkpoint_ = Checkpoint::open(weights_path);
-  model.weights_ = load_crossdit_weights(model.checkpoint_, p, precision);
+  model.weights_ = load_crossdit_weights(model.checkpoint_, p, precision, device);
+  if (device != Device::CPU) model.checkpoint_ = {};  // everything was copied to the device
   model.nabla_ = attention == DitAttention::nabla ||
                  (attention == DitAttention::automatic && config.attention.type == "nabla");
   if (model.nabla_)
@@ -238,16 +245,20 @@ Tensor CrossDit::forward(Context& ctx, const DitInputs& in) const {
   check_inputs(in);
   const DitParams& p = params();
   const CrossDitWeights& w = weights_;
-  auto scope = ctx.workspace().scope();
+  const Device device = device_;
+  auto host_scope = ctx.workspace().scope();
+  auto scope = ctx.workspace(device).scope();
   const int64_t d = p.model_dim, heads = p.num_heads(), hd = p.head_dim();
   const int64_t p0 = p.patch_size[0], p1 = p.patch_size[1], p2 = p.patch_size[2], patch = p0 * p1 * p2;
   const int64_t T = in.x.size(0) / p0, H = in.x.size(1) / p1, W = in.x.size(2) / p2, N = T * H * W;
   const int64_t L = in.text_embed.size(0), Cin = in.x.size(3), Cout = p.out_visual_dim;
   const Tensor x_in = in.x.contiguous();
-  const Tensor* key_mask = in.attention_mask.defined() ? &in.attention_mask : nullptr;
+  const Tensor mask = in.attention_mask.defined() ? in.attention_mask.to_device(device) : Tensor();
+  const Tensor* key_mask = mask.defined() ? &mask : nullptr;
 
-  // Time embedding [td]: sinusoid (cos half first) -> Linear -> SiLU -> Linear, plus the pooled CLIP embedding.
-  std::vector<float> time_embed;
+  // Time embedding [1, td]: sinusoid (cos half first) -> Linear -> SiLU -> Linear, plus the pooled CLIP
+  // embedding; SiLU of it modulates every block.
+  Tensor silu_time;
   {
     const std::vector<float> freqs = rope_frequencies(d / 2);
     std::vector<float> sinusoid(static_cast<size_t>(d));
@@ -256,18 +267,20 @@ Tensor CrossDit::forward(Context& ctx, const DitInputs& in) const {
       sinusoid[size_t(i)] = std::cos(angle);
       sinusoid[size_t(i + d / 2)] = std::sin(angle);
     }
-    time_embed = matvec(ctx, silu(matvec(ctx, sinusoid, w.time_in)), w.time_out);
-    std::vector<float> pooled = matvec(ctx, in.pooled_text_embed.contiguous().to_f32_vector(), w.pooled_in);
-    Tensor pooled_view = Tensor::wrap(pooled.data(), DType::F32, {1, p.time_dim});
-    ops::layer_norm(ctx, pooled_view, &w.pooled_norm_weight, &w.pooled_norm_bias, kLayerNormEps, pooled_view);
-    for (size_t i = 0; i < time_embed.size(); ++i) time_embed[i] += pooled[i];
+    Tensor hidden = project(ctx, Tensor::from_f32(sinusoid, {1, d}).to_device(device), w.time_in);
+    ops::silu(ctx, hidden, hidden);
+    silu_time = project(ctx, hidden, w.time_out);
+    Tensor pooled = project(ctx, in.pooled_text_embed.contiguous().to_device(device), w.pooled_in);
+    ops::layer_norm(ctx, pooled, &w.pooled_norm_weight, &w.pooled_norm_bias, kLayerNormEps, pooled);
+    ops::add(ctx, silu_time, pooled, silu_time);
+    ops::silu(ctx, silu_time, silu_time);
   }
-  const std::vector<float> silu_time = silu(time_embed);
 
   // Text tokens [L, d]: Linear + LayerNorm, then the encoder blocks with 1D RoPE.
-  Tensor text = ops::linear(ctx, in.text_embed.contiguous(), w.text_in.weight, w.text_in.bias_or_null());
+  Tensor text =
+      ops::linear(ctx, in.text_embed.contiguous().to_device(device), w.text_in.weight, w.text_in.bias_or_null());
   ops::layer_norm(ctx, text, &w.text_norm_weight, &w.text_norm_bias, kLayerNormEps, text);
-  const RopeTables text_rope_tables = text_rope(L, hd);
+  const RopeTables text_rope_tables = text_rope(L, hd).to_device(device);
   for (const EncoderBlockWeights& block : w.text_blocks)
     encoder_block(ctx, block, silu_time, heads, text, text_rope_tables, key_mask);
 
@@ -283,10 +296,10 @@ Tensor CrossDit::forward(Context& ctx, const DitInputs& in) const {
     order.resize(size_t(N));
     std::iota(order.begin(), order.end(), 0);
   }
-  Tensor patches = ctx.workspace().tensor(DType::F32, {N, patch * Cin});  // features (p0, p1, p2, C)
+  Tensor host_patches = ctx.workspace().tensor(DType::F32, {N, patch * Cin});  // features (p0, p1, p2, C)
   {
     const float* src = x_in.data<float>();
-    float* dst = patches.data<float>();
+    float* dst = host_patches.data<float>();
     const int64_t Hx = in.x.size(1), Wx = in.x.size(2);
     ctx.pool().parallel_for(0, N, 64, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) {
@@ -301,8 +314,9 @@ Tensor CrossDit::forward(Context& ctx, const DitInputs& in) const {
       }
     });
   }
-  Tensor visual = ops::linear(ctx, patches, w.visual_in.weight, w.visual_in.bias_or_null());
-  const RopeTables visual_rope_tables = visual_rope(order, H, W, p.axes_dims, config_.scale_factor);
+  Tensor visual = ops::linear(ctx, host_patches.to_device(device), w.visual_in.weight, w.visual_in.bias_or_null());
+  const RopeTables visual_rope_tables =
+      visual_rope(order, H, W, p.axes_dims, config_.scale_factor).to_device(device);
   if (in.visual_residual && in.reuse_visual_residual) {
     K5_CHECK(in.visual_residual->defined() && in.visual_residual->shape() == visual.shape(),
              "MagCache: no cached residual of shape ", shape_string(visual.shape()), " to reuse");
@@ -323,7 +337,8 @@ Tensor CrossDit::forward(Context& ctx, const DitInputs& in) const {
   // Output layer: modulated LayerNorm, Linear to patch * Cout features (C, p0, p1, p2), un-patch.
   const Modulation mod = modulation(ctx, silu_time, w.out_modulation, d);  // (shift, scale)
   ops::scale_shift_norm(ctx, visual, mod[1], mod[0], kLayerNormEps, visual);
-  const Tensor y = ops::linear(ctx, visual, w.out_linear.weight, w.out_linear.bias_or_null());  // [N, Cout*patch]
+  const Tensor y = ops::linear(ctx, visual, w.out_linear.weight, w.out_linear.bias_or_null())
+                       .to_device(Device::CPU);  // [N, Cout * patch]
   Tensor velocity = Tensor::empty(DType::F32, {T * p0, H * p1, W * p2, Cout});
   {
     const float* src = y.data<float>();

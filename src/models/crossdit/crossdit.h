@@ -32,15 +32,18 @@ struct DitInputs {
 
 class CrossDit {
  public:
+  // On Device::CUDA the weights are uploaded once and every forward runs on the GPU (inputs and the result
+  // stay host tensors: they are copied over and back).
   static CrossDit load(const KandinskyConfig& config, const std::string& weights_path, Precision precision,
-                       DitAttention attention = DitAttention::automatic);
+                       DitAttention attention = DitAttention::automatic, Device device = Device::CPU);
 
-  // velocity [T, H, W, out_visual_dim] F32 (an owned tensor).
+  // velocity [T, H, W, out_visual_dim] F32 (an owned host tensor).
   Tensor forward(Context& ctx, const DitInputs& inputs) const;
 
   const KandinskyConfig& config() const { return config_; }
   const DitParams& params() const { return config_.dit; }
   bool uses_nabla() const { return nabla_; }
+  Device device() const { return device_; }
 
   // Checks input shapes against the config; throws a one-line error naming the tensor.
   void check_inputs(const DitInputs& inputs) const;
@@ -50,6 +53,7 @@ class CrossDit {
   Checkpoint checkpoint_;  // keeps the mapped weights alive
   CrossDitWeights weights_;
   bool nabla_ = false;
+  Device device_ = Device::CPU;
 };
 
 }  // namespace k5

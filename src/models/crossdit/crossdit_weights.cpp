@@ -41,8 +41,8 @@ enum class Role { gemm, matvec, vector };
 
 class Loader {
  public:
-  Loader(const Checkpoint& checkpoint, const DitParams& params, Precision precision)
-      : checkpoint_(checkpoint), precision_(precision) {
+  Loader(const Checkpoint& checkpoint, const DitParams& params, Precision precision, Device device)
+      : checkpoint_(checkpoint), precision_(precision), device_(device) {
     for (const auto& [name, shape] : crossdit_parameter_shapes(params)) expected_[name] = shape;
     for (const std::string& stored : checkpoint.names()) {
       const std::string name = strip_prefix(stored);
@@ -55,6 +55,12 @@ class Loader {
   }
 
   Tensor get(const std::string& name, Role role) const {
+    const Tensor host = converted(name, role);
+    if (device_ == Device::CPU) return host;
+    return (role == Role::matvec ? host.to(DType::F32) : host).to_device(device_);
+  }
+
+  Tensor converted(const std::string& name, Role role) const {
     const Tensor stored = checkpoint_.tensor(stored_name_.at(name));
     const Shape& shape = expected_.at(name);
     K5_CHECK(stored.shape() == shape, checkpoint_.path(), ": DiT key '", name, "' has shape ",
@@ -97,6 +103,7 @@ class Loader {
  private:
   const Checkpoint& checkpoint_;
   Precision precision_;
+  Device device_;
   std::map<std::string, Shape> expected_;
   std::map<std::string, std::string> stored_name_;
 };
@@ -137,8 +144,9 @@ std::vector<std::pair<std::string, Shape>> crossdit_parameter_shapes(const DitPa
   return out;
 }
 
-CrossDitWeights load_crossdit_weights(const Checkpoint& checkpoint, const DitParams& params, Precision precision) {
-  const Loader load(checkpoint, params, precision);
+CrossDitWeights load_crossdit_weights(const Checkpoint& checkpoint, const DitParams& params, Precision precision,
+                                      Device device) {
+  const Loader load(checkpoint, params, precision, device);
   CrossDitWeights w;
   w.time_in = load.linear("time_embeddings.in_layer", Role::matvec);
   w.time_out = load.linear("time_embeddings.out_layer", Role::matvec);

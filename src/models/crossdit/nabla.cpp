@@ -5,6 +5,7 @@
 #include <numeric>
 
 #include "core/error.h"
+#include "ops/pool.h"
 
 namespace k5 {
 
@@ -40,26 +41,14 @@ double nabla_block_mask(Context& ctx, const Tensor& q, const Tensor& k, const Te
   K5_CHECK(S % kNablaBlock == 0, "NABLA: ", S, " tokens is not a multiple of 64");
   K5_CHECK(sta.size(0) == n, "NABLA: STA mask has ", sta.size(0), " blocks, expected ", n);
   mask = Tensor::zeros(DType::U8, {heads, n, n});
-  // Block means [heads, n, D] for q and k.
-  std::vector<float> q_pool(size_t(heads * n * D)), k_pool(size_t(heads * n * D));
-  auto pool = [&](const Tensor& x, std::vector<float>& out) {
-    const float* base = x.data<float>();
-    const int64_t s0 = x.stride(0), s1 = x.stride(1);
-    ctx.pool().parallel_for(0, heads * n, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t hb = begin; hb < end; ++hb) {
-        const int64_t h = hb / n, b = hb % n;
-        float* o = out.data() + (h * n + b) * D;
-        std::fill(o, o + D, 0.0f);
-        for (int64_t i = 0; i < kNablaBlock; ++i) {
-          const float* row = base + (b * kNablaBlock + i) * s0 + h * s1;
-          for (int64_t c = 0; c < D; ++c) o[c] += row[c];
-        }
-        for (int64_t c = 0; c < D; ++c) o[c] /= float(kNablaBlock);
-      }
-    });
+  // Block means [heads, n, D] for q and k, pooled where q and k live and read here (small: S / 64 rows).
+  auto pool = [&](const Tensor& x) {
+    auto scope = ctx.workspace(x.device()).scope();
+    Tensor pooled = ctx.workspace(x.device()).tensor(DType::F32, {heads, n, D});
+    ops::block_mean_pool(ctx, x, kNablaBlock, pooled);
+    return pooled.to_f32_vector();
   };
-  pool(q, q_pool);
-  pool(k, k_pool);
+  const std::vector<float> q_pool = pool(q), k_pool = pool(k);
   const float threshold = float(1.0 - P);
   const float inv_sqrt_d = 1.0f / std::sqrt(float(D));
   const uint8_t* sta_mask = sta.data<uint8_t>();
@@ -95,6 +84,7 @@ double nabla_block_mask(Context& ctx, const Tensor& q, const Tensor& k, const Te
   });
   int64_t kept = 0;
   for (int64_t i = 0; i < heads * n * n; ++i) kept += out[i];
+  if (q.device() != Device::CPU) mask = mask.to_device(q.device());
   return double(kept) / double(heads * n * n);
 }
 

@@ -21,7 +21,8 @@ std::vector<int64_t> fractal_order(int64_t T, int64_t H, int64_t W);
 Tensor sta_block_mask(int64_t T, int64_t Hb, int64_t Wb, int64_t wT, int64_t wH, int64_t wW);
 
 // The per-layer block mask [heads, n, n] U8: softmax of block-mean-pooled q k^T / sqrt(D), top-CDF kept at
-// mass P, OR the STA mask. q, k: [S, heads, D] F32 in fractal order, S = 64 n. Returns the kept fraction.
+// mass P, OR the STA mask. q, k: [S, heads, D] F32 in fractal order, S = 64 n; the mask is made on the host
+// from the block means and placed on q's device. Returns the kept fraction.
 double nabla_block_mask(Context& ctx, const Tensor& q, const Tensor& k, const Tensor& sta, double P, Tensor& mask);
 
 }  // namespace k5

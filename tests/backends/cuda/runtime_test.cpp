@@ -1,8 +1,8 @@
 // Device memory, host <-> device copies and dispatch rules.
 #include "backends/cuda/device.h"
 #include "gpu_test_util.h"
+#include "ops/conv.h"
 #include "ops/elementwise.h"
-#include "ops/rope.h"
 
 namespace k5::test {
 namespace {
@@ -52,11 +52,12 @@ TEST_F(CudaTensor, MixedDevicesAreRejected) {
 }
 
 TEST_F(CudaTensor, OpWithoutCudaKernelSaysSo) {
-  Tensor x = on_gpu(random_tensor({4, 2, 8}, 4));
-  const Tensor cos = on_gpu(random_tensor({4, 4}, 5)), sin = on_gpu(random_tensor({4, 4}, 6));
+  // The VAE's frame-causal attention has no CUDA kernel yet (rope, the op used here before, now has one).
+  const Tensor q = on_gpu(random_tensor({8, 6}, 4));
+  Tensor out = Tensor::empty(DType::F32, {8, 6}, Device::CUDA);
   try {
-    ops::rope_interleaved(ctx, x, cos, sin);
-    FAIL() << "rope has no CUDA kernel yet; the op layer should refuse GPU tensors";
+    ops::frame_causal_attention(ctx, q, q, q, 2, out);
+    FAIL() << "frame_causal_attention has no CUDA kernel yet; the op layer should refuse GPU tensors";
   } catch (const Error& error) {
     EXPECT_NE(std::string(error.what()).find("no CUDA backend"), std::string::npos) << error.what();
   }

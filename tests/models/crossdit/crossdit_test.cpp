@@ -7,6 +7,9 @@
 #include <fstream>
 
 #include "core/context.h"
+#ifdef K5_WITH_CUDA
+#include "backends/cuda/device.h"
+#endif
 #include "io/kandinsky_config.h"
 #include "io/safetensors.h"
 #include "models/crossdit/crossdit.h"
@@ -163,6 +166,14 @@ TEST(CrossDitSampler, ShiftedGrid) {
 }
 
 // The CLI end to end on one case, and its error paths (one line, non-zero, no output file).
+bool gpu_available() {
+#ifdef K5_WITH_CUDA
+  return cuda::device_count() > 0;
+#else
+  return false;
+#endif
+}
+
 int run_k5(const std::string& arguments, std::string* stderr_text = nullptr) {
   const std::string err = testing::TempDir() + "/k5_dit_stderr.txt";
   const int status = std::system((std::string(K5_BINARY) + " " + arguments + " -q 2>" + err).c_str());
@@ -200,10 +211,25 @@ TEST(CrossDitCli, ForwardDitEndToEndAndErrors) {
     EXPECT_LE(test::relative_l2(result->tensor("velocity"), golden_file->tensor("velocity")), 1e-4);
   }
   std::filesystem::remove(out);
+  // --device cuda: the same velocity on a GPU; without one (this machine, CI) one line saying so and no file.
+  std::string message;
+  const int cuda_status = run_k5(base + " --device cuda --inputs " + good + " --output " + out, &message);
+  if (gpu_available()) {
+    ASSERT_EQ(cuda_status, 0) << message;
+    EXPECT_LE(test::relative_l2(SafetensorsFile::open(out)->tensor("velocity"), golden_file->tensor("velocity")),
+              1e-4);
+    std::filesystem::remove(out);
+  } else {
+    EXPECT_NE(cuda_status, 0);
+    EXPECT_NE(message.find("--device cuda: "), std::string::npos) << message;
+    EXPECT_FALSE(std::filesystem::exists(out));
+  }
   std::filesystem::remove(good);
+  // Commands whose models do not run on the GPU yet refuse --device cuda before doing anything.
+  EXPECT_NE(run_k5("expand-prompt --device cuda --model-dir /nonexistent cat", &message), 0);
+  EXPECT_NE(message.find("does not run on the GPU yet"), std::string::npos) << message;
 
   const std::string bad = testing::TempDir() + "/k5_dit_bad.safetensors";
-  std::string message;
   write_inputs(bad, "time", "", false);
   EXPECT_NE(run_k5(base + " --inputs " + bad + " --output " + out, &message), 0);
   EXPECT_NE(message.find("missing input tensor 'time'"), std::string::npos) << message;

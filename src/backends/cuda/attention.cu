@@ -1,0 +1,530 @@
+// Dense and block-sparse (NABLA) attention on the GPU (the CUDA side of src/ops/attention.h): a
+// flash-attention style reference kernel on CUDA cores (float32, and BF16 roundings in Precision::bf16), and
+// a tensor-core version of it for Precision::bf16 (further down). Dense and block-sparse share both kernels.
+//
+// Tiling (flash_attention_64x64): a thread block owns 64 query rows of one query head (grid: x = query tiles,
+// y = heads) and streams the keys through shared memory 64 at a time, keeping a running max and sum per row
+// (online softmax), so no Lq x Lk matrix ever exists. Per key tile:
+//   1. load K[64, D] into shared memory; S[64, 64] = scale * Q K^T, each of the 256 threads (a 16 x 16 grid)
+//      computing a 4 x 4 patch of S (rows ty + 16i, keys tx + 16j), masked scores set to -inf;
+//   2. four threads per query row: tile max, rescale factor exp(old max - new max), P = exp(S - new max) in
+//      place of S, running sum; meanwhile V[64, D] is loaded into the buffer K used;
+//   3. O[64, D] = O * rescale + P V, each thread accumulating a 4 x (D/16) patch of O in registers (rows
+//      ty + 16i, columns tx + 16j).
+// At the end O / sum is written (0 for a row that saw no visible key, as the CPU op does).
+// Shared memory: Q [64, D+1], K/V [64, D+1], S/P [64, 65], one float per row: 81 KiB for D = 128, 49 KiB for
+// D = 64 (both above the 48 KiB default, hence cudaFuncSetAttribute). The +1 padding keeps the column reads
+// of step 1 (16 threads, 16 different key rows) on 16 different banks.
+// Head dims: any D from 1 to 128 (columns past D are guarded); the models use 64 and 128.
+//
+// Numerics follow src/backends/cpu/attention.cpp: s = scale * (q . k), exp(s - running max), sum of the
+// unrounded exponentials, O accumulated in float32 and divided by the sum at the end. In Precision::bf16
+// q, k and v are rounded to BF16 when they are staged in shared memory and the probabilities are rounded to
+// BF16 before P V, exactly the roundings the CPU op's BF16 GEMMs make (a product of two BF16 values is exact
+// in float32, so the products agree too); only the summation order and the points where the running max
+// moves (every 64 keys here, every 512 on the CPU) differ.
+//
+// Block-sparse: key tiles that no kept (query block, key block) pair touches are skipped before anything is
+// loaded. When the block size is a multiple of 64 (the models use 64) every tile lies inside one block, so
+// exactly the masked blocks are skipped; other block sizes also get a per-score test of the mask. A query
+// block whose mask row is all zero sees no key and gets zeros, as on the CPU.
+//
+// Which kernel: Precision::fp32 -> this reference kernel; Precision::bf16 -> the tensor-core kernel when
+// D % 16 == 0 (the models' 64 and 128), else this kernel with its BF16 roundings.
+#include <cuda_bf16.h>
+#include <mma.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "backends/cuda/check.h"
+#include "backends/cuda/kernels.h"
+#include "ops/attention.h"
+
+namespace k5::cuda {
+
+namespace {
+
+constexpr int kQueryTile = 64;   // query rows per thread block
+constexpr int kKeyTile = 64;     // keys per shared-memory tile
+constexpr int kThreadGrid = 16;  // threads form a 16 x 16 grid over the 64 x 64 score tile
+constexpr int kThreads = kThreadGrid * kThreadGrid;
+constexpr int kRowsPerThread = kQueryTile / kThreadGrid;      // 4
+constexpr int kKeysPerThread = kKeyTile / kThreadGrid;        // 4
+constexpr int kThreadsPerSoftmaxRow = kThreads / kQueryTile;  // 4, neighbouring lanes of one warp
+constexpr int kKeysPerSoftmaxThread = kKeyTile / kThreadsPerSoftmaxRow;
+constexpr int kScoreStride = kKeyTile + 1;
+constexpr int kMaxHeadDim = 128;
+constexpr int64_t kMaxGridY = 65535;
+
+static_assert(kThreads % 32 == 0 && 32 % kThreadsPerSoftmaxRow == 0, "a softmax row's threads share one warp");
+
+// One of q, k, v: [tokens, heads, D] with a contiguous last dim.
+struct HeadView {
+  const float* data;
+  int64_t token_stride, head_stride;
+};
+
+struct AttentionParams {
+  HeadView q, k, v;
+  float* out;  // [q_tokens, heads, dim] contiguous
+  int64_t q_tokens, k_tokens;
+  int heads, group, dim;  // group = query heads per key/value head
+  float scale;
+  bool causal;
+  int64_t causal_offset;      // Lk - Lq: query i sees keys j <= i + causal_offset
+  const uint8_t* key_mask;    // [k_tokens], 0 = key invisible; null = all visible
+  const uint8_t* block_mask;  // [heads, query_blocks, key_blocks]; null = dense attention
+  int64_t block_size, query_blocks, key_blocks;
+  bool mask_per_score;  // block_size is not a multiple of the tiles: test the block mask for each score
+};
+
+// Bit-for-bit k5::f32_to_bf16 (src/core/dtype.h) followed by the widening back to float: round to nearest
+// even, NaN kept quiet.
+__device__ float round_to_bf16(float value) {
+  uint32_t word = __float_as_uint(value);
+  if ((word & 0x7fffffffu) > 0x7f800000u) return __uint_as_float((word | 0x00400000u) & 0xffff0000u);
+  word += 0x7fffu + ((word >> 16) & 1u);
+  return __uint_as_float(word & 0xffff0000u);
+}
+
+// tile[row][d] (rows `stride` floats apart) = source token `first + row` of `head`, zeros past `end`.
+template <bool kBf16>
+__device__ void load_tile(float* tile, int stride, const HeadView& source, int head, int64_t first, int64_t end,
+                          int rows, int dim) {
+  for (int i = threadIdx.x; i < rows * dim; i += kThreads) {
+    const int row = i / dim, d = i % dim;
+    const int64_t token = first + row;
+    float value = 0.0f;
+    if (token < end) value = source.data[token * source.token_stride + head * source.head_stride + d];
+    tile[row * stride + d] = kBf16 ? round_to_bf16(value) : value;
+  }
+}
+
+__device__ bool block_kept(const AttentionParams& p, int head, int64_t query_block, int64_t key_block) {
+  return p.block_mask[(head * p.query_blocks + query_block) * p.key_blocks + key_block] != 0;
+}
+
+// Whether any kept (query block, key block) pair meets queries [q0, q0 + rows) x keys [k0, k0 + keys).
+__device__ bool key_tile_needed(const AttentionParams& p, int head, int64_t q0, int rows, int64_t k0, int keys) {
+  const int64_t first_query_block = q0 / p.block_size, last_query_block = (q0 + rows - 1) / p.block_size;
+  const int64_t first_key_block = k0 / p.block_size, last_key_block = (k0 + keys - 1) / p.block_size;
+  for (int64_t qb = first_query_block; qb <= last_query_block; ++qb)
+    for (int64_t kb = first_key_block; kb <= last_key_block; ++kb)
+      if (block_kept(p, head, qb, kb)) return true;
+  return false;
+}
+
+__device__ bool score_visible(const AttentionParams& p, int head, int64_t query, int64_t key, int64_t key_end) {
+  if (query >= p.q_tokens || key >= key_end) return false;
+  if (p.key_mask && !p.key_mask[key]) return false;
+  if (p.causal && key > query + p.causal_offset) return false;
+  if (p.block_mask && p.mask_per_score && !block_kept(p, head, query / p.block_size, key / p.block_size)) return false;
+  return true;
+}
+
+__device__ float sum_over_row_threads(float value) {
+  for (int offset = kThreadsPerSoftmaxRow / 2; offset > 0; offset /= 2)
+    value += __shfl_xor_sync(0xffffffffu, value, offset);
+  return value;
+}
+
+__device__ float max_over_row_threads(float value) {
+  for (int offset = kThreadsPerSoftmaxRow / 2; offset > 0; offset /= 2)
+    value = fmaxf(value, __shfl_xor_sync(0xffffffffu, value, offset));
+  return value;
+}
+
+// kDimSlots: output columns per thread (head dim up to 16 * kDimSlots). kBf16: Precision::bf16 roundings.
+template <int kDimSlots, bool kBf16>
+__global__ void __launch_bounds__(kThreads) flash_attention_64x64(const AttentionParams p) {
+  extern __shared__ float shared[];
+  const int dim = p.dim, dim_stride = dim + 1;
+  float* q_tile = shared;                                  // [kQueryTile][dim + 1]
+  float* kv_tile = q_tile + kQueryTile * dim_stride;       // [kKeyTile][dim + 1]: keys, then values
+  float* scores = kv_tile + kKeyTile * dim_stride;         // [kQueryTile][kKeyTile + 1]: scores, then P
+  float* row_factor = scores + kQueryTile * kScoreStride;  // [kQueryTile]: rescale of O, at the end 1 / sum
+
+  const int tx = threadIdx.x % kThreadGrid, ty = threadIdx.x / kThreadGrid;
+  const int head = blockIdx.y, kv_head = head / p.group;
+  const int64_t q0 = int64_t(blockIdx.x) * kQueryTile;
+  const int rows = int(min(int64_t(kQueryTile), p.q_tokens - q0));
+
+  int64_t key_end = p.k_tokens;
+  if (p.causal) key_end = max(int64_t(0), min(key_end, q0 + rows + p.causal_offset));
+
+  // Softmax state of row `softmax_row`, held (identically) by its kThreadsPerSoftmaxRow threads.
+  const int softmax_row = threadIdx.x / kThreadsPerSoftmaxRow;
+  const int softmax_part = threadIdx.x % kThreadsPerSoftmaxRow;
+  float running_max = -INFINITY, running_sum = 0.0f;
+
+  float accumulator[kRowsPerThread][kDimSlots] = {};
+
+  load_tile<kBf16>(q_tile, dim_stride, p.q, head, q0, p.q_tokens, kQueryTile, dim);
+
+  for (int64_t k0 = 0; k0 < key_end; k0 += kKeyTile) {
+    const int keys = int(min(int64_t(kKeyTile), key_end - k0));
+    // Uniform across the block, so skipping keeps every __syncthreads matched.
+    if (p.block_mask && !key_tile_needed(p, head, q0, rows, k0, keys)) continue;
+
+    // 1. S = scale * Q K^T, masked.
+    load_tile<kBf16>(kv_tile, dim_stride, p.k, kv_head, k0, key_end, kKeyTile, dim);
+    __syncthreads();
+    float dot[kRowsPerThread][kKeysPerThread] = {};
+    for (int d = 0; d < dim; ++d) {
+      float q_values[kRowsPerThread], k_values[kKeysPerThread];
+#pragma unroll
+      for (int i = 0; i < kRowsPerThread; ++i) q_values[i] = q_tile[(ty + kThreadGrid * i) * dim_stride + d];
+#pragma unroll
+      for (int j = 0; j < kKeysPerThread; ++j) k_values[j] = kv_tile[(tx + kThreadGrid * j) * dim_stride + d];
+#pragma unroll
+      for (int i = 0; i < kRowsPerThread; ++i)
+#pragma unroll
+        for (int j = 0; j < kKeysPerThread; ++j) dot[i][j] = fmaf(q_values[i], k_values[j], dot[i][j]);
+    }
+#pragma unroll
+    for (int i = 0; i < kRowsPerThread; ++i)
+#pragma unroll
+      for (int j = 0; j < kKeysPerThread; ++j) {
+        const int row = ty + kThreadGrid * i, key = tx + kThreadGrid * j;
+        scores[row * kScoreStride + key] =
+            score_visible(p, head, q0 + row, k0 + key, key_end) ? p.scale * dot[i][j] : -INFINITY;
+      }
+    __syncthreads();
+
+    // 2. Online softmax over this tile; V replaces K in shared memory meanwhile.
+    load_tile<kBf16>(kv_tile, dim_stride, p.v, kv_head, k0, key_end, kKeyTile, dim);
+    {
+      float* score_row = scores + softmax_row * kScoreStride + softmax_part * kKeysPerSoftmaxThread;
+      float tile_max = -INFINITY;
+      for (int j = 0; j < kKeysPerSoftmaxThread; ++j) tile_max = fmaxf(tile_max, score_row[j]);
+      tile_max = max_over_row_threads(tile_max);
+      // A row with nothing visible in this tile keeps its state (P = 0). The shuffles stay outside the branch:
+      // the rows of one warp may take different sides of it.
+      const bool any_visible = tile_max != -INFINITY;
+      const float new_max = fmaxf(running_max, tile_max);
+      float sum = 0.0f;
+      for (int j = 0; j < kKeysPerSoftmaxThread; ++j) {
+        const float probability = any_visible ? expf(score_row[j] - new_max) : 0.0f;
+        sum += probability;
+        score_row[j] = kBf16 ? round_to_bf16(probability) : probability;
+      }
+      sum = sum_over_row_threads(sum);
+      float rescale = 1.0f;
+      if (any_visible) {
+        rescale = expf(running_max - new_max);  // 0 on the first visible tile (running_max = -inf)
+        running_max = new_max;
+        running_sum = running_sum * rescale + sum;
+      }
+      if (softmax_part == 0) row_factor[softmax_row] = rescale;
+    }
+    __syncthreads();
+
+    // 3. O = O * rescale + P V.
+#pragma unroll
+    for (int i = 0; i < kRowsPerThread; ++i) {
+      const float rescale = row_factor[ty + kThreadGrid * i];
+#pragma unroll
+      for (int j = 0; j < kDimSlots; ++j) accumulator[i][j] *= rescale;
+    }
+    for (int key = 0; key < keys; ++key) {
+      float probabilities[kRowsPerThread];
+#pragma unroll
+      for (int i = 0; i < kRowsPerThread; ++i) probabilities[i] = scores[(ty + kThreadGrid * i) * kScoreStride + key];
+#pragma unroll
+      for (int j = 0; j < kDimSlots; ++j) {
+        const int d = tx + kThreadGrid * j;
+        if (d >= dim) break;
+        const float value = kv_tile[key * dim_stride + d];
+#pragma unroll
+        for (int i = 0; i < kRowsPerThread; ++i) accumulator[i][j] = fmaf(probabilities[i], value, accumulator[i][j]);
+      }
+    }
+    __syncthreads();  // before the next tile overwrites K/V, S and row_factor
+  }
+
+  if (softmax_part == 0) row_factor[softmax_row] = running_sum > 0.0f ? 1.0f / running_sum : 0.0f;
+  __syncthreads();
+#pragma unroll
+  for (int i = 0; i < kRowsPerThread; ++i) {
+    const int row = ty + kThreadGrid * i;
+    if (row >= rows) continue;
+    float* target = p.out + ((q0 + row) * p.heads + head) * int64_t(dim);
+#pragma unroll
+    for (int j = 0; j < kDimSlots; ++j) {
+      const int d = tx + kThreadGrid * j;
+      if (d < dim) target[d] = accumulator[i][j] * row_factor[row];
+    }
+  }
+}
+
+size_t shared_bytes(int dim) {
+  return sizeof(float) * size_t(kQueryTile * (dim + 1) + kKeyTile * (dim + 1) + kQueryTile * kScoreStride + kQueryTile);
+}
+
+template <int kDimSlots, bool kBf16>
+void launch_flash_attention(const AttentionParams& p) {
+  const auto kernel = flash_attention_64x64<kDimSlots, kBf16>;
+  const size_t bytes = shared_bytes(p.dim);
+  K5_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
+  const dim3 grid(unsigned((p.q_tokens + kQueryTile - 1) / kQueryTile), unsigned(p.heads));
+  kernel<<<grid, kThreads, bytes>>>(p);
+  K5_CUDA_CHECK_LAUNCH("flash_attention_64x64");
+}
+
+// ---- Tensor-core version for Precision::bf16 ----------------------------------------------------------------
+//
+// flash_attention_bf16_wmma_64x64: the same loop with both products on tensor cores (WMMA 16x16x16, BF16
+// inputs, float32 accumulation; sm_80+), for head dims that are multiples of 16. 4 warps; warp w owns query
+// rows 16w .. 16w + 15 of the 64, so its softmax needs no block-wide synchronisation. Per key tile:
+//   1. the block loads K and V [64, D] as BF16 into shared memory;
+//   2. warp w: S[16, 64] = Q_w K^T into shared memory (4 x D/16 MMAs);
+//   3. warp w, two lanes per row: mask and scale S, online softmax, P as BF16, O rows rescaled;
+//   4. warp w: O_w[16, D] += P_w V, the accumulator fragments loaded from and stored back to O in shared
+//      memory (WMMA does not say which element of a fragment is which row, so the per-row rescale happens in
+//      shared memory).
+// Shared memory: Q, K, V [64, D+8] BF16, S [64, 68] F32, P [64, 72] BF16, O [64, D+4] F32, one float per row:
+// 110 KiB for D = 128, 62 KiB for D = 64. The paddings keep WMMA's leading dimensions legal (multiples of 8
+// BF16 / 4 floats) and every fragment pointer 32-byte aligned.
+// Numerics: the roundings of the reference kernel's BF16 mode (q, k, v and P to BF16, round to nearest even);
+// products of BF16 values are exact and the tensor cores accumulate in float32.
+
+constexpr int kWmmaWarps = kQueryTile / 16;
+constexpr int kWmmaThreads = 32 * kWmmaWarps;
+constexpr int kScoreLd = kKeyTile + 4;        // floats
+constexpr int kProbabilityLd = kKeyTile + 8;  // BF16 values
+
+// Leading dims (Q/K/V rows in BF16 values, O rows in floats) and byte offsets into shared memory.
+struct WmmaLayout {
+  int dim, bf16_ld, out_ld;
+  size_t q, k, v, scores, probabilities, out, row_factor, bytes;
+};
+
+__host__ __device__ inline WmmaLayout wmma_layout(int dim) {
+  WmmaLayout l{};
+  l.dim = dim;
+  l.bf16_ld = dim + 8;
+  l.out_ld = dim + 4;
+  const size_t bf16_tile = size_t(kQueryTile) * l.bf16_ld * 2;  // a multiple of 128 bytes
+  l.q = 0;
+  l.k = l.q + bf16_tile;
+  l.v = l.k + bf16_tile;
+  l.scores = l.v + bf16_tile;
+  l.probabilities = l.scores + size_t(kQueryTile) * kScoreLd * 4;
+  l.out = l.probabilities + size_t(kQueryTile) * kProbabilityLd * 2;
+  l.row_factor = l.out + size_t(kQueryTile) * l.out_ld * 4;
+  l.bytes = l.row_factor + size_t(kQueryTile) * 4;
+  return l;
+}
+
+// tile[row][d] (rows `ld` apart) = BF16 of token `first + row` of `head`, zeros past `end`.
+__device__ void load_bf16_tile(__nv_bfloat16* tile, int ld, const HeadView& source, int head, int64_t first,
+                               int64_t end, int dim) {
+  for (int i = threadIdx.x; i < kKeyTile * dim; i += kWmmaThreads) {
+    const int row = i / dim, d = i % dim;
+    const int64_t token = first + row;
+    float value = 0.0f;
+    if (token < end) value = source.data[token * source.token_stride + head * source.head_stride + d];
+    tile[row * ld + d] = __float2bfloat16_rn(value);
+  }
+}
+
+static_assert(kQueryTile == kKeyTile, "load_bf16_tile loads Q tiles too");
+
+__global__ void __launch_bounds__(kWmmaThreads) flash_attention_bf16_wmma_64x64(const AttentionParams p) {
+  using namespace nvcuda;
+  extern __shared__ __align__(128) unsigned char shared_memory[];
+  const WmmaLayout l = wmma_layout(p.dim);
+  auto* q_tile = reinterpret_cast<__nv_bfloat16*>(shared_memory + l.q);
+  auto* k_tile = reinterpret_cast<__nv_bfloat16*>(shared_memory + l.k);
+  auto* v_tile = reinterpret_cast<__nv_bfloat16*>(shared_memory + l.v);
+  auto* scores = reinterpret_cast<float*>(shared_memory + l.scores);
+  auto* probabilities = reinterpret_cast<__nv_bfloat16*>(shared_memory + l.probabilities);
+  auto* out_tile = reinterpret_cast<float*>(shared_memory + l.out);
+  auto* row_factor = reinterpret_cast<float*>(shared_memory + l.row_factor);
+
+  const int dim = p.dim, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int head = blockIdx.y, kv_head = head / p.group;
+  const int64_t q0 = int64_t(blockIdx.x) * kQueryTile;
+  const int rows = int(min(int64_t(kQueryTile), p.q_tokens - q0));
+  int64_t key_end = p.k_tokens;
+  if (p.causal) key_end = max(int64_t(0), min(key_end, q0 + rows + p.causal_offset));
+
+  // Softmax state of row `softmax_row`, held by lanes 2r and 2r + 1 of its warp; each sees half the keys.
+  const int softmax_row = warp * 16 + lane / 2, softmax_half = lane % 2;
+  float running_max = -INFINITY, running_sum = 0.0f;
+
+  load_bf16_tile(q_tile, l.bf16_ld, p.q, head, q0, p.q_tokens, dim);
+  for (int i = threadIdx.x; i < kQueryTile * l.out_ld; i += kWmmaThreads) out_tile[i] = 0.0f;
+
+  for (int64_t k0 = 0; k0 < key_end; k0 += kKeyTile) {
+    const int keys = int(min(int64_t(kKeyTile), key_end - k0));
+    if (p.block_mask && !key_tile_needed(p, head, q0, rows, k0, keys)) continue;  // uniform across the block
+
+    // 1. K and V of this tile.
+    load_bf16_tile(k_tile, l.bf16_ld, p.k, kv_head, k0, key_end, dim);
+    load_bf16_tile(v_tile, l.bf16_ld, p.v, kv_head, k0, key_end, dim);
+    __syncthreads();
+
+    // 2. S_w = Q_w K^T (K stored [key][d] is K^T in column-major order).
+    for (int n = 0; n < kKeyTile / 16; ++n) {
+      wmma::fragment<wmma::accumulator, 16, 16, 16, float> dot;
+      wmma::fill_fragment(dot, 0.0f);
+      for (int kk = 0; kk < dim / 16; ++kk) {
+        wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> q_fragment;
+        wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::col_major> k_fragment;
+        wmma::load_matrix_sync(q_fragment, q_tile + warp * 16 * l.bf16_ld + kk * 16, l.bf16_ld);
+        wmma::load_matrix_sync(k_fragment, k_tile + n * 16 * l.bf16_ld + kk * 16, l.bf16_ld);
+        wmma::mma_sync(dot, q_fragment, k_fragment, dot);
+      }
+      wmma::store_matrix_sync(scores + warp * 16 * kScoreLd + n * 16, dot, kScoreLd, wmma::mem_row_major);
+    }
+    __syncwarp();
+
+    // 3. Online softmax of the warp's rows.
+    {
+      const int first_key = softmax_half * (kKeyTile / 2);
+      float* score_row = scores + softmax_row * kScoreLd + first_key;
+      __nv_bfloat16* probability_row = probabilities + softmax_row * kProbabilityLd + first_key;
+      float tile_max = -INFINITY;
+      for (int j = 0; j < kKeyTile / 2; ++j) {
+        const bool visible = score_visible(p, head, q0 + softmax_row, k0 + first_key + j, key_end);
+        score_row[j] = visible ? p.scale * score_row[j] : -INFINITY;
+        tile_max = fmaxf(tile_max, score_row[j]);
+      }
+      tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 1));
+      const bool any_visible = tile_max != -INFINITY;
+      const float new_max = fmaxf(running_max, tile_max);
+      float sum = 0.0f;
+      for (int j = 0; j < kKeyTile / 2; ++j) {
+        const float probability = any_visible ? expf(score_row[j] - new_max) : 0.0f;
+        sum += probability;
+        probability_row[j] = __float2bfloat16_rn(probability);
+      }
+      sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+      if (any_visible) {
+        const float rescale = expf(running_max - new_max);  // 0 on the first visible tile
+        running_max = new_max;
+        running_sum = running_sum * rescale + sum;
+        float* out_row = out_tile + softmax_row * l.out_ld;
+        for (int d = softmax_half; d < dim; d += 2) out_row[d] *= rescale;
+      }
+    }
+    __syncwarp();
+
+    // 4. O_w += P_w V.
+    for (int n = 0; n < dim / 16; ++n) {
+      float* out_block = out_tile + warp * 16 * l.out_ld + n * 16;
+      wmma::fragment<wmma::accumulator, 16, 16, 16, float> accumulator;
+      wmma::load_matrix_sync(accumulator, out_block, l.out_ld, wmma::mem_row_major);
+      for (int kk = 0; kk < kKeyTile / 16; ++kk) {
+        wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> p_fragment;
+        wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::row_major> v_fragment;
+        wmma::load_matrix_sync(p_fragment, probabilities + warp * 16 * kProbabilityLd + kk * 16, kProbabilityLd);
+        wmma::load_matrix_sync(v_fragment, v_tile + kk * 16 * l.bf16_ld + n * 16, l.bf16_ld);
+        wmma::mma_sync(accumulator, p_fragment, v_fragment, accumulator);
+      }
+      wmma::store_matrix_sync(out_block, accumulator, l.out_ld, wmma::mem_row_major);
+    }
+    __syncthreads();  // before the next tile overwrites K and V
+  }
+
+  if (softmax_half == 0) row_factor[softmax_row] = running_sum > 0.0f ? 1.0f / running_sum : 0.0f;
+  __syncthreads();
+  for (int i = threadIdx.x; i < rows * dim; i += kWmmaThreads) {
+    const int row = i / dim, d = i % dim;
+    p.out[((q0 + row) * p.heads + head) * int64_t(dim) + d] = out_tile[row * l.out_ld + d] * row_factor[row];
+  }
+}
+
+void launch_flash_attention_bf16_wmma(const AttentionParams& p) {
+  const size_t bytes = wmma_layout(p.dim).bytes;
+  K5_CUDA_CHECK(
+      cudaFuncSetAttribute(flash_attention_bf16_wmma_64x64, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
+  const dim3 grid(unsigned((p.q_tokens + kQueryTile - 1) / kQueryTile), unsigned(p.heads));
+  flash_attention_bf16_wmma_64x64<<<grid, kWmmaThreads, bytes>>>(p);
+  K5_CUDA_CHECK_LAUNCH("flash_attention_bf16_wmma_64x64");
+}
+
+void launch(Context& ctx, const AttentionParams& p) {
+  if (p.q_tokens == 0 || p.heads == 0 || p.dim == 0) return;
+  const bool bf16 = ctx.precision() == Precision::bf16;
+  if (bf16 && p.dim % 16 == 0) return launch_flash_attention_bf16_wmma(p);
+  if (p.dim <= 64)
+    bf16 ? launch_flash_attention<4, true>(p) : launch_flash_attention<4, false>(p);
+  else
+    bf16 ? launch_flash_attention<8, true>(p) : launch_flash_attention<8, false>(p);
+}
+
+HeadView head_view(const Tensor& t, const char* op, const char* what) {
+  K5_CHECK(t.dtype() == DType::F32 && t.dim() == 3, op, ": ", what, " must be F32 [L, H, D], got ", t.describe());
+  K5_CHECK(t.stride(2) == 1, op, ": ", what, " must have a contiguous last dim, got ", t.describe());
+  K5_CHECK(t.device() == Device::CUDA, op, ": ", what, " ", t.describe(), " is on the host, the others on the GPU");
+  return {t.data<float>(), t.stride(0), t.stride(1)};
+}
+
+// The checks both ops share (the CPU op's, plus the GPU kernel's limits).
+AttentionParams common_params(const char* op, const Tensor& q, const Tensor& k, const Tensor& v, Tensor& out,
+                              float scale) {
+  AttentionParams p{};
+  p.q = head_view(q, op, "q");
+  p.k = head_view(k, op, "k");
+  p.v = head_view(v, op, "v");
+  const int64_t dim = q.size(2), heads = q.size(1);
+  K5_CHECK(k.size(2) == dim && v.size(2) == dim && k.size(0) == v.size(0) && k.size(1) == v.size(1) && k.size(1) > 0 &&
+               heads % k.size(1) == 0,
+           op, ": incompatible q ", q.describe(), ", k ", k.describe(), ", v ", v.describe());
+  K5_CHECK(out.dtype() == DType::F32 && out.is_contiguous() && out.device() == Device::CUDA &&
+               out.shape() == Shape({q.size(0), heads, dim}),
+           op, ": output must be contiguous F32 [", q.size(0), ", ", heads, ", ", dim, "] on the GPU, got ",
+           out.describe());
+  K5_CHECK(dim <= kMaxHeadDim, op, ": head dim ", dim, " is above the CUDA kernel's limit of ", kMaxHeadDim);
+  K5_CHECK(heads <= kMaxGridY, op, ": ", heads, " heads is more than one launch takes (", kMaxGridY, ")");
+  K5_CHECK((q.size(0) + kQueryTile - 1) / kQueryTile < (int64_t(1) << 31), op, ": ", q.size(0),
+           " query tokens is more than one launch takes");
+  p.out = out.data<float>();
+  p.q_tokens = q.size(0);
+  p.k_tokens = k.size(0);
+  p.heads = int(heads);
+  p.group = int(heads / k.size(1));
+  p.dim = int(dim);
+  p.scale = scale > 0 ? scale : 1.0f / std::sqrt(float(dim));
+  return p;
+}
+
+const uint8_t* byte_mask(const Tensor& mask, const char* op, const char* what, const Shape& shape) {
+  K5_CHECK((mask.dtype() == DType::U8 || mask.dtype() == DType::BOOL) && mask.is_contiguous() &&
+               mask.numel() == shape_numel(shape),
+           op, ": ", what, " must be U8/BOOL ", shape_string(shape), ", got ", mask.describe());
+  K5_CHECK(mask.device() == Device::CUDA, op, ": ", what, " ", mask.describe(), " is on the host, q/k/v on the GPU");
+  return mask.data<uint8_t>();
+}
+
+}  // namespace
+
+void attention(Context& ctx, const Tensor& q, const Tensor& k, const Tensor& v, Tensor& out,
+               const ops::AttentionOptions& options) {
+  AttentionParams p = common_params("attention", q, k, v, out, options.scale);
+  p.causal = options.causal;
+  p.causal_offset = p.k_tokens - p.q_tokens;
+  if (options.key_mask) p.key_mask = byte_mask(*options.key_mask, "attention", "key mask", {p.k_tokens});
+  launch(ctx, p);
+}
+
+void block_sparse_attention(Context& ctx, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& block_mask,
+                            int block_size, Tensor& out, float scale) {
+  const char* op = "block_sparse_attention";
+  AttentionParams p = common_params(op, q, k, v, out, scale);
+  K5_CHECK(k.size(1) == q.size(1), op, ": q ", q.describe(), " and k ", k.describe(), " must have the same heads");
+  K5_CHECK(block_size > 0, op, ": block size ", block_size, " must be positive");
+  p.block_size = block_size;
+  p.query_blocks = (p.q_tokens + block_size - 1) / block_size;
+  p.key_blocks = (p.k_tokens + block_size - 1) / block_size;
+  p.block_mask = byte_mask(block_mask, op, "block mask", {int64_t(p.heads), p.query_blocks, p.key_blocks});
+  K5_CHECK(block_mask.shape() == Shape({int64_t(p.heads), p.query_blocks, p.key_blocks}), op, ": block mask must be [",
+           p.heads, ", ", p.query_blocks, ", ", p.key_blocks, "], got ", block_mask.describe());
+  p.mask_per_score = block_size % kQueryTile != 0 || block_size % kKeyTile != 0;
+  launch(ctx, p);
+}
+
+}  // namespace k5::cuda

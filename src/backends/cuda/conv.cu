@@ -1,0 +1,174 @@
+// conv3d on the GPU (the CUDA side of src/ops/conv.h) as implicit GEMM, the same computation as the CPU's
+// im2col path (src/backends/cpu/conv.cpp):
+//
+//   out[O, P] (+)= weight[O, R] * columns[R, P],   R = C*KT*KH*KW,  P = T'*H'*W' (flattened output positions)
+//
+// A chunk of consecutive output positions [p0, p0 + n) is one column block of out, so the column buffer only
+// ever holds `n` positions' patches (bounded by column_budget_bytes, 256 MB by default). Padding (zeros or
+// replicate) is resolved while gathering; no padded copy of the input is made. The bias (and the residual
+// when accumulating) is written into out first and every GEMM adds to it (beta = 1). GEMMs run through
+// cuBLASLt with CUBLAS_COMPUTE_32F: true float32, no TF32, like the CPU path. 1x1x1 stride-1 unpadded convs
+// read x as the column matrix directly.
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+
+#include "backends/cuda/check.h"
+#include "backends/cuda/device_buffer.h"
+#include "backends/cuda/gemm.h"
+#include "backends/cuda/kernels.h"
+
+namespace k5::cuda {
+
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int64_t kIm2colRowBlocks = 64;  // grid.y of the gather: patch rows are shared out over this many
+
+unsigned blocks_for(int64_t count) {
+  return unsigned(std::clamp<int64_t>((count + kThreads - 1) / kThreads, 1, int64_t(1) << 20));
+}
+
+// Everything the gather needs to map (patch row r, output position p) to an input element.
+struct ConvShape {
+  int64_t channels, frames, height, width;  // input
+  int64_t kt, kh, kw;                       // kernel
+  int64_t out_height, out_width;            // output (frames are implied by the position)
+  int64_t stride_t, stride_h, stride_w;
+  int64_t pad_t, pad_h, pad_w;  // before; the padding after only shapes the output
+  bool replicate;
+};
+
+// The input index for a padded coordinate, or -1 for a zero-padded position (replicate clamps).
+__device__ int64_t source_index(int64_t padded, int64_t size, bool replicate) {
+  if (padded >= 0 && padded < size) return padded;
+  if (!replicate) return -1;
+  return padded < 0 ? 0 : size - 1;
+}
+
+// columns[r, j] = x_padded[c, t*st + dt, h*sh + dh, w*sw + dw] with r = (c, dt, dh, dw) (the weight's
+// [C, KT, KH, KW] order) and (t, h, w) output position p0 + j. columns: [R, n] row-major. A thread owns one
+// position j (decoded once) and walks the patch rows r = blockIdx.y, blockIdx.y + gridDim.y, ...: within a
+// warp the row is uniform, so writes are coalesced and reads nearly so (stride_w apart).
+__global__ void im2col_kernel(const float* x, ConvShape s, int64_t p0, int n, int reduction, float* columns) {
+  const int j = blockIdx.x * blockDim.x + threadIdx.x;
+  if (j >= n) return;
+  const int64_t p = p0 + j;
+  const int64_t wo = p % s.out_width, ho = p / s.out_width % s.out_height, to = p / (s.out_width * s.out_height);
+  const int64_t t0 = to * s.stride_t - s.pad_t, h0 = ho * s.stride_h - s.pad_h, w0 = wo * s.stride_w - s.pad_w;
+  const int kw = int(s.kw), kh = int(s.kh), kt = int(s.kt);
+  for (int r = blockIdx.y; r < reduction; r += gridDim.y) {
+    const int dw = r % kw, dh = r / kw % kh, dt = r / (kw * kh) % kt, c = r / (kw * kh * kt);
+    const int64_t ti = source_index(t0 + dt, s.frames, s.replicate);
+    const int64_t hi = source_index(h0 + dh, s.height, s.replicate);
+    const int64_t wi = source_index(w0 + dw, s.width, s.replicate);
+    columns[int64_t(r) * n + j] =
+        ti < 0 || hi < 0 || wi < 0 ? 0.0f : x[((c * s.frames + ti) * s.height + hi) * s.width + wi];
+  }
+}
+
+// out[o, p] = (accumulate ? out[o, p] : 0) + (bias ? bias[o] : 0): what the GEMMs then add to.
+__global__ void prefill_kernel(const float* bias, bool accumulate, float* out, int64_t out_channels, int64_t plane) {
+  const int64_t total = out_channels * plane;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
+    const float b = bias ? bias[i / plane] : 0.0f;
+    out[i] = accumulate ? out[i] + b : b;
+  }
+}
+
+// Column-major out[m, n] += columns[m, k] * weight[k, n], all float32, no transposes. In row-major terms
+// (how k5 stores them): out is [n = O, m = positions] rows `ldd` apart, columns is [k = R, m] rows `ldc`
+// apart, weight is [n, k] contiguous. A chunk of out starts at an arbitrary position (4-byte alignment only).
+void gemm_accumulate(const float* columns, int64_t ldc, const float* weight, float* out, int64_t ldd, int64_t m,
+                     int64_t n, int64_t k) {
+  const Gemm gemm{.input_type = CUDA_R_32F,
+                  .a = columns,
+                  .a_transposed = false,
+                  .lda = ldc,
+                  .b = weight,
+                  .ldb = k,
+                  .d = out,
+                  .ldd = ldd,
+                  .m = m,
+                  .n = n,
+                  .k = k,
+                  .accumulate = true};
+  K5_CHECK(try_gemm(gemm), "conv3d: cuBLASLt has no float32 algorithm for ", m, "x", n, "x", k,
+           " (leading dimensions ", ldc, ", ", k, ", ", ldd, ")");
+}
+
+void check_on_gpu(const Tensor& t, const char* what) {
+  K5_CHECK(t.device() == Device::CUDA && t.dtype() == DType::F32 && t.is_contiguous(), "conv3d: ", what, " ",
+           t.describe(), " must be a contiguous F32 tensor on the GPU");
+}
+
+}  // namespace
+
+void conv3d(Context&, const Tensor& x, const Tensor& weight, const Tensor* bias, const ops::ConvGeometry& geometry,
+            Tensor& out, bool accumulate, int64_t column_budget_bytes) {
+  // Shapes were validated by the op layer (src/ops/conv.cpp); these guard direct callers (the tests).
+  check_on_gpu(x, "input");
+  check_on_gpu(weight, "weight");
+  check_on_gpu(out, "output");
+  if (bias) check_on_gpu(*bias, "bias");
+  K5_CHECK(out.shape() == ops::conv3d_output_shape(x.shape(), weight.shape(), geometry), "conv3d: output ",
+           out.describe(), " does not match input ", x.describe(), " and weight ", weight.describe());
+  K5_CHECK(out.raw() != x.raw(), "conv3d: output must not alias the input");
+
+  const int64_t out_channels = weight.size(0), plane = out.size(1) * out.size(2) * out.size(3);
+  const int64_t reduction = weight.size(1) * weight.size(2) * weight.size(3) * weight.size(4);
+  const float* input = x.data<float>();
+  const float* kernel = weight.data<float>();
+  float* output = out.data<float>();
+  if (out_channels * plane == 0) return;
+
+  // x: [C, T, H, W] -> out: [O, T', H', W'], starting from the bias (+ residual).
+  if (bias || !accumulate) {
+    prefill_kernel<<<blocks_for(out_channels * plane), kThreads>>>(bias ? bias->data<float>() : nullptr, accumulate,
+                                                                   output, out_channels, plane);
+    K5_CUDA_CHECK_LAUNCH("prefill_kernel");
+  }
+  if (reduction == 0) return;
+
+  const bool pointwise = weight.size(2) == 1 && weight.size(3) == 1 && weight.size(4) == 1 &&
+                         geometry.stride == std::array<int, 3>{1, 1, 1} &&
+                         geometry.pad_before == std::array<int, 3>{0, 0, 0} &&
+                         geometry.pad_after == std::array<int, 3>{0, 0, 0};
+  if (pointwise) {
+    // x [C, P] is already the column matrix.
+    gemm_accumulate(input, plane, kernel, output, plane, plane, out_channels, reduction);
+    return;
+  }
+
+  K5_CHECK(plane < (int64_t(1) << 31) && reduction < (int64_t(1) << 31), "conv3d: ", out.describe(), " from ",
+           weight.describe(), " exceeds the 32-bit position and patch indices of the gather");
+  const ConvShape shape{.channels = x.size(0),
+                        .frames = x.size(1),
+                        .height = x.size(2),
+                        .width = x.size(3),
+                        .kt = weight.size(2),
+                        .kh = weight.size(3),
+                        .kw = weight.size(4),
+                        .out_height = out.size(2),
+                        .out_width = out.size(3),
+                        .stride_t = geometry.stride[0],
+                        .stride_h = geometry.stride[1],
+                        .stride_w = geometry.stride[2],
+                        .pad_t = geometry.pad_before[0],
+                        .pad_h = geometry.pad_before[1],
+                        .pad_w = geometry.pad_before[2],
+                        .replicate = geometry.pad_mode == ops::PadMode::replicate};
+  const int64_t budget_floats = std::max<int64_t>(column_budget_bytes, 0) / int64_t(sizeof(float));
+  const int64_t chunk = std::clamp<int64_t>(budget_floats / reduction, 1, plane);
+  const ScratchBuffer columns(size_t(reduction * chunk) * sizeof(float));
+  for (int64_t p0 = 0; p0 < plane; p0 += chunk) {
+    const int64_t n = std::min(chunk, plane - p0);
+    // The next gather overwrites the buffer only after this GEMM has read it: both are on the default stream.
+    const dim3 grid{unsigned((n + kThreads - 1) / kThreads), unsigned(std::min<int64_t>(reduction, kIm2colRowBlocks))};
+    im2col_kernel<<<grid, kThreads>>>(input, shape, p0, int(n), int(reduction), columns.as<float>());
+    K5_CUDA_CHECK_LAUNCH("im2col_kernel");
+    gemm_accumulate(columns.as<float>(), n, kernel, output + p0, plane, n, out_channels, reduction);
+  }
+}
+
+}  // namespace k5::cuda

@@ -1,0 +1,103 @@
+#include "backends/cuda/gemm.h"
+
+#include <cuda_runtime_api.h>
+
+#include <memory>
+#include <type_traits>
+
+#include "backends/cuda/check.h"
+#include "backends/cuda/device_buffer.h"
+
+namespace k5::cuda {
+
+namespace {
+
+// cuBLASLt's heuristics assume 256-byte aligned pointers unless told otherwise; views into the middle of a
+// tensor are less aligned.
+uint32_t alignment_of(const void* pointer) {
+  const auto address = reinterpret_cast<uintptr_t>(pointer);
+  uint32_t alignment = 256;
+  while (alignment > 1 && address % alignment) alignment /= 2;
+  return alignment;
+}
+
+constexpr size_t kWorkspaceBytes = size_t(32) << 20;
+
+}  // namespace
+
+cublasLtHandle_t lt_handle() {
+  static const cublasLtHandle_t handle = [] {
+    cublasLtHandle_t created = nullptr;
+    K5_CUBLAS_CHECK(cublasLtCreate(&created));
+    return created;
+  }();
+  return handle;
+}
+
+bool try_gemm(const Gemm& g) {
+  using Desc = std::unique_ptr<std::remove_pointer_t<cublasLtMatmulDesc_t>, decltype(&cublasLtMatmulDescDestroy)>;
+  using Layout = std::unique_ptr<std::remove_pointer_t<cublasLtMatrixLayout_t>, decltype(&cublasLtMatrixLayoutDestroy)>;
+  using Preference =
+      std::unique_ptr<std::remove_pointer_t<cublasLtMatmulPreference_t>, decltype(&cublasLtMatmulPreferenceDestroy)>;
+
+  cublasLtMatmulDesc_t raw_operation = nullptr;
+  K5_CUBLAS_CHECK(cublasLtMatmulDescCreate(&raw_operation, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+  const Desc operation(raw_operation, &cublasLtMatmulDescDestroy);
+  const cublasOperation_t transpose_a = g.a_transposed ? CUBLAS_OP_T : CUBLAS_OP_N, transpose_b = CUBLAS_OP_N;
+  K5_CUBLAS_CHECK(
+      cublasLtMatmulDescSetAttribute(operation.get(), CUBLASLT_MATMUL_DESC_TRANSA, &transpose_a, sizeof(transpose_a)));
+  K5_CUBLAS_CHECK(
+      cublasLtMatmulDescSetAttribute(operation.get(), CUBLASLT_MATMUL_DESC_TRANSB, &transpose_b, sizeof(transpose_b)));
+  if (g.bias) {
+    const cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_BIAS;
+    const cudaDataType_t bias_type = CUDA_R_32F;
+    K5_CUBLAS_CHECK(
+        cublasLtMatmulDescSetAttribute(operation.get(), CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof(epilogue)));
+    K5_CUBLAS_CHECK(
+        cublasLtMatmulDescSetAttribute(operation.get(), CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g.bias, sizeof(g.bias)));
+    K5_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(operation.get(), CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type,
+                                                   sizeof(bias_type)));
+  }
+
+  auto layout = [](cudaDataType_t type, int64_t rows, int64_t columns, int64_t ld) {
+    cublasLtMatrixLayout_t created = nullptr;
+    K5_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&created, type, uint64_t(rows), uint64_t(columns), ld));
+    return Layout(created, &cublasLtMatrixLayoutDestroy);
+  };
+  const Layout a_layout =
+      g.a_transposed ? layout(g.input_type, g.k, g.m, g.lda) : layout(g.input_type, g.m, g.k, g.lda);
+  const Layout b_layout = layout(g.input_type, g.k, g.n, g.ldb);
+  const Layout d_layout = layout(CUDA_R_32F, g.m, g.n, g.ldd);
+
+  cublasLtMatmulPreference_t raw_preference = nullptr;
+  K5_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&raw_preference));
+  const Preference preference(raw_preference, &cublasLtMatmulPreferenceDestroy);
+  const uint64_t workspace_bytes = kWorkspaceBytes;
+  K5_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(preference.get(), CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                       &workspace_bytes, sizeof(workspace_bytes)));
+  const uint32_t alignments[4] = {alignment_of(g.a), alignment_of(g.b), alignment_of(g.d), alignment_of(g.d)};
+  const cublasLtMatmulPreferenceAttributes_t alignment_attributes[4] = {
+      CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+      CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
+  for (int i = 0; i < 4; ++i)
+    K5_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(preference.get(), alignment_attributes[i], &alignments[i],
+                                                         sizeof(alignments[i])));
+
+  cublasLtMatmulHeuristicResult_t heuristic{};
+  int found = 0;
+  const cublasStatus_t status =
+      cublasLtMatmulAlgoGetHeuristic(lt_handle(), operation.get(), a_layout.get(), b_layout.get(), d_layout.get(),
+                                     d_layout.get(), preference.get(), 1, &heuristic, &found);
+  if (status == CUBLAS_STATUS_NOT_SUPPORTED || (status == CUBLAS_STATUS_SUCCESS && found == 0)) return false;
+  K5_CHECK(status == CUBLAS_STATUS_SUCCESS,
+           "cuBLASLt error: cublasLtMatmulAlgoGetHeuristic: ", cublasLtGetStatusString(status));
+
+  const ScratchBuffer workspace(heuristic.workspaceSize);
+  const float alpha = 1.0f, beta = g.accumulate ? 1.0f : 0.0f;
+  K5_CUBLAS_CHECK(cublasLtMatmul(lt_handle(), operation.get(), &alpha, g.a, a_layout.get(), g.b, b_layout.get(), &beta,
+                                 g.d, d_layout.get(), g.d, d_layout.get(), &heuristic.algo, workspace.as<void>(),
+                                 heuristic.workspaceSize, cudaStream_t(0)));
+  return true;
+}
+
+}  // namespace k5::cuda

@@ -1,0 +1,35 @@
+// cuBLASLt GEMMs shared by the CUDA ops (linear.cpp, conv.cu): one handle for the process and a float32-output
+// GEMM with an optional bias epilogue and accumulation. cuBLASLt is column-major; callers describe their
+// row-major tensors as transposed column-major matrices.
+#pragma once
+
+#include <cublasLt.h>
+
+#include <cstdint>
+
+namespace k5::cuda {
+
+// One handle for the process, created on first use (a handle is per device and costs milliseconds).
+// TODO(cuda): move into the Context with the stream once the Context owns device state.
+cublasLtHandle_t lt_handle();
+
+// Column-major D[m, n] = op(A)[m, k] * B[k, n] (+ bias[m]) (+ D when accumulating), float32 accumulation and
+// output. CUBLAS_COMPUTE_32F keeps float32 inputs in full float32 (no TF32), as the CPU parity path.
+struct Gemm {
+  cudaDataType_t input_type;  // of A and B: CUDA_R_32F or CUDA_R_16BF
+  const void* a;
+  bool a_transposed;  // A is stored k x m (ld >= k) and read transposed
+  int64_t lda;
+  const void* b;
+  int64_t ldb;
+  float* d;
+  int64_t ldd;
+  int64_t m, n, k;
+  const float* bias = nullptr;  // [m] or null
+  bool accumulate = false;      // D += instead of D =
+};
+
+// Queues the GEMM on the default stream; false when cuBLASLt offers no algorithm for it (nothing is done).
+bool try_gemm(const Gemm& g);
+
+}  // namespace k5::cuda
