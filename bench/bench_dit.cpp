@@ -1,13 +1,21 @@
 // k5 side of bench/run_dit.sh: one CrossDiT forward (batch 1, latent [T, H, W], L text tokens), best of REPEAT.
 //   bench_dit CONFIG.yaml DIT.safetensors T H W L fp32|bf16 THREADS REPEAT [auto|dense|nabla] [cpu|cuda]
 // Prints `k5 dit PRECISION TOKENS SECONDS` (on cuda the time includes copying the latent over and back).
+// A DIT path that does not exist is first written with random BF16 weights in the official layout (for a
+// machine with no checkpoint at hand, e.g. the GPU machine).
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <random>
 #include <string>
 
+#include "io/safetensors.h"
 #include "models/crossdit/crossdit.h"
+#include "models/crossdit/random_weights.h"
+#ifdef K5_WITH_CUDA
+#include "backends/cuda/device.h"
+#endif
 
 using namespace k5;
 
@@ -36,6 +44,8 @@ int main(int argc, char** argv) {
     const DitAttention attention = argc > 10 ? parse_dit_attention(argv[10]) : DitAttention::automatic;
     const Device device = argc > 11 && std::string(argv[11]) == "cuda" ? Device::CUDA : Device::CPU;
     Context ctx({.threads = threads, .device = device, .precision = precision, .log_level = LogLevel::quiet});
+    if (!std::filesystem::exists(argv[2]))
+      save_safetensors(argv[2], random_crossdit_weights(config.dit, DType::BF16, 0, ctx.pool()));
     const CrossDit dit = CrossDit::load(config, argv[2], precision, attention, device);
     DitInputs inputs;
     inputs.x = random_tensor({t, h, w, config.dit.input_channels()}, 1);
@@ -50,6 +60,11 @@ int main(int argc, char** argv) {
       best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
     }
     std::printf("k5 dit %s %ld %.4f\n", argv[7], long(t * (h / 2) * (w / 2)), best);
+#ifdef K5_WITH_CUDA
+    // Weights plus the activation workspace, which keeps its high-water mark: about the peak.
+    if (device == Device::CUDA)
+      std::printf("k5 dit GPU memory in use %.2f GiB\n", double(cuda::memory_in_use()) / (1 << 30));
+#endif
   } catch (const Error& error) {
     std::fprintf(stderr, "bench_dit: %s\n", error.what());
     return 1;

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs on the GPU machine (device tool) in the repository root, with .gpu-bundle/ carried (scripts/gpu-bundle.sh):
-# every GPU test (each CUDA op and the CrossDiT forward against the CPU / the goldens), then k5's copy of
-# torch's CUDA generator against torch there (tools/golden/torch_random_cuda.py). Logs go to $OUT (or /tmp).
+# every GPU test (each CUDA op and the CrossDiT forward against the CPU / the goldens), k5's copy of torch's
+# CUDA generator against torch there (tools/golden/torch_random_cuda.py), then one DiT forward per shape of
+# issue 6 with random full-size weights (Video Lite 5 s dense, 10 s NABLA, Image Lite 1024x1024; bf16; a step
+# with guidance is two forwards). Logs go to $OUT (or /tmp).
 set -uo pipefail
 out=${OUT:-/tmp/k5-gpu-check}
 mkdir -p "$out"
@@ -22,3 +24,8 @@ python3 tools/golden/torch_random_cuda.py "$out/torch_cuda_rng.safetensors" &&
   K5_TORCH_CUDA_GOLDEN="$out/torch_cuda_rng.safetensors" "$bundle/k5_gpu_tests" --gtest_filter='CudaGolden.*' 2>&1 |
   tee "$out/torch-cuda-rng.txt"
 rm -f "$out/torch_cuda_rng.safetensors"
+for shape in "k5_lite_t2v_5s_sft_sd 31 64 96" "k5_lite_t2v_10s_sft_sd 61 64 96" "k5_lite_t2i_sft_hd 1 128 128"; do
+  set -- $shape
+  timeout 240 "$bundle/bench_dit" "$bundle/configs/$1.yaml" "/tmp/$1.safetensors" "$2" "$3" "$4" 100 bf16 16 3 auto cuda 2>&1 |
+    sed "s/^/$1 /"
+done | tee "$out/dit-bench.txt"

@@ -55,4 +55,10 @@ void copy_device_to_device(void* device_destination, const void* device_source, 
 
 void synchronize() { K5_CUDA_CHECK(cudaDeviceSynchronize()); }
 
+size_t memory_in_use() {
+  size_t free = 0, total = 0;
+  K5_CUDA_CHECK(cudaMemGetInfo(&free, &total));
+  return total - free;
+}
+
 }  // namespace k5::cuda

@@ -24,4 +24,7 @@ void copy_device_to_device(void* device_destination, const void* device_source, 
 // Waits for every queued kernel; reports an error a kernel raised asynchronously.
 void synchronize();
 
+// Device memory in use on the current device (total minus free, every process's), in bytes.
+size_t memory_in_use();
+
 }  // namespace k5::cuda
