@@ -1,28 +1,32 @@
 #!/usr/bin/env bash
 # Prepares what a session sends to the GPU machine of the `device` tool, which has nvcc, CMake and PyTorch but
-# not k5's Debian libraries: k5_gpu_tests and bench_dit built here (sm_80 and sm_90a), the shared
-# libraries they load that such a machine lacks (oneDNN and its OpenMP/OpenCL, yaml-cpp; the CUDA libraries are
-# there), and the official configs of the DiT timings.
-#   scripts/gpu-bundle.sh [BUILD_DIR]   -> .gpu-bundle/ (ignored through .git/info/exclude)
+# not k5's Debian libraries: k5_gpu_tests and bench_dit built here (sm_80 and sm_90a), the shared libraries they
+# load that such a machine lacks (oneDNN and its OpenMP/OpenCL, yaml-cpp, ICU; the CUDA libraries are there),
+# the official configs of the DiT timings and the Qwen2.5 tokenizer the text-encoder GPU tests use. All in one
+# xz archive, since what travels is limited to 64 MiB. The k5 binary stays behind (FFmpeg and its libraries
+# are ~200 MB): the GPU tests of the CLI skip without it.
+#   scripts/gpu-bundle.sh [BUILD_DIR]   -> .gpu-bundle/bundle.tar.xz (ignored through .git/info/exclude)
 # Then, with the device tool: run `scripts/gpu-check.sh` with carry [".gpu-bundle"].
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DK5_CUDA=ON >/dev/null
 cmake --build "$build" --target k5_gpu_tests bench_dit
-rm -rf .gpu-bundle
-mkdir -p .gpu-bundle/lib
-cp "$build/tests/k5_gpu_tests" "$build/bench/bench_dit" .gpu-bundle/
-strip .gpu-bundle/k5_gpu_tests .gpu-bundle/bench_dit
+stage=$(mktemp -d)
+trap 'rm -rf "$stage"' EXIT
+mkdir -p "$stage/lib" "$stage/configs" "$stage/shared/tokenizers/qwen2.5"
+cp "$build/tests/k5_gpu_tests" "$build/bench/bench_dit" "$stage/"
+strip "$stage/k5_gpu_tests" "$stage/bench_dit"
 # Everything they link except glibc, the C++ runtime and CUDA's own libraries.
-ldd .gpu-bundle/k5_gpu_tests .gpu-bundle/bench_dit | awk '/=> \// {print $3}' | sort -u |
+ldd "$stage/k5_gpu_tests" "$stage/bench_dit" | awk '/=> \// {print $3}' | sort -u |
   grep -v -E '/(libc|libm|libdl|librt|libpthread|libstdc\+\+|libgcc_s|ld-linux[^/]*)\.so|/libcu' |
-  xargs -r -I{} cp -L {} .gpu-bundle/lib/
-# The official configs the DiT timings use (../shared does not travel to the GPU machine).
-mkdir -p .gpu-bundle/configs
+  xargs -r -I{} cp -L {} "$stage/lib/"
 for name in k5_lite_t2v_5s_sft_sd k5_lite_t2v_10s_sft_sd k5_lite_t2i_sft_hd; do
-  cp ../shared/k5-official/configs/$name.yaml .gpu-bundle/configs/
+  cp ../shared/k5-official/configs/$name.yaml "$stage/configs/"
 done
+cp ../shared/tokenizers/qwen2.5/tokenizer.json "$stage/shared/tokenizers/qwen2.5/"
+rm -rf .gpu-bundle
+mkdir -p .gpu-bundle
+tar -C "$stage" -cf - . | xz -T0 -6 >.gpu-bundle/bundle.tar.xz
 grep -qx '/.gpu-bundle/' .git/info/exclude 2>/dev/null || echo '/.gpu-bundle/' >>.git/info/exclude
-du -sh .gpu-bundle
-ls .gpu-bundle .gpu-bundle/lib
+du -sh "$stage" .gpu-bundle/bundle.tar.xz

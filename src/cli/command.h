@@ -23,8 +23,7 @@ bool register_command(Command command);
 void register_parent(const std::string& path, const std::string& summary);
 
 // --threads, --verbose / --quiet, --precision, --device: the options every compute command shares.
-// `--device cuda` is refused at parse time by commands whose models do not run on the GPU (with_cuda false).
-void add_context_options(CLI::App& app, ContextOptions& options, bool with_precision = true, bool with_cuda = false);
+void add_context_options(CLI::App& app, ContextOptions& options, bool with_precision = true);
 
 // "on" / "off" -> true / false; "auto" -> nullopt (the program decides). CLI11 checks the spelling.
 inline std::optional<bool> parse_auto_on_off(const std::string& value) {

@@ -34,7 +34,7 @@ int run_encode_text(const EncodeTextOptions& o) {
   const TextEncoderPaths paths = TextEncoderPaths::find(o.model_dir);
   const TextEncoders encoders =
       TextEncoders::load(ctx, paths, o.weights_int8 ? std::optional<QwenWeights>(QwenWeights::int8) : std::nullopt,
-                         image.has_value());
+                         image.has_value(), /*with_lm_head=*/false, ctx.device());
   const std::string& negative = o.negative ? *o.negative : default_negative_prompt(content);
   const auto start = std::chrono::steady_clock::now();
   const TextConditioning conditioning = encode_text_conditioning(ctx, encoders, o.prompt, negative, content,
@@ -70,7 +70,8 @@ K5_COMMAND("encode-text",
                  ->check(CLI::PositiveNumber);
              app.add_option("-o,--output", o->output, "output .safetensors")->required();
              app.add_flag("--weights-int8", o->weights_int8,
-                          "int8 weight-only Qwen projections (per-output-channel scales, quantised at load)");
+                          "int8 weight-only Qwen projections (per-output-channel scales, quantised at load; CPU "
+                          "only)");
              return [o]() { return run_encode_text(*o); };
            });
 

@@ -28,7 +28,8 @@ int run_expand(const ExpandOptions& o) {
   Context ctx(o.context);
   const TextEncoderPaths paths = TextEncoderPaths::find(o.model_dir);
   const GenerationConfig config = expansion_generation_config(paths);
-  const TextEncoders encoders = TextEncoders::load(ctx, paths, std::nullopt, image.has_value(), true);
+  const TextEncoders encoders =
+      TextEncoders::load(ctx, paths, std::nullopt, image.has_value(), /*with_lm_head=*/true, ctx.device());
   const std::string expanded =
       expand_prompt(ctx, encoders, config, mode, o.prompt, image ? &*image : nullptr,
                     parse_rng_device(o.rng), o.seed);

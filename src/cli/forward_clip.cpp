@@ -19,7 +19,7 @@ struct ClipOptions {
 int run_clip(const ClipOptions& o) {
   Context ctx(o.context);
   const TokenInputs inputs = read_token_inputs(o.inputs);
-  const ClipTextModel model = ClipTextModel::load(ctx, o.model_dir, o.config);
+  const ClipTextModel model = ClipTextModel::load(ctx, o.model_dir, o.config, ctx.device());
   const ClipTextOutput out = model.forward(ctx, inputs.input_ids, inputs.attention_mask);
   save_safetensors(o.output, {{"pooler_output", out.pooler_output.unsqueeze(0)},
                               {"last_hidden_state", out.last_hidden_state.unsqueeze(0)}});

@@ -42,7 +42,7 @@ int run_forward_dit(const DitOptions& o) {
 K5_COMMAND("forward dit", "CrossDiT forward: x, text_embed, pooled_text_embed, time -> velocity",
            [](CLI::App& app) -> std::function<int()> {
              auto o = std::make_shared<DitOptions>();
-             add_context_options(app, o->context, true, /*with_cuda=*/true);
+             add_context_options(app, o->context);
              app.add_option("--config", o->config, "official Kandinsky 5 config (.yaml)")->required();
              app.add_option("--weights", o->weights, "DiT checkpoint (.safetensors, official or diffusers keys)")
                  ->required();

@@ -23,8 +23,8 @@ int run_qwen(const QwenOptions& o) {
   const TokenInputs inputs = read_token_inputs(o.inputs);
   const auto start = std::chrono::steady_clock::now();
   const QwenTextModel model = QwenTextModel::load(
-      ctx, o.model_dir, o.config,
-      o.weights_int8 ? std::optional<QwenWeights>(QwenWeights::int8) : std::nullopt);
+      ctx, o.model_dir, o.config, o.weights_int8 ? std::optional<QwenWeights>(QwenWeights::int8) : std::nullopt,
+      /*with_lm_head=*/false, ctx.device());
   const auto loaded = std::chrono::steady_clock::now();
   const Tensor hidden = model.forward(ctx, inputs.input_ids, inputs.attention_mask);
   const auto done = std::chrono::steady_clock::now();
@@ -47,7 +47,7 @@ K5_COMMAND("forward qwen", "Qwen2.5-VL language model: input_ids -> hidden_state
              app.add_option("--inputs", o->inputs, "input .safetensors (input_ids, attention_mask)")->required();
              app.add_option("--output", o->output, "output .safetensors (hidden_states)")->required();
              app.add_flag("--weights-int8", o->weights_int8,
-                          "int8 weight-only projections (per-output-channel scales, quantised at load)");
+                          "int8 weight-only projections (per-output-channel scales, quantised at load; CPU only)");
              return [o]() { return run_qwen(*o); };
            });
 

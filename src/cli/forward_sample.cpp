@@ -60,7 +60,7 @@ int run_forward_sample(const SampleOptions& o) {
 K5_COMMAND("forward sample", "the official sampling loop: noise + text embeddings -> latents",
            [](CLI::App& app) -> std::function<int()> {
              auto o = std::make_shared<SampleOptions>();
-             add_context_options(app, o->context, true, /*with_cuda=*/true);
+             add_context_options(app, o->context);
              app.add_option("--config", o->config, "official Kandinsky 5 config (.yaml)")->required();
              app.add_option("--weights", o->weights, "DiT checkpoint (.safetensors)")->required();
              app.add_option("--inputs", o->inputs, "input .safetensors")->required();

@@ -7,6 +7,7 @@
 // Tiling (hunyuan): on by default with the official get_*_optimal_tiling sizes (17-frame tiles, stride 8;
 // spatial tiles only when the official formula asks for them, see --free-memory-gb); --no-tile runs one pass.
 // FLUX: untiled by default (as the official pipelines run it); --tile uses diffusers' tiling.
+// --device cuda runs the VAE on the GPU (weights uploaded once; tiling and blending on the device).
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
@@ -39,8 +40,8 @@ struct VaeOptions {
 };
 
 void add_vae_options(CLI::App& app, VaeOptions& o) {
-  // --precision is accepted for uniformity; the VAEs always compute in float32 on the CPU.
-  add_context_options(app, o.context, true);
+  // --precision is accepted for uniformity; the VAEs always compute in float32, on the CPU or the GPU.
+  add_context_options(app, o.context);
   app.add_option("--vae", o.vae, "hunyuan (video) or flux (image)")->check(CLI::IsMember({"hunyuan", "flux"}));
   app.add_option("--config", o.config, "the VAE's Hugging Face config.json (default: config.json beside --weights)");
   app.add_option("--weights", o.weights, "diffusion_pytorch_model.safetensors or its folder")->required();
@@ -58,7 +59,7 @@ void add_vae_options(CLI::App& app, VaeOptions& o) {
                  "hunyuan: the free accelerator memory the official tiling formula assumes (default 80)");
   app.add_option("--by-frames", o.by_frames,
                  "hunyuan decode frame by frame: bounded memory, ~1.6x the convolution work; auto (default: when a whole tile "
-                 "would need over 3/4 of the free RAM), on or off")
+                 "would need over 3/4 of the free RAM; never on the GPU), on or off")
       ->check(CLI::IsMember({"auto", "on", "off"}));
 }
 
@@ -131,7 +132,8 @@ int run_decode(const VaeOptions& o) {
   Tensor sample;
   if (o.vae == "hunyuan") {
     // The weights are copied to F32 at load; the mapped file is not needed after that.
-    const HunyuanVae vae(HunyuanVaeConfig::from_json_file(config_path(o)), Checkpoint::open(o.weights), false, true);
+    const HunyuanVae vae(HunyuanVaeConfig::from_json_file(config_path(o)), Checkpoint::open(o.weights), false, true,
+                         ctx.device());
     const Tensor latents = read_input(o.inputs, "latents", 5);
     const int spatial = vae.config().spatial_compression_ratio;
     HunyuanTiling tiling = hunyuan_tiling(o, latents.size(3) * spatial, latents.size(4) * spatial);
@@ -142,7 +144,8 @@ int run_decode(const VaeOptions& o) {
     sample = over_batch(ctx, latents, [&](const Tensor& z) { return vae.decode(ctx, z, tiling); });
   } else {
     keep_freed_memory();
-    const FluxVae vae(FluxVaeConfig::from_json_file(config_path(o)), Checkpoint::open(o.weights), false, true);
+    const FluxVae vae(FluxVaeConfig::from_json_file(config_path(o)), Checkpoint::open(o.weights), false, true,
+                      ctx.device());
     const Tensor latents = read_input(o.inputs, "latents", 4);
     sample = over_batch(ctx, latents, [&](const Tensor& z) { return vae.decode(ctx, z, flux_tiling(o)); });
   }
@@ -157,13 +160,13 @@ int run_encode(const VaeOptions& o) {
   Tensor moments;
   int64_t latent_channels = 0;
   if (o.vae == "hunyuan") {
-    const HunyuanVae vae(HunyuanVaeConfig::from_json_file(config_path(o)), weights, true, false);
+    const HunyuanVae vae(HunyuanVaeConfig::from_json_file(config_path(o)), weights, true, false, ctx.device());
     const Tensor sample = read_input(o.inputs, "sample", 5);
     const HunyuanTiling tiling = hunyuan_tiling(o, sample.size(3), sample.size(4));
     moments = over_batch(ctx, sample, [&](const Tensor& x) { return vae.encode_moments(ctx, x, tiling); });
     latent_channels = vae.config().latent_channels;
   } else {
-    const FluxVae vae(FluxVaeConfig::from_json_file(config_path(o)), weights, true, false);
+    const FluxVae vae(FluxVaeConfig::from_json_file(config_path(o)), weights, true, false, ctx.device());
     const Tensor sample = read_input(o.inputs, "sample", 4);
     moments = over_batch(ctx, sample, [&](const Tensor& x) { return vae.encode_moments(ctx, x, flux_tiling(o)); });
     latent_channels = vae.config().latent_channels;

@@ -115,7 +115,7 @@ int run_generate(GenerateOptions& o) {
 K5_COMMAND("generate", "text/image -> video or image with an official Kandinsky 5 model folder",
            [](CLI::App& app) -> std::function<int()> {
              auto o = std::make_shared<GenerateOptions>();
-             add_context_options(app, o->context, true, /*with_cuda=*/true);
+             add_context_options(app, o->context);
              GenerationRequest& r = o->request;
              app.add_option("-m,--model", o->model,
                             "model folder (official layout: configs/*.yaml + weights/) or an official config .yaml")

@@ -31,7 +31,7 @@ bool register_command(Command command) {
 
 void register_parent(const std::string& path, const std::string& summary) { registry().parents[path] = summary; }
 
-void add_context_options(CLI::App& app, ContextOptions& options, bool with_precision, bool with_cuda) {
+void add_context_options(CLI::App& app, ContextOptions& options, bool with_precision) {
   app.add_option("-t,--threads", options.threads, "CPU threads (default: one per core)")->check(CLI::NonNegativeNumber);
   app.add_flag_callback("-v,--verbose", [&options] { options.log_level = LogLevel::debug; }, "debug logging");
   app.add_flag_callback("-q,--quiet", [&options] { options.log_level = LogLevel::quiet; }, "only errors");
@@ -42,13 +42,8 @@ void add_context_options(CLI::App& app, ContextOptions& options, bool with_preci
         ->check(CLI::IsMember({"fp32", "bf16"}));
     app.add_option_function<std::string>(
            "--device",
-           [&options, with_cuda](const std::string& name) {
-             if (name == "cuda" && !with_cuda)
-               throw CLI::ValidationError("--device", "cuda: this command does not run on the GPU yet (`k5 forward "
-                                                      "dit` does); use --device cpu");
-             options.device = name == "cuda" ? Device::CUDA : Device::CPU;
-           },
-           with_cuda ? "cpu or cuda" : "cpu (cuda: not for this command yet)")
+           [&options](const std::string& name) { options.device = name == "cuda" ? Device::CUDA : Device::CPU; },
+           "cpu or cuda (an NVIDIA GPU)")
         ->check(CLI::IsMember({"cpu", "cuda"}));
   }
 }

@@ -184,8 +184,40 @@ void frame_causal_attention(Context& ctx, const Tensor& q, const Tensor& k, cons
            shape_string(k.shape()), ", ", shape_string(v.shape()), ", ", shape_string(out.shape()));
   K5_CHECK(frames >= 1 && q.size(1) % frames == 0, "frame_causal_attention: ", q.size(1),
            " tokens do not split into ", frames, " frames");
+  if constexpr (kCudaBuild)
+    if (on_cuda("frame_causal_attention", q, k, v, out))
+      return cuda::frame_causal_attention(ctx, q, k, v, frames, out, scale);
   device_of("frame_causal_attention", q, k, v, out);
   cpu::frame_causal_attention(ctx, q, k, v, frames, out, scale);
+}
+
+void copy(Context& ctx, const Tensor& source, Tensor& destination) {
+  K5_CHECK(source.defined() && destination.defined(), "copy: undefined operand");
+  K5_CHECK(source.shape() == destination.shape(), "copy: ", source.describe(), " into ", destination.describe());
+  K5_CHECK(source.dtype() == DType::F32 && destination.dtype() == DType::F32, "copy: F32 only, got ",
+           source.describe(), " into ", destination.describe());
+  K5_CHECK(source.dim() <= 5, "copy: rank ", source.dim(), " (at most 5)");
+  if constexpr (kCudaBuild)
+    if (on_cuda("copy", source, destination)) return cuda::copy(ctx, source, destination);
+  device_of("copy", source, destination);
+  cpu::copy(ctx, source, destination);
+}
+
+void blend(Context& ctx, const Tensor& previous, Tensor& tile, int axis, int64_t extent) {
+  check_f32_contiguous(previous, "blend", "previous tile");
+  check_f32_contiguous(tile, "blend", "tile");
+  K5_CHECK(previous.dim() == 4 && tile.dim() == 4 && axis >= 1 && axis <= 3,
+           "blend: tiles must be [C, T, H, W] and the axis 1..3, got ", previous.describe(), ", ", tile.describe(),
+           ", axis ", axis);
+  for (int other = 0; other < 4; ++other) {
+    K5_CHECK(other == axis || previous.size(other) == tile.size(other), "VAE tile blend: tiles ",
+             shape_string(previous.shape()), " and ", shape_string(tile.shape()), " do not line up along axis ",
+             other);
+  }
+  if constexpr (kCudaBuild)
+    if (on_cuda("blend", previous, tile)) return cuda::blend(ctx, previous, tile, axis, extent);
+  device_of("blend", previous, tile);
+  cpu::blend(ctx, previous, tile, axis, extent);
 }
 
 }  // namespace k5::ops

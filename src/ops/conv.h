@@ -75,4 +75,13 @@ void place_strided(Context& ctx, const Tensor& x, std::array<int64_t, 3> offset,
 void frame_causal_attention(Context& ctx, const Tensor& q, const Tensor& k, const Tensor& v, int frames, Tensor& out,
                             float scale = 0.0f);
 
+// destination = source: same shape (rank <= 5), F32, any strides (no overlap), both on one device. The VAEs cut,
+// assemble and re-lay tiles and frames with it without leaving the device.
+void copy(Context& ctx, const Tensor& source, Tensor& destination);
+
+// The official tile blend (diffusers' blend_v / blend_h / blend_t), in place on `tile`: along `axis`
+// (1 = T, 2 = H, 3 = W), tile[i] = previous[-e + i] * (1 - i/e) + tile[i] * (i/e) for i < e,
+// e = min(previous.size(axis), tile.size(axis), extent). Both contiguous F32 [C, T, H, W], equal off `axis`.
+void blend(Context& ctx, const Tensor& previous, Tensor& tile, int axis, int64_t extent);
+
 }  // namespace k5::ops

@@ -7,6 +7,7 @@
 
 #include "backends/cpu/linear_int8.h"
 #include "core/cpu_features.h"
+#include "ops/dispatch.h"
 #include "ops/linear.h"
 
 namespace k5::ops {
@@ -80,6 +81,8 @@ void linear_int8(Context& ctx, const Tensor& x, const Int8Weight& weight, const 
   K5_CHECK(x.dtype() == DType::F32 && x.dim() == 2 && x.size(1) == K && x.stride(1) == 1,
            "linear_int8: x must be F32 [M, ", K, "] with contiguous rows, got ", x.describe());
   const int64_t M = x.size(0);
+  device_of("linear_int8", x, weight.values, weight.scales, out);
+  if (bias) device_of("linear_int8 (bias)", x, *bias);
   K5_CHECK(out.dtype() == DType::F32 && out.dim() == 2 && out.size(0) == M && out.size(1) == N && out.stride(1) == 1,
            "linear_int8: out must be F32 [", M, ", ", N, "], got ", out.describe());
   std::vector<float> bias_f32;

@@ -236,7 +236,7 @@ std::string vae_config_path(const std::string& dir) { return (std::filesystem::p
 Tensor encode_first_frame(Context& ctx, const ModelFiles& files, const GenerationPlan& plan) {
   const Image& resized = *plan.init_image;  // resized by plan_generation
   const HunyuanVae vae(HunyuanVaeConfig::from_json_file(vae_config_path(files.vae)), Checkpoint::open(files.vae),
-                       true, false);
+                       true, false, ctx.device());
   const Tensor pixels = to_signed_unit(resized, false).reshape({3, 1, plan.height, plan.width});
   HunyuanTiling no_tiling;
   no_tiling.enabled = false;  // opt_tiling=False in the official call
@@ -251,7 +251,7 @@ Tensor encode_first_frame(Context& ctx, const ModelFiles& files, const Generatio
 Tensor encode_edit_image(Context& ctx, const ModelFiles& files, const GenerationPlan& plan) {
   const Image& cropped = *plan.init_image;
   const FluxVae vae(FluxVaeConfig::from_json_file(vae_config_path(files.vae)), Checkpoint::open(files.vae), true,
-                    false);
+                    false, ctx.device());
   const Tensor moments = vae.encode_moments(ctx, to_signed_unit(cropped, true), FluxTiling{});  // [2C, h, w]
   const int64_t h = moments.size(1), w = moments.size(2);
   const Tensor latent =
@@ -305,7 +305,8 @@ GenerationResult generate(Context& ctx, const ModelFiles& files, const Generatio
     const Image* source = plan.mode == GenerationMode::i2i && !plan.text_only_edit ? &*plan.init_image : nullptr;
     const bool expansion_image = plan.expand_prompt && plan.original_image.has_value();
     const TextEncoders encoders = TextEncoders::load(ctx, files.text_encoders, std::nullopt,
-                                                     source != nullptr || expansion_image, plan.expand_prompt);
+                                                     source != nullptr || expansion_image, plan.expand_prompt,
+                                                     ctx.device());
     std::string prompt = plan.prompt;
     if (plan.expand_prompt) {
       notify(observer, "expand", 0, 1);
@@ -352,8 +353,7 @@ GenerationResult generate(Context& ctx, const ModelFiles& files, const Generatio
   // Sampling.
   {
     const auto start = std::chrono::steady_clock::now();
-    // --device cuda: the DiT (nearly all of the arithmetic) runs on the GPU; the text encoders and the VAE
-    // stay on the CPU until they have their CUDA ops.
+    // --device cuda: every model runs on the GPU, one at a time (each is released before the next loads).
     const CrossDit dit = CrossDit::load(config, files.dit, ctx.precision(), DitAttention::automatic, ctx.device());
     log.info("DiT loaded in ", seconds_since(start), " s", ctx.device() == Device::CUDA ? " (on the GPU)" : "");
     SampleRequest request;
@@ -389,7 +389,7 @@ GenerationResult generate(Context& ctx, const ModelFiles& files, const Generatio
     Tensor sample;
     if (config.is_video()) {
       const HunyuanVae vae(HunyuanVaeConfig::from_json_file(vae_config_path(files.vae)),
-                           Checkpoint::open(files.vae), false, true);
+                           Checkpoint::open(files.vae), false, true, ctx.device());
       Tensor latents = result.latents.permute({3, 0, 1, 2}).contiguous();  // [C, T, h, w]
       ops::scale(ctx, latents, float(1.0 / vae.config().scaling_factor), latents);
       HunyuanTiling tiling = HunyuanTiling::official(plan.height, plan.width);
@@ -397,7 +397,7 @@ GenerationResult generate(Context& ctx, const ModelFiles& files, const Generatio
       sample = vae.decode(ctx, latents, tiling);
     } else {
       const FluxVae vae(FluxVaeConfig::from_json_file(vae_config_path(files.vae)), Checkpoint::open(files.vae),
-                        false, true);
+                        false, true, ctx.device());
       Tensor latents = result.latents.select(0, 0).permute({2, 0, 1}).contiguous();  // [C, h, w]
       ops::scale(ctx, latents, float(1.0 / vae.config().scaling_factor), latents);
       sample = vae.decode(ctx, latents, FluxTiling{}).unsqueeze(1);  // [3, 1, H, W]

@@ -39,16 +39,16 @@ TextEncoderPaths TextEncoderPaths::find(const std::string& model_dir) {
 }
 
 TextEncoders TextEncoders::load(Context& ctx, const TextEncoderPaths& paths, std::optional<QwenWeights> qwen_weights,
-                                bool with_vision, bool with_lm_head) {
+                                bool with_vision, bool with_lm_head, Device device) {
   const auto start = std::chrono::steady_clock::now();
   // The tokenizers sit in the encoders' own folders in the official layout (find_* also accepts a folder
   // that is itself the tokenizer's).
   const std::string& qwen_tokenizer = paths.qwen_tokenizer_dir.empty() ? paths.qwen_dir : paths.qwen_tokenizer_dir;
   const std::string& clip_tokenizer = paths.clip_tokenizer_dir.empty() ? paths.clip_dir : paths.clip_tokenizer_dir;
   TextEncoders encoders{BpeTokenizer::load(find_qwen_tokenizer(qwen_tokenizer)),
-                        QwenTextModel::load(ctx, paths.qwen_dir, "", qwen_weights, with_lm_head),
+                        QwenTextModel::load(ctx, paths.qwen_dir, "", qwen_weights, with_lm_head, device),
                         ClipTokenizer::load(find_clip_tokenizer(clip_tokenizer)),
-                        ClipTextModel::load(ctx, paths.clip_dir, ""),
+                        ClipTextModel::load(ctx, paths.clip_dir, "", device),
                         std::nullopt};
   if (with_vision) {
     // preprocessor_config.json sits with the weights (official layout) or the tokenizer (diffusers).
@@ -66,7 +66,8 @@ TextEncoders TextEncoders::load(Context& ctx, const TextEncoderPaths& paths, std
            encoders.qwen.config().vocab_size);
   ctx.log().info("text encoders loaded in ", seconds_since(start), " s (Qwen ",
                  encoders.qwen.config().num_hidden_layers, " layers, hidden ", encoders.qwen.config().hidden_size,
-                 "; CLIP hidden ", encoders.clip.config().hidden_size, ")");
+                 "; CLIP hidden ", encoders.clip.config().hidden_size, "; on ", device_name(device),
+                 encoders.vision && device != Device::CPU ? ", vision tower on cpu" : "", ")");
   return encoders;
 }
 

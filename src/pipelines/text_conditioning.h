@@ -62,15 +62,18 @@ struct TextEncoders {
   ClipTextModel clip;
   std::optional<QwenVision> vision;  // loaded with `with_vision`
 
-  // `qwen_weights`: empty = from the context precision (fp32 -> f32, bf16 -> bf16), or int8 weight-only.
-  // `with_vision`: also the vision tower and image processor (image editing with its source image);
-  // `with_lm_head`: also lm_head (prompt expansion generates text).
+  // `qwen_weights`: empty = from the context precision (fp32 -> f32, bf16 -> bf16), or int8 weight-only
+  // (CPU only). `with_vision`: also the vision tower and image processor (image editing with its source
+  // image); `with_lm_head`: also lm_head (prompt expansion generates text). `device`: where the Qwen2.5-VL
+  // language model and CLIP run; the vision tower runs on the CPU whatever the device (its image features
+  // are uploaded with the prompt's embeddings). Everything the encode functions return is on the host.
   static TextEncoders load(Context& ctx, const TextEncoderPaths& paths,
                            std::optional<QwenWeights> qwen_weights = std::nullopt, bool with_vision = false,
-                           bool with_lm_head = false);
+                           bool with_lm_head = false, Device device = Device::CPU);
 };
 
-// One prompt's conditioning, as the DiT takes it (k5 forward dit / sample inputs).
+// One prompt's conditioning, as the DiT takes it (k5 forward dit / sample inputs): host tensors, whichever
+// device the encoders run on.
 struct PromptEmbedding {
   Tensor text_embed;         // F32 [L, qwen hidden]: hidden_states[-1][crop_start:], L = max_length
   Tensor pooled_text_embed;  // F32 [1, clip hidden]: CLIP pooler_output

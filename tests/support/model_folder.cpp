@@ -73,7 +73,10 @@ void write_text_encoders(const std::string& golden_dir, const std::string& weigh
 }
 
 int run_k5(const std::string& arguments, const fs::path& dir) {
-  const std::string command = std::string(K5_BINARY) + " " + arguments + " 2>" + (dir / "stderr").string();
+  // K5_BINARY in the environment wins (the GPU machine runs a bundled copy, not the build tree's).
+  const char* configured = std::getenv("K5_BINARY");
+  const std::string binary = configured ? configured : K5_BINARY;
+  const std::string command = binary + " " + arguments + " 2>" + (dir / "stderr").string();
   const int status = std::system(command.c_str());
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }

@@ -23,7 +23,8 @@ struct TempDir {
 void write_text_encoders(const std::string& golden_dir, const std::string& weights_file,
                          const std::filesystem::path& root);
 
-// Runs `k5 <arguments>` with stderr captured in <dir>/stderr; returns the exit status.
+// Runs `k5 <arguments>` (the K5_BINARY environment variable, else the built one) with stderr captured in
+// <dir>/stderr; returns the exit status.
 int run_k5(const std::string& arguments, const std::filesystem::path& dir);
 std::string read_text(const std::filesystem::path& path);
 std::string shell_quoted(const std::string& text);

@@ -22,5 +22,8 @@ void place_strided(Context& ctx, const Tensor& x, std::array<int64_t, 3> offset,
                    Tensor& out);
 void frame_causal_attention(Context& ctx, const Tensor& q, const Tensor& k, const Tensor& v, int frames, Tensor& out,
                             float scale);
+// VAE tiling (vae_tiling.cpp).
+void copy(Context& ctx, const Tensor& source, Tensor& destination);
+void blend(Context& ctx, const Tensor& previous, Tensor& tile, int axis, int64_t extent);
 
 }  // namespace k5::cpu

@@ -63,4 +63,13 @@ void block_sparse_attention(Context& ctx, const Tensor& q, const Tensor& k, cons
 // In place on x [L, H, D]; cos, sin [L, D/2]. interleaved: pairs (2i, 2i+1), else (i, i + D/2).
 void rope(Context& ctx, Tensor& x, const Tensor& cos, const Tensor& sin, bool interleaved);
 
+// VAE mid-block attention and tiling (src/ops/conv.h): vae_attention.cu, vae_tiling.cu.
+// Frame-causal attention as two float32 cuBLASLt GEMMs per chunk of queries (scores, then values) around a
+// softmax, the same computation as the CPU kernel; any channel count (the dense attention kernel stops at 128).
+inline constexpr int64_t kFrameAttentionScoreBudgetBytes = int64_t(256) << 20;
+void frame_causal_attention(Context& ctx, const Tensor& q, const Tensor& k, const Tensor& v, int frames, Tensor& out,
+                            float scale, int64_t score_budget_bytes = kFrameAttentionScoreBudgetBytes);
+void copy(Context& ctx, const Tensor& source, Tensor& destination);
+void blend(Context& ctx, const Tensor& previous, Tensor& tile, int axis, int64_t extent);
+
 }  // namespace k5::cuda

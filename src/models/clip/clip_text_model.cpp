@@ -59,32 +59,38 @@ Tensor as_f32(const Tensor& tensor) { return tensor.dtype() == DType::F32 ? tens
 
 }  // namespace
 
-ClipTextModel ClipTextModel::load(Context& ctx, const std::string& checkpoint_path, const std::string& config_path) {
+ClipTextModel ClipTextModel::load(Context& ctx, const std::string& checkpoint_path, const std::string& config_path,
+                                  Device device) {
   std::string config_file = config_path;
   if (config_file.empty()) {
     const std::filesystem::path path(checkpoint_path);
     config_file = ((std::filesystem::is_directory(path) ? path : path.parent_path()) / "config.json").string();
   }
-  return load(ctx, Checkpoint::open(checkpoint_path), ClipTextConfig::from_json_file(config_file));
+  return load(ctx, Checkpoint::open(checkpoint_path), ClipTextConfig::from_json_file(config_file), device);
 }
 
-ClipTextModel ClipTextModel::load(Context& ctx, const Checkpoint& checkpoint, const ClipTextConfig& config) {
+ClipTextModel ClipTextModel::load(Context& ctx, const Checkpoint& checkpoint, const ClipTextConfig& config,
+                                  Device device) {
   ClipTextModel model;
   model.config_ = config;
+  model.device_ = device;
   const std::string prefix = text_model_prefix(checkpoint);
   const int64_t D = config.hidden_size, F = config.intermediate_size;
   const DType weight_dtype = ctx.precision() == Precision::fp32 ? DType::F32 : DType::BF16;
   auto linear = [&](const std::string& name, int64_t out_features, int64_t in_features) {
     Linear layer;
     const Tensor weight = stored(checkpoint, prefix + name + ".weight", {out_features, in_features});
-    layer.weight = weight.dtype() == weight_dtype ? weight : weight.to(weight_dtype);
-    layer.bias = as_f32(stored(checkpoint, prefix + name + ".bias", {out_features}));
+    layer.weight = (weight.dtype() == weight_dtype ? weight : weight.to(weight_dtype)).to_device(device);
+    layer.bias = as_f32(stored(checkpoint, prefix + name + ".bias", {out_features})).to_device(device);
     return layer;
   };
-  auto vector = [&](const std::string& name) { return as_f32(stored(checkpoint, prefix + name, {D})); };
+  auto vector = [&](const std::string& name) {
+    return as_f32(stored(checkpoint, prefix + name, {D})).to_device(device);
+  };
   model.token_embedding_ = stored(checkpoint, prefix + "embeddings.token_embedding.weight", {config.vocab_size, D});
   model.position_embedding_ =
-      as_f32(stored(checkpoint, prefix + "embeddings.position_embedding.weight", {config.max_position_embeddings, D}));
+      as_f32(stored(checkpoint, prefix + "embeddings.position_embedding.weight", {config.max_position_embeddings, D}))
+          .to_device(device);
   for (int64_t i = 0; i < config.num_hidden_layers; ++i) {
     const std::string p = "encoder.layers." + std::to_string(i) + ".";
     Layer layer;
@@ -114,34 +120,35 @@ ClipTextOutput ClipTextModel::forward(Context& ctx, const std::vector<int32_t>& 
   K5_CHECK(attention_mask.empty() || int64_t(attention_mask.size()) == L, "clip: attention_mask has ",
            attention_mask.size(), " entries, input_ids ", L);
 
-  // Embeddings: token + position [L, D].
-  Tensor x = Tensor::empty(DType::F32, {L, D});
+  // Embeddings: token rows (looked up in the host table) uploaded, plus position rows [L, D].
+  Tensor tokens = Tensor::empty(DType::F32, {L, D});
   const size_t row_bytes = size_t(D) * dtype_size(token_embedding_.dtype());
   for (int64_t i = 0; i < L; ++i) {
     const int32_t id = input_ids[size_t(i)];
     K5_CHECK(id >= 0 && id < config_.vocab_size, "clip: input_ids[", i, "] = ", id, " is outside the vocabulary [0, ",
              config_.vocab_size, ")");
-    float* row = x.data<float>() + i * D;
     convert_to_f32(static_cast<const uint8_t*>(token_embedding_.raw()) + size_t(id) * row_bytes,
-                   token_embedding_.dtype(), row, size_t(D));
-    const float* position = position_embedding_.data<float>() + i * D;
-    for (int64_t d = 0; d < D; ++d) row[d] += position[d];
+                   token_embedding_.dtype(), tokens.data<float>() + i * D, size_t(D));
   }
+  Tensor x = tokens.to_device(device_);  // the residual stream, owned
+  ops::add(ctx, x, position_embedding_.slice(0, 0, L), x);
   Tensor key_mask = Tensor::empty(DType::U8, {L});
   for (int64_t i = 0; i < L; ++i)
     key_mask.data<uint8_t>()[i] = attention_mask.empty() || attention_mask[size_t(i)] != 0 ? 1 : 0;
+  key_mask = key_mask.to_device(device_);
 
   const float eps = float(config_.layer_norm_eps);
   const ops::Activation activation =
       config_.hidden_act == "quick_gelu" ? ops::Activation::quick_gelu : ops::Activation::gelu_erf;
+  Workspace& workspace = ctx.workspace(device_);
   for (const Layer& layer : layers_) {
-    auto scope = ctx.workspace().scope();
-    Tensor h = ctx.workspace().tensor(DType::F32, {L, D});
+    auto scope = workspace.scope();
+    Tensor h = workspace.tensor(DType::F32, {L, D});
     ops::layer_norm(ctx, x, &layer.layer_norm1_weight, &layer.layer_norm1_bias, eps, h);
     const Tensor q = ops::linear(ctx, h, layer.q_proj.weight, &layer.q_proj.bias).reshape({L, H, hd});
     const Tensor k = ops::linear(ctx, h, layer.k_proj.weight, &layer.k_proj.bias).reshape({L, H, hd});
     const Tensor v = ops::linear(ctx, h, layer.v_proj.weight, &layer.v_proj.bias).reshape({L, H, hd});
-    Tensor attended = ctx.workspace().tensor(DType::F32, {L, H, hd});
+    Tensor attended = workspace.tensor(DType::F32, {L, H, hd});
     ops::AttentionOptions options;
     options.causal = true;
     options.key_mask = &key_mask;
@@ -168,8 +175,8 @@ ClipTextOutput ClipTextModel::forward(Context& ctx, const std::vector<int32_t>& 
       }
   }
   ClipTextOutput output;
-  output.pooler_output = x.select(0, eos).clone();
-  output.last_hidden_state = x;
+  output.last_hidden_state = x.to_device(Device::CPU);
+  output.pooler_output = output.last_hidden_state.select(0, eos).clone();
   return output;
 }
 

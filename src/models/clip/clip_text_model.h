@@ -5,6 +5,9 @@
 // else the first position holding eos_token_id (position 0 when there is none), as transformers does.
 // With causal attention the pooled state never sees padding, so the padding mask only changes the states
 // of padded positions.
+//
+// Devices: loaded with Device::CUDA, the weights are uploaded once and the layers run on the GPU; the token
+// embedding table stays on the host (rows looked up there and uploaded); the outputs are host tensors.
 #pragma once
 
 #include <string>
@@ -34,22 +37,26 @@ struct ClipTextConfig {
 };
 
 struct ClipTextOutput {
-  Tensor last_hidden_state;  // F32 [L, hidden_size]
-  Tensor pooler_output;      // F32 [hidden_size]
+  Tensor last_hidden_state;  // F32 [L, hidden_size], host
+  Tensor pooler_output;      // F32 [hidden_size], host
 };
 
 class ClipTextModel {
  public:
   // Keys text_model.* (or without the prefix); vision_model.*, text_projection, logit_scale are ignored.
-  // fp32 precision converts weights to float32; bf16 keeps (or makes) BF16 projection weights.
-  static ClipTextModel load(Context& ctx, const std::string& checkpoint_path, const std::string& config_path = "");
-  static ClipTextModel load(Context& ctx, const Checkpoint& checkpoint, const ClipTextConfig& config);
+  // fp32 precision converts weights to float32; bf16 keeps (or makes) BF16 projection weights. `device`:
+  // where the weights and activations live.
+  static ClipTextModel load(Context& ctx, const std::string& checkpoint_path, const std::string& config_path = "",
+                            Device device = Device::CPU);
+  static ClipTextModel load(Context& ctx, const Checkpoint& checkpoint, const ClipTextConfig& config,
+                            Device device = Device::CPU);
 
   // input_ids [L <= max_position_embeddings]; attention_mask [L] (1 = real; empty = all real).
   ClipTextOutput forward(Context& ctx, const std::vector<int32_t>& input_ids,
                          const std::vector<uint8_t>& attention_mask = {}) const;
 
   const ClipTextConfig& config() const { return config_; }
+  Device device() const { return device_; }
 
  private:
   struct Linear {
@@ -61,7 +68,8 @@ class ClipTextModel {
   };
 
   ClipTextConfig config_;
-  Tensor token_embedding_;     // [vocab, D] as stored
+  Device device_ = Device::CPU;
+  Tensor token_embedding_;     // [vocab, D] as stored, on the host
   Tensor position_embedding_;  // F32 [max_position, D]
   std::vector<Layer> layers_;
   Tensor final_layer_norm_weight_, final_layer_norm_bias_;

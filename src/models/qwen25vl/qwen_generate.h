@@ -58,7 +58,8 @@ struct GenerationPrompt {
 using TokenSampler = std::function<int64_t(std::span<const float> probs)>;
 
 // Returns the new ids (without the prompt). The model must be loaded with its lm_head; a config that samples
-// needs a sampler.
+// needs a sampler. A model on the GPU keeps its KV cache there; each step's logits row comes back to the host,
+// where the processors and the sampler run.
 std::vector<int32_t> generate(Context& ctx, const QwenTextModel& model, const GenerationPrompt& prompt,
                               const GenerationConfig& config, int64_t max_new_tokens, const TokenSampler& sampler = {});
 std::vector<int32_t> generate(Context& ctx, const QwenTextModel& model, const std::vector<int32_t>& prompt_ids,

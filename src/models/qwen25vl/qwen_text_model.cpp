@@ -51,10 +51,13 @@ void populate_mapped_pages(const Tensor& weight) {
 #endif
 }
 
+// Reads, converts and places the weights. On the GPU every tensor is uploaded once (converted on the host
+// first when the stored dtype differs) and the mapped pages it was read from are dropped, so the process keeps
+// no host copy of the projections.
 class Loader {
  public:
-  Loader(const Checkpoint& checkpoint, std::string prefix, QwenWeights weights)
-      : checkpoint_(checkpoint), prefix_(std::move(prefix)), weights_(weights) {}
+  Loader(const Checkpoint& checkpoint, std::string prefix, QwenWeights weights, Device device)
+      : checkpoint_(checkpoint), prefix_(std::move(prefix)), weights_(weights), device_(device) {}
 
   Tensor stored(const std::string& name, const Shape& shape) const {
     const std::string key = prefix_ + name;
@@ -69,6 +72,7 @@ class Loader {
 
   Tensor f32(const std::string& name, const Shape& shape) {
     Tensor tensor = stored(name, shape);
+    if (device_ != Device::CPU) return tensor.to(DType::F32).to_device(device_);
     if (tensor.dtype() == DType::F32) return tensor;
     converted_bytes += tensor.numel() * 4;
     return tensor.to(DType::F32);
@@ -80,6 +84,10 @@ class Loader {
     if (weights_ == QwenWeights::int8) {
       layer.int8 = ops::quantize_int8(ctx, weight);
       converted_bytes += weight.numel() + out_features * 4;
+      release_mapped_pages(weight);
+    } else if (device_ != Device::CPU) {
+      const DType dtype = weights_ == QwenWeights::f32 ? DType::F32 : DType::BF16;
+      layer.weight = weight.to(dtype).to_device(device_);
       release_mapped_pages(weight);
     } else {
       const DType dtype = weights_ == QwenWeights::f32 ? DType::F32 : DType::BF16;
@@ -102,6 +110,7 @@ class Loader {
   const Checkpoint& checkpoint_;
   std::string prefix_;
   QwenWeights weights_;
+  Device device_;
 };
 
 std::string default_config_path(const std::string& checkpoint_path) {
@@ -117,11 +126,11 @@ std::optional<std::string> lm_head_key(const Checkpoint& checkpoint) {
   return std::nullopt;
 }
 
-// RoPE tables cos, sin [L, hd/2] (float32, as transformers computes them). Rotary frequency i belongs to the
-// M-RoPE section s (consecutive sections of config.mrope_section half-dims) and turns by position row s;
-// without mrope_section every frequency uses row 0.
-void rope_tables(const QwenTextConfig& config, const std::vector<int64_t>& position_ids, int64_t L, Tensor& cos,
-                 Tensor& sin) {
+// RoPE tables cos, sin [L, hd/2] (float32, as transformers computes them), made on the host and placed on
+// `device`. Rotary frequency i belongs to the M-RoPE section s (consecutive sections of config.mrope_section
+// half-dims) and turns by position row s; without mrope_section every frequency uses row 0.
+void rope_tables(const QwenTextConfig& config, const std::vector<int64_t>& position_ids, int64_t L, Device device,
+                 Tensor& cos, Tensor& sin) {
   const int64_t half = config.head_dim / 2;
   std::vector<int64_t> row_of(size_t(half), 0);
   for (int64_t s = 0, i = 0; s < int64_t(config.mrope_section.size()); ++s)
@@ -137,10 +146,23 @@ void rope_tables(const QwenTextConfig& config, const std::vector<int64_t>& posit
       sin.data<float>()[pos * half + i] = std::sin(angle);
     }
   }
+  cos = cos.to_device(device);
+  sin = sin.to_device(device);
 }
 
-// Makes room for `needed` rows in every layer's cache, doubling so appending one token is amortised O(1).
-void reserve_cache(QwenKvCache& cache, int64_t layers, int64_t kv_heads, int64_t head_dim, int64_t needed) {
+// destination <- source: same dtype and shape, both contiguous, on any devices (KV cache rows, input
+// embeddings onto the model's device).
+void copy_rows(const Tensor& destination, const Tensor& source) {
+  K5_CHECK(destination.dtype() == source.dtype() && destination.shape() == source.shape() &&
+               destination.is_contiguous() && source.is_contiguous(),
+           "qwen: cannot copy ", source.describe(), " into ", destination.describe(), " (contiguous rows needed)");
+  copy_bytes(destination.raw(), destination.device(), source.raw(), source.device(), source.bytes());
+}
+
+// Makes room for `needed` rows in every layer's cache (on the model's device), doubling so appending one
+// token is amortised O(1).
+void reserve_cache(QwenKvCache& cache, int64_t layers, int64_t kv_heads, int64_t head_dim, int64_t needed,
+                   Device device) {
   if (cache.keys.empty()) {
     cache.keys.resize(size_t(layers));
     cache.values.resize(size_t(layers));
@@ -148,12 +170,14 @@ void reserve_cache(QwenKvCache& cache, int64_t layers, int64_t kv_heads, int64_t
   }
   K5_CHECK(int64_t(cache.keys.size()) == layers, "qwen: KV cache has ", cache.keys.size(), " layers, model ", layers);
   const int64_t capacity = cache.keys[0].defined() ? cache.keys[0].size(0) : 0;
+  K5_CHECK(capacity == 0 || cache.keys[0].device() == device, "qwen: the KV cache is on ",
+           device_name(cache.keys[0].device()), ", the model on ", device_name(device));
   if (needed <= capacity) return;
   const int64_t grown = std::max({needed, 2 * capacity, int64_t(64)});
   for (std::vector<Tensor>* tensors : {&cache.keys, &cache.values}) {
     for (Tensor& tensor : *tensors) {
-      Tensor bigger = Tensor::empty(DType::F32, {grown, kv_heads, head_dim});
-      if (cache.length > 0) bigger.slice(0, 0, cache.length).copy_from(tensor.slice(0, 0, cache.length));
+      Tensor bigger = Tensor::empty(DType::F32, {grown, kv_heads, head_dim}, device);
+      if (cache.length > 0) copy_rows(bigger.slice(0, 0, cache.length), tensor.slice(0, 0, cache.length));
       tensor = bigger;
     }
   }
@@ -175,21 +199,25 @@ Tensor QwenLinear::forward(Context& ctx, const Tensor& x) const {
 }
 
 QwenTextModel QwenTextModel::load(Context& ctx, const std::string& checkpoint_path, const std::string& config_path,
-                                  std::optional<QwenWeights> weights, bool with_lm_head) {
+                                  std::optional<QwenWeights> weights, bool with_lm_head, Device device) {
   const QwenTextConfig config =
       QwenTextConfig::from_json_file(config_path.empty() ? default_config_path(checkpoint_path) : config_path);
   const Checkpoint checkpoint = Checkpoint::open(checkpoint_path);
   const QwenWeights chosen =
       weights.value_or(ctx.precision() == Precision::fp32 ? QwenWeights::f32 : QwenWeights::bf16);
-  return load(ctx, checkpoint, config, chosen, with_lm_head);
+  return load(ctx, checkpoint, config, chosen, with_lm_head, device);
 }
 
 QwenTextModel QwenTextModel::load(Context& ctx, const Checkpoint& checkpoint, const QwenTextConfig& config,
-                                  QwenWeights weights, bool with_lm_head) {
+                                  QwenWeights weights, bool with_lm_head, Device device) {
+  // The int8 weight-only GEMM is a CPU kernel; the GPU has the memory for BF16 weights.
+  K5_CHECK(device == Device::CPU || weights != QwenWeights::int8, checkpoint.path(),
+           ": int8 Qwen weights (--weights-int8) run on the CPU only; on the GPU use bf16 or fp32 weights");
   QwenTextModel model;
   model.config_ = config;
   model.weights_ = weights;
-  Loader loader(checkpoint, language_model_prefix(checkpoint), weights);
+  model.device_ = device;
+  Loader loader(checkpoint, language_model_prefix(checkpoint), weights, device);
   const int64_t D = config.hidden_size, F = config.intermediate_size, hd = config.head_dim;
   const int64_t q_dim = config.num_attention_heads * hd, kv_dim = config.num_key_value_heads * hd;
   model.embed_tokens_ = loader.stored("embed_tokens.weight", {config.vocab_size, D});
@@ -218,7 +246,7 @@ QwenTextModel QwenTextModel::load(Context& ctx, const Checkpoint& checkpoint, co
   model.norm_ = loader.f32("norm.weight", {D});
   if (with_lm_head) {
     if (const auto key = lm_head_key(checkpoint)) {
-      Loader head_loader(checkpoint, "", weights);
+      Loader head_loader(checkpoint, "", weights, device);
       const std::string name = key->substr(0, key->size() - std::string(".weight").size());
       model.lm_head_ = head_loader.linear(ctx, name, config.vocab_size, D, false);
       loader.converted_bytes += head_loader.converted_bytes;
@@ -233,24 +261,25 @@ QwenTextModel QwenTextModel::load(Context& ctx, const Checkpoint& checkpoint, co
 void QwenTextModel::decoder_layer(Context& ctx, const QwenDecoderLayer& layer, Tensor& x, const Tensor& cos,
                                   const Tensor& sin, const Tensor& key_mask, Tensor* cache_keys, Tensor* cache_values,
                                   int64_t cached) const {
-  auto scope = ctx.workspace().scope();
+  Workspace& workspace = ctx.workspace(device_);
+  auto scope = workspace.scope();
   const int64_t L = x.size(0), D = config_.hidden_size, hd = config_.head_dim;
   const int64_t Hq = config_.num_attention_heads, Hkv = config_.num_key_value_heads;
 
   // Self-attention block: x += o_proj(attention(rope(q), rope(k), v)).
-  Tensor h = ctx.workspace().tensor(DType::F32, {L, D});
+  Tensor h = workspace.tensor(DType::F32, {L, D});
   ops::rms_norm(ctx, x, &layer.input_layernorm, float(config_.rms_norm_eps), h);
   Tensor q = layer.q_proj.forward(ctx, h).reshape({L, Hq, hd});
   Tensor k = layer.k_proj.forward(ctx, h).reshape({L, Hkv, hd});
   Tensor v = layer.v_proj.forward(ctx, h).reshape({L, Hkv, hd});
   ops::rope_half_split(ctx, q, cos, sin);
   ops::rope_half_split(ctx, k, cos, sin);
-  Tensor attended = ctx.workspace().tensor(DType::F32, {L, Hq, hd});
+  Tensor attended = workspace.tensor(DType::F32, {L, Hq, hd});
   ops::AttentionOptions options;
   options.causal = true;  // with a cache: new query i sees cached keys and new keys up to i
   if (cache_keys != nullptr) {
-    cache_keys->slice(0, cached, cached + L).copy_from(k);
-    cache_values->slice(0, cached, cached + L).copy_from(v);
+    copy_rows(cache_keys->slice(0, cached, cached + L), k);
+    copy_rows(cache_values->slice(0, cached, cached + L), v);
     k = cache_keys->slice(0, 0, cached + L);
     v = cache_values->slice(0, 0, cached + L);
   } else {
@@ -276,18 +305,20 @@ Tensor QwenTextModel::forward(Context& ctx, const std::vector<int32_t>& input_id
   K5_CHECK(attention_mask.empty() || int64_t(attention_mask.size()) == L, "qwen: attention_mask has ",
            attention_mask.size(), " entries, input_ids ", L);
 
-  Tensor x = embed(input_ids);
+  // The residual stream x [L, D] lives on the model's device from the embeddings (looked up on the host) on.
+  Tensor x = embed(input_ids).to_device(device_);
   // Positions arange(L) in all three M-RoPE rows, whatever the mask (as transformers for text-only input).
   Tensor cos, sin;
-  rope_tables(config_, text_positions(0, L), L, cos, sin);
+  rope_tables(config_, text_positions(0, L), L, device_, cos, sin);
 
   Tensor key_mask = Tensor::empty(DType::U8, {L});
   for (int64_t i = 0; i < L; ++i)
     key_mask.data<uint8_t>()[i] = attention_mask.empty() || attention_mask[size_t(i)] != 0 ? 1 : 0;
+  key_mask = key_mask.to_device(device_);
 
   for (const QwenDecoderLayer& layer : layers_) decoder_layer(ctx, layer, x, cos, sin, key_mask);
   ops::rms_norm(ctx, x, &norm_, float(config_.rms_norm_eps), x);
-  return x;
+  return x.to_device(Device::CPU);
 }
 
 Tensor QwenTextModel::embed(const std::vector<int32_t>& input_ids) const {
@@ -313,25 +344,29 @@ Tensor QwenTextModel::forward_cached(Context& ctx, const Tensor& input_embeds, c
   K5_CHECK(L > 0, "qwen: no new tokens");
   K5_CHECK(int64_t(position_ids.size()) == 3 * L, "qwen: position_ids has ", position_ids.size(),
            " entries, expected [3, ", L, "]");
-  reserve_cache(cache, config_.num_hidden_layers, config_.num_key_value_heads, config_.head_dim, cache.length + L);
+  reserve_cache(cache, config_.num_hidden_layers, config_.num_key_value_heads, config_.head_dim, cache.length + L,
+                device_);
 
-  Tensor x = input_embeds.contiguous().clone();
+  // An owned copy on the model's device: the layers update it in place.
+  Tensor x = Tensor::empty(DType::F32, {L, D}, device_);
+  copy_rows(x, input_embeds.contiguous());
   Tensor cos, sin;
-  rope_tables(config_, position_ids, L, cos, sin);
+  rope_tables(config_, position_ids, L, device_, cos, sin);
   const Tensor no_mask;
   for (size_t i = 0; i < layers_.size(); ++i)
     decoder_layer(ctx, layers_[i], x, cos, sin, no_mask, &cache.keys[i], &cache.values[i], cache.length);
   cache.length += L;
   ops::rms_norm(ctx, x, &norm_, float(config_.rms_norm_eps), x);
-  return x;
+  return x.to_device(Device::CPU);
 }
 
 Tensor QwenTextModel::logits(Context& ctx, const Tensor& hidden) const {
   K5_CHECK(has_lm_head(), "qwen: the model was loaded without lm_head (load with with_lm_head = true)");
   K5_CHECK(hidden.dtype() == DType::F32 && hidden.dim() == 2 && hidden.size(1) == config_.hidden_size,
            "qwen: logits of ", hidden.describe(), ", expected F32 [N, ", config_.hidden_size, "]");
-  auto scope = ctx.workspace().scope();
-  return lm_head_.forward(ctx, hidden.contiguous()).clone();
+  auto scope = ctx.workspace(device_).scope();
+  const Tensor logits = lm_head_.forward(ctx, hidden.to_device(device_).contiguous());  // in the workspace
+  return logits.device() == Device::CPU ? logits.clone() : logits.to_device(Device::CPU);
 }
 
 }  // namespace k5

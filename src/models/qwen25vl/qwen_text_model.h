@@ -16,6 +16,11 @@
 // M-RoPE: the rotary half-dims are split into config.mrope_section = (t, h, w) consecutive sections; the
 // frequencies of section s use position row s (transformers' Qwen2_5_VLRotaryEmbedding / 4.x
 // apply_multimodal_rotary_pos_emb), then repeated for the second half (half-split pairs).
+//
+// Devices: a model loaded with Device::CUDA holds its weights on the GPU (uploaded once; F32 or BF16, int8 is
+// refused there) and runs every layer there, the KV cache included. The token embedding table stays on the
+// host (as stored, mapped): `embed` looks rows up there and the forwards upload them. What the API takes may
+// be host or device tensors; what it returns are owned host tensors.
 #pragma once
 
 #include <memory>
@@ -54,8 +59,8 @@ struct QwenDecoderLayer {
 // position in all three rows: text_positions(start, L) = start..start+L-1 three times.
 std::vector<int64_t> text_positions(int64_t start, int64_t length);
 
-// Keys (after RoPE) and values of every token run so far, per layer: [capacity, kv_heads, head_dim] F32,
-// the first `length` rows filled. Grows (doubling) as tokens are appended.
+// Keys (after RoPE) and values of every token run so far, per layer: [capacity, kv_heads, head_dim] F32 on
+// the model's device, the first `length` rows filled. Grows (doubling) as tokens are appended.
 struct QwenKvCache {
   std::vector<Tensor> keys, values;
   int64_t length = 0;
@@ -68,31 +73,37 @@ class QwenTextModel {
   // (model.layers.N..., model.embed_tokens) and transformers 5 (model.language_model.*); visual.* is
   // ignored. lm_head is loaded only with `with_lm_head` (for generation): lm_head.weight, or the embedding table when
   // the checkpoint has none (tie_word_embeddings: transformers does not save the tied copy). `weights`
-  // defaults from the context precision (fp32 -> f32, bf16 -> bf16).
+  // defaults from the context precision (fp32 -> f32, bf16 -> bf16). `device`: where the weights, the
+  // activations and the KV cache live (QwenWeights::int8 is CPU only: refused on Device::CUDA).
   static QwenTextModel load(Context& ctx, const std::string& checkpoint_path, const std::string& config_path = "",
-                            std::optional<QwenWeights> weights = std::nullopt, bool with_lm_head = false);
+                            std::optional<QwenWeights> weights = std::nullopt, bool with_lm_head = false,
+                            Device device = Device::CPU);
   static QwenTextModel load(Context& ctx, const Checkpoint& checkpoint, const QwenTextConfig& config,
-                            QwenWeights weights, bool with_lm_head = false);
+                            QwenWeights weights, bool with_lm_head = false, Device device = Device::CPU);
 
   // input_ids [L] (token ids < vocab_size), attention_mask [L] (1 = real token; empty = all real).
-  // Returns hidden_states[-1]: F32 [L, hidden_size], owned.
+  // Returns hidden_states[-1]: F32 [L, hidden_size], an owned host tensor.
   Tensor forward(Context& ctx, const std::vector<int32_t>& input_ids,
                  const std::vector<uint8_t>& attention_mask = {}) const;
 
-  // Token embeddings: F32 [L, hidden_size], owned.
+  // Token embeddings: F32 [L, hidden_size], an owned host tensor (looked up in the host table).
   Tensor embed(const std::vector<int32_t>& input_ids) const;
   // Runs L new tokens after the `cache.length` cached ones (causal attention over all of them) and appends
   // their keys/values to `cache`. input_embeds: F32 [L, hidden_size] (embed(ids), or with image features
-  // spliced in); position_ids: [3, L] row-major. Returns the final-norm hidden states F32 [L, hidden_size].
+  // spliced in), contiguous, on the host or the model's device; position_ids: [3, L] row-major. Returns the
+  // final-norm hidden states F32 [L, hidden_size], an owned host tensor.
   Tensor forward_cached(Context& ctx, const Tensor& input_embeds, const std::vector<int64_t>& position_ids,
                         QwenKvCache& cache) const;
-  // lm_head of final-norm hidden states: [N, hidden_size] -> F32 [N, vocab_size], owned.
+  // lm_head of final-norm hidden states (host or device): [N, hidden_size] -> F32 [N, vocab_size], an owned
+  // host tensor (generation reads one row per step).
   Tensor logits(Context& ctx, const Tensor& hidden) const;
   bool has_lm_head() const { return lm_head_.weight.defined() || lm_head_.int8.values.defined(); }
 
   const QwenTextConfig& config() const { return config_; }
   QwenWeights weights() const { return weights_; }
-  // Bytes held in private memory by converted/quantised weights (mapped BF16 weights are not counted).
+  Device device() const { return device_; }
+  // Bytes held in private host memory by converted/quantised weights (mapped BF16 weights are not counted;
+  // on the GPU nothing: converted copies are freed once uploaded).
   size_t converted_bytes() const { return converted_bytes_; }
 
  private:
@@ -105,7 +116,8 @@ class QwenTextModel {
 
   QwenTextConfig config_;
   QwenWeights weights_ = QwenWeights::bf16;
-  Tensor embed_tokens_;  // [vocab, D], as stored (rows converted on lookup)
+  Device device_ = Device::CPU;
+  Tensor embed_tokens_;  // [vocab, D] on the host, as stored (rows converted on lookup)
   std::vector<QwenDecoderLayer> layers_;
   Tensor norm_;         // F32 [D]
   QwenLinear lm_head_;  // [vocab, D], loaded on request

@@ -1,24 +1,17 @@
 #include "models/vae_common/frame_streaming.h"
 
 #include <algorithm>
-#include <cstring>
 
 namespace k5::vae {
 namespace {
 
 // dst[c, dst_frame, dst_row:dst_row+rows, :] = src[c, src_frame, row0:row0+rows, :] for every channel c; src
-// and dst are contiguous [C, T, H, W] with the same C and W.
+// and dst are [C, T, H, W] with the same C and W, on one device.
 void copy_rows(Context& ctx, const Tensor& src, int64_t src_frame, int64_t row0, Tensor& dst, int64_t dst_frame,
                int64_t rows, int64_t dst_row = 0) {
-  const int64_t channels = src.size(0), width = src.size(3);
-  const int64_t src_channel = src.size(1) * src.size(2) * width, dst_channel = dst.size(1) * dst.size(2) * width;
-  const float* from = src.data<float>() + (src_frame * src.size(2) + row0) * width;
-  float* to = dst.data<float>() + (dst_frame * dst.size(2) + dst_row) * width;
-  ctx.pool().parallel_for(0, channels, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t c = begin; c < end; ++c) {
-      std::memcpy(to + c * dst_channel, from + c * src_channel, size_t(rows * width) * sizeof(float));
-    }
-  });
+  const Tensor from = src.slice(1, src_frame, src_frame + 1).slice(2, row0, row0 + rows);
+  Tensor to = dst.slice(1, dst_frame, dst_frame + 1).slice(2, dst_row, dst_row + rows);
+  ops::copy(ctx, from, to);
 }
 
 // The statistics of a norm group over every frame of `input`.
@@ -47,7 +40,7 @@ Tensor conv_rows(Context& ctx, const Conv& conv, const std::vector<Tensor>& inpu
   const int64_t channels = inputs[0].size(0), height = inputs[0].size(2), width = inputs[0].size(3);
   const int64_t first = row0 - pad_top, last = row1 - pad_top + kernel_h - 1;  // input rows [first, last)
   const int64_t in0 = std::max<int64_t>(first, 0), in1 = std::min(last, height);
-  Tensor band = Tensor::empty(DType::F32, {channels, kernel_t, in1 - in0, width});
+  Tensor band = Tensor::empty(DType::F32, {channels, kernel_t, in1 - in0, width}, inputs[0].device());
   for (int64_t k = 0; k < kernel_t; ++k) copy_rows(ctx, inputs[size_t(k)], 0, in0, band, k, in1 - in0);
   if (norm) {
     ops::group_norm_apply(ctx, band, norm->moments, &norm->norm.weight, &norm->norm.bias, norm->norm.eps,
@@ -59,7 +52,8 @@ Tensor conv_rows(Context& ctx, const Conv& conv, const std::vector<Tensor>& inpu
   geometry.pad_after = {0, int(last - in1), pad_width[1]};
   Tensor residual_band;
   if (residual) {
-    residual_band = Tensor::empty(DType::F32, {conv.out_channels(), 1, row1 - row0, residual->size(3)});
+    residual_band =
+        Tensor::empty(DType::F32, {conv.out_channels(), 1, row1 - row0, residual->size(3)}, residual->device());
     copy_rows(ctx, *residual, 0, row0, residual_band, 0, row1 - row0);
   }
   return conv_forward(ctx, conv, band, geometry, residual ? &residual_band : nullptr);
@@ -77,7 +71,7 @@ Tensor causal_conv_frame(Context& ctx, const Conv& conv, const std::vector<Tenso
   const int halo = int(conv.weight.size(3) / 2);
   const int64_t height = inputs[0].size(2), width = inputs[0].size(3);
   const int64_t rows = band_rows(band_bytes, inputs[0].size(0), int64_t(inputs.size()), width, halo, height);
-  Tensor out = Tensor::empty(DType::F32, {conv.out_channels(), 1, height, width});
+  Tensor out = Tensor::empty(DType::F32, {conv.out_channels(), 1, height, width}, inputs[0].device());
   for (int64_t row0 = 0; row0 < height; row0 += rows) {
     const int64_t row1 = std::min(height, row0 + rows);
     const Tensor part = conv_rows(ctx, conv, inputs, halo, {halo, halo}, row0, row1, norm, residual);
@@ -95,18 +89,12 @@ std::vector<Tensor> causal_window(Context& ctx, FrameSource& input, int64_t t, i
 
 }  // namespace
 
-StoredFrames::StoredFrames(const Tensor& x)
+StoredFrames::StoredFrames(Context& ctx, const Tensor& x)
     : channels_(x.size(0)), height_(x.size(2)), width_(x.size(3)), frames_(size_t(x.size(1))) {
   K5_CHECK(x.dim() == 4, "VAE frame streaming: activation must be [C, T, H, W], got ", shape_string(x.shape()));
-  const Tensor source = x.contiguous();
   for (int64_t t = 0; t < x.size(1); ++t) {
-    frames_[size_t(t)] = Tensor::empty(DType::F32, {x.size(0), 1, x.size(2), x.size(3)});
-    const float* from = source.data<float>() + t * x.size(2) * x.size(3);
-    float* to = frames_[size_t(t)].data<float>();
-    const int64_t plane = x.size(2) * x.size(3);
-    for (int64_t c = 0; c < x.size(0); ++c) {
-      std::memcpy(to + c * plane, from + c * x.size(1) * plane, size_t(plane) * sizeof(float));
-    }
+    frames_[size_t(t)] = Tensor::empty(DType::F32, {x.size(0), 1, x.size(2), x.size(3)}, x.device());
+    ops::copy(ctx, x.slice(1, t, t + 1), frames_[size_t(t)]);
   }
 }
 
@@ -142,7 +130,8 @@ Tensor UpsampledFrames::frame(Context& ctx, int64_t t) {
     if (index == t) return frame;
   }
   const int64_t height = input_->height(), width = input_->width();
-  Tensor out = Tensor::empty(DType::F32, {channels(), 1, height * upsample_.factor_hw, width * upsample_.factor_hw});
+  Tensor out = Tensor::empty(DType::F32, {channels(), 1, height * upsample_.factor_hw, width * upsample_.factor_hw},
+                             upsample_.phases.front().conv.weight.device());
   for (const UpsampleConv::Phase& phase : upsample_.phases) {
     // Output frame t belongs to the phases of its time offset; it is output `index` of such a phase, which
     // reads input frames index - pad_before .. (clamped: replicate padding).
@@ -207,7 +196,8 @@ Tensor norm_conv_by_frames(Context& ctx, const GroupNorm& norm, const Conv& conv
   for (int64_t t = 0; t < input.frames(); ++t) {
     const Tensor frame =
         causal_conv_frame(ctx, conv, causal_window(ctx, input, t, conv.weight.size(2)), &normalise, nullptr, band_bytes);
-    if (!out.defined()) out = Tensor::empty(DType::F32, {frame.size(0), input.frames(), frame.size(2), frame.size(3)});
+    if (!out.defined())
+      out = Tensor::empty(DType::F32, {frame.size(0), input.frames(), frame.size(2), frame.size(3)}, frame.device());
     copy_rows(ctx, frame, 0, 0, out, t, frame.size(2));
     input.release_before(t - 1);
   }

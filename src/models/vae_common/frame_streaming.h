@@ -42,7 +42,7 @@ class FrameSource {
 // An activation held in memory, frame by frame, so it can be freed as it is consumed.
 class StoredFrames : public FrameSource {
  public:
-  explicit StoredFrames(const Tensor& x);  // x: [C, T, H, W]
+  StoredFrames(Context& ctx, const Tensor& x);  // x: [C, T, H, W], split into frames on its device
   StoredFrames(int64_t channels, int64_t frames) : channels_(channels), frames_(size_t(frames)) {}
   int64_t channels() const override { return channels_; }
   int64_t frames() const override { return int64_t(frames_.size()); }

@@ -1,7 +1,5 @@
 #include "models/vae_common/vae_blocks.h"
 
-#include <cstring>
-
 namespace k5::vae {
 
 Tensor WeightReader::get(const std::string& name, const Shape& shape) const {
@@ -11,7 +9,7 @@ Tensor WeightReader::get(const std::string& name, const Shape& shape) const {
            shape_string(stored.shape()), ", expected ", shape_string(shape));
   Tensor f32 = Tensor::empty(DType::F32, shape);
   f32.copy_from(stored);
-  return f32;
+  return f32.to_device(device_);
 }
 
 Conv load_conv(const WeightReader& weights, const std::string& prefix, int64_t in_channels, int64_t out_channels,
@@ -28,12 +26,12 @@ Conv load_conv(const WeightReader& weights, const std::string& prefix, int64_t i
 
 Tensor conv_forward(Context& ctx, const Conv& conv, const Tensor& x, const ops::ConvGeometry& geometry,
                     const Tensor* residual) {
-  Tensor out = Tensor::empty(DType::F32, ops::conv3d_output_shape(x.shape(), conv.weight.shape(), geometry));
+  Tensor out =
+      Tensor::empty(DType::F32, ops::conv3d_output_shape(x.shape(), conv.weight.shape(), geometry), x.device());
   if (residual) {
     K5_CHECK(residual->shape() == out.shape(), "VAE residual ", shape_string(residual->shape()),
              " does not match the convolution output ", shape_string(out.shape()));
-    // A plain copy: Tensor::copy_from's general strided path is several times slower for this.
-    std::memcpy(out.raw(), residual->contiguous().raw(), out.bytes());
+    ops::copy(ctx, *residual, out);
   }
   ops::conv3d(ctx, x, conv.weight, &conv.bias, geometry, out, residual != nullptr);
   return out;
@@ -66,7 +64,7 @@ GroupNorm load_group_norm(const WeightReader& weights, const std::string& prefix
 }
 
 Tensor group_norm_forward(Context& ctx, const GroupNorm& norm, const Tensor& x, bool silu) {
-  Tensor out = Tensor::empty(DType::F32, x.shape());
+  Tensor out = Tensor::empty(DType::F32, x.shape(), x.device());
   ops::group_norm(ctx, x, norm.groups, &norm.weight, &norm.bias, norm.eps, silu, out);
   return out;
 }
@@ -113,7 +111,7 @@ Tensor mid_attention_forward(Context& ctx, const MidAttention& attention, const 
   const Tensor q = conv_forward(ctx, attention.to_q, normed, ConvStyle::image).reshape({channels, tokens});
   const Tensor k = conv_forward(ctx, attention.to_k, normed, ConvStyle::image).reshape({channels, tokens});
   const Tensor v = conv_forward(ctx, attention.to_v, normed, ConvStyle::image).reshape({channels, tokens});
-  Tensor attended = Tensor::empty(DType::F32, {channels, tokens});
+  Tensor attended = Tensor::empty(DType::F32, {channels, tokens}, x.device());
   ops::frame_causal_attention(ctx, q, k, v, frame_causal ? int(frames) : 1, attended);
   return conv_forward(ctx, attention.to_out, attended.reshape(x.shape()), ConvStyle::image, {1, 1, 1}, &x);
 }
@@ -156,7 +154,9 @@ UpsampleConv make_upsample_conv(const Conv& conv, int factor_t, int factor_hw, C
   const int64_t kt0 = w.size(2), kh0 = w.size(3), kw0 = w.size(4);
   K5_CHECK(kh0 == 3 && kw0 == 3 && (kt0 == 3 || (kt0 == 1 && !causal)), "VAE upsampler: unsupported kernel ",
            shape_string(w.shape()));
-  const float* source = w.data<float>();
+  // The phase kernels are summed on the host (once, at load) and placed where the weight lives.
+  const Tensor host_weight = w.to_device(Device::CPU);
+  const float* source = host_weight.data<float>();
   UpsampleConv upsample;
   upsample.factor_t = factor_t;
   upsample.factor_hw = factor_hw;
@@ -178,7 +178,7 @@ UpsampleConv make_upsample_conv(const Conv& conv, int factor_t, int factor_hw, C
                 dst[((oc * kt + a) * kh + b) * kw + d] = sum;
               }
         UpsampleConv::Phase phase;
-        phase.conv.weight = kernel;
+        phase.conv.weight = kernel.to_device(w.device());
         phase.conv.bias = conv.bias;
         phase.geometry.pad_mode = causal ? ops::PadMode::replicate : ops::PadMode::zeros;
         phase.geometry.pad_before = {pt.pad_before, ph.pad_before, pw.pad_before};
@@ -196,7 +196,8 @@ Tensor upsample_conv_forward(Context& ctx, const UpsampleConv& upsample, const T
   const Shape upsampled = ops::upsample_nearest_shape(x.shape(), upsample.factor_t, upsample.factor_hw,
                                                       upsample.factor_hw, upsample.first_frame_alone);
   Tensor out = Tensor::empty(DType::F32, {upsample.phases.front().conv.out_channels(), upsampled[1], upsampled[2],
-                                          upsampled[3]});
+                                          upsampled[3]},
+                             x.device());
   for (const UpsampleConv::Phase& phase : upsample.phases) {
     // The odd-frame phase needs two input frames; a single frame upsamples to a single frame.
     if (phase.offset[0] == 1 && x.size(1) < 2) continue;

@@ -1,6 +1,8 @@
 // Building blocks shared by the HunyuanVideo causal 3D VAE and the FLUX (AutoencoderKL) 2D VAE: both are
 // GroupNorm/SiLU resnets around convolutions with a single-head attention in the mid-block. Activations are
-// one batch item, channel-major: [C, T, H, W] (images: T = 1). Weights are held as F32.
+// one batch item, channel-major: [C, T, H, W] (images: T = 1). Weights are held as F32 on the device the
+// reader puts them on; every activation is made on its input's device, so the same code runs on the CPU and
+// the GPU (allocated per activation, not from the Context's arena: each layer frees its input as it goes).
 #pragma once
 
 #include <array>
@@ -19,15 +21,17 @@ namespace k5::vae {
 // `image` is nn.Conv2d(padding=k/2) with zeros.
 enum class ConvStyle { causal, image };
 
-// Reads weights by name, converting to contiguous F32 and checking the shape.
+// Reads weights by name, converting to contiguous F32, checking the shape and placing them on `device`.
 class WeightReader {
  public:
-  explicit WeightReader(const Checkpoint& checkpoint) : checkpoint_(checkpoint) {}
+  explicit WeightReader(const Checkpoint& checkpoint, Device device = Device::CPU)
+      : checkpoint_(checkpoint), device_(device) {}
   Tensor get(const std::string& name, const Shape& shape) const;
   bool contains(const std::string& name) const { return checkpoint_.contains(name); }
 
  private:
   const Checkpoint& checkpoint_;
+  Device device_;
 };
 
 struct Conv {
@@ -110,7 +114,7 @@ UpsampleConv make_upsample_conv(const Conv& conv, int factor_t, int factor_hw, C
 // x: [C, T, H, W] -> [O, T', factor_hw H, factor_hw W] (T' = 1 + factor_t (T - 1) when causal, else factor_t T).
 Tensor upsample_conv_forward(Context& ctx, const UpsampleConv& upsample, const Tensor& x);
 
-// Batch helpers: item b of a [B, ...] tensor as a contiguous tensor, and the reverse.
+// Batch helpers: item b of a [B, ...] host tensor as a contiguous tensor, and the reverse.
 Tensor batch_item(const Tensor& batch, int64_t index);
 
 }  // namespace k5::vae

@@ -19,25 +19,24 @@ std::vector<int64_t> every(int64_t size, int64_t step) {
 // diffusers' tiled_decode / _tiled_encode: x [C, 1, H, W] split into tile x tile windows every `step`;
 // each result tile fades into the one above and to the left, then is cut to `limit` x `limit`.
 template <typename Run>
-Tensor tiled(const Tensor& x, int64_t tile, int64_t step, int64_t blend_extent, int64_t limit, const Run& run) {
+Tensor tiled(Context& ctx, const Tensor& x, int64_t tile, int64_t step, int64_t blend_extent, int64_t limit, const Run& run) {
   const auto rows = every(x.size(2), step), columns = every(x.size(3), step);
   std::vector<Tensor> previous_row, result_rows;
   for (size_t i = 0; i < rows.size(); ++i) {
     std::vector<Tensor> row, pieces;
     for (size_t j = 0; j < columns.size(); ++j) {
-      const Tensor window = x.slice(2, rows[i], std::min(rows[i] + tile, x.size(2)))
-                                .slice(3, columns[j], std::min(columns[j] + tile, x.size(3)))
-                                .contiguous();
+      const Tensor window = vae::contiguous(ctx, x.slice(2, rows[i], std::min(rows[i] + tile, x.size(2)))
+                                                     .slice(3, columns[j], std::min(columns[j] + tile, x.size(3))));
       Tensor result = run(window);
-      if (i > 0) vae::blend(previous_row[j], result, 2, blend_extent);
-      if (j > 0) vae::blend(row[j - 1], result, 3, blend_extent);
+      if (i > 0) vae::blend(ctx, previous_row[j], result, 2, blend_extent);
+      if (j > 0) vae::blend(ctx, row[j - 1], result, 3, blend_extent);
       pieces.push_back(vae::take_front(vae::take_front(result, 2, limit), 3, limit));
       row.push_back(result);
     }
-    result_rows.push_back(vae::concat(pieces, 3));
+    result_rows.push_back(vae::concat(ctx, pieces, 3));
     previous_row = std::move(row);
   }
-  return vae::concat(result_rows, 2);
+  return vae::concat(ctx, result_rows, 2);
 }
 
 }  // namespace
@@ -74,9 +73,10 @@ FluxVaeConfig FluxVaeConfig::from_json_file(const std::string& path) {
   return config;
 }
 
-FluxVae::FluxVae(const FluxVaeConfig& config, const Checkpoint& checkpoint, bool with_encoder, bool with_decoder)
-    : config_(config) {
-  const vae::WeightReader weights(checkpoint);
+FluxVae::FluxVae(const FluxVaeConfig& config, const Checkpoint& checkpoint, bool with_encoder, bool with_decoder,
+                 Device device)
+    : config_(config), device_(device) {
+  const vae::WeightReader weights(checkpoint, device);
   const auto& channels = config_.block_out_channels;
   const int groups = config_.norm_num_groups;
   const int64_t latent = config_.latent_channels, blocks = int64_t(channels.size());
@@ -143,7 +143,7 @@ FluxVae::FluxVae(const FluxVaeConfig& config, const Checkpoint& checkpoint, bool
 
 Tensor FluxVae::run_decoder(Context& ctx, const Tensor& latents) const {
   K5_CHECK(decoder_, "FLUX VAE: the decoder was not loaded");
-  Tensor hidden = latents.contiguous();
+  Tensor hidden = vae::contiguous(ctx, latents);
   if (post_quant_conv_) hidden = vae::conv_forward(ctx, *post_quant_conv_, hidden, ConvStyle::image);
   hidden = vae::conv_forward(ctx, decoder_->conv_in, hidden, ConvStyle::image);
   hidden = vae::mid_block_forward(ctx, decoder_->mid_block, hidden, ConvStyle::image);
@@ -157,7 +157,7 @@ Tensor FluxVae::run_decoder(Context& ctx, const Tensor& latents) const {
 
 Tensor FluxVae::run_encoder(Context& ctx, const Tensor& image) const {
   K5_CHECK(encoder_, "FLUX VAE: the encoder was not loaded");
-  Tensor hidden = vae::conv_forward(ctx, encoder_->conv_in, image.contiguous(), ConvStyle::image);
+  Tensor hidden = vae::conv_forward(ctx, encoder_->conv_in, vae::contiguous(ctx, image), ConvStyle::image);
   for (const Resampled& block : encoder_->blocks) {
     for (const vae::ResnetBlock& resnet : block.resnets) hidden = vae::resnet_forward(ctx, resnet, hidden, ConvStyle::image);
     if (block.downsampler) {
@@ -178,19 +178,19 @@ Tensor FluxVae::run_encoder(Context& ctx, const Tensor& image) const {
 Tensor FluxVae::decode(Context& ctx, const Tensor& latents, const FluxTiling& tiling) const {
   K5_CHECK(latents.dim() == 3 && latents.size(0) == config_.latent_channels, "FLUX VAE decode: latents must be [",
            config_.latent_channels, ", H, W], got ", shape_string(latents.shape()));
-  const Tensor x = latents.unsqueeze(1).contiguous();
+  const Tensor x = latents.to_device(device_).unsqueeze(1);  // contiguous on the model's device
   const int64_t sample_tile = tiling.sample_size > 0 ? tiling.sample_size : config_.sample_size;
   const int64_t latent_tile = sample_tile / downscale();
   Tensor image;
   if (tiling.enabled && (x.size(3) > latent_tile || x.size(2) > latent_tile)) {
     const int64_t step = int64_t(double(latent_tile) * (1.0 - tiling.overlap_factor));
     const int64_t blend_extent = int64_t(double(sample_tile) * tiling.overlap_factor);
-    image = tiled(x, latent_tile, step, blend_extent, sample_tile - blend_extent,
+    image = tiled(ctx, x, latent_tile, step, blend_extent, sample_tile - blend_extent,
                   [&](const Tensor& tile) { return run_decoder(ctx, tile); });
   } else {
     image = run_decoder(ctx, x);
   }
-  return image.select(1, 0).contiguous();
+  return image.select(1, 0).to_device(Device::CPU).contiguous();
 }
 
 Tensor FluxVae::encode_moments(Context& ctx, const Tensor& image, const FluxTiling& tiling) const {
@@ -198,19 +198,19 @@ Tensor FluxVae::encode_moments(Context& ctx, const Tensor& image, const FluxTili
            config_.in_channels, ", H, W], got ", shape_string(image.shape()));
   K5_CHECK(image.size(1) % downscale() == 0 && image.size(2) % downscale() == 0, "FLUX VAE encode: image ",
            shape_string(image.shape()), " needs H and W divisible by ", downscale());
-  const Tensor x = image.unsqueeze(1).contiguous();
+  const Tensor x = image.to_device(device_).unsqueeze(1);
   const int64_t sample_tile = tiling.sample_size > 0 ? tiling.sample_size : config_.sample_size;
   const int64_t latent_tile = sample_tile / downscale();
   Tensor moments;
   if (tiling.enabled && (x.size(3) > sample_tile || x.size(2) > sample_tile)) {
     const int64_t step = int64_t(double(sample_tile) * (1.0 - tiling.overlap_factor));
     const int64_t blend_extent = int64_t(double(latent_tile) * tiling.overlap_factor);
-    moments = tiled(x, sample_tile, step, blend_extent, latent_tile - blend_extent,
+    moments = tiled(ctx, x, sample_tile, step, blend_extent, latent_tile - blend_extent,
                     [&](const Tensor& tile) { return run_encoder(ctx, tile); });
   } else {
     moments = run_encoder(ctx, x);
   }
-  return moments.select(1, 0).contiguous();
+  return moments.select(1, 0).to_device(Device::CPU).contiguous();
 }
 
 }  // namespace k5

@@ -40,8 +40,12 @@ struct FluxTiling {
 
 class FluxVae {
  public:
-  FluxVae(const FluxVaeConfig& config, const Checkpoint& weights, bool with_encoder, bool with_decoder);
+  // On Device::CUDA the weights are uploaded once and decode / encode run on the GPU (tiling included); their
+  // inputs and results stay host tensors (copied over and back).
+  FluxVae(const FluxVaeConfig& config, const Checkpoint& weights, bool with_encoder, bool with_decoder,
+          Device device = Device::CPU);
   const FluxVaeConfig& config() const { return config_; }
+  Device device() const { return device_; }
 
   // latents [C, H, W] -> image [3, 8 H, 8 W] (unclamped).
   Tensor decode(Context& ctx, const Tensor& latents, const FluxTiling& tiling) const;
@@ -69,6 +73,7 @@ class FluxVae {
   FluxVaeConfig config_;
   std::optional<Coder> decoder_, encoder_;
   std::optional<vae::Conv> quant_conv_, post_quant_conv_;
+  Device device_ = Device::CPU;
 };
 
 }  // namespace k5

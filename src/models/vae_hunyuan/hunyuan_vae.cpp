@@ -5,6 +5,7 @@
 #include "core/system_memory.h"
 #include "io/json_fields.h"
 #include "models/vae_common/frame_streaming.h"
+#include "models/vae_common/tiling.h"
 
 namespace k5 {
 namespace {
@@ -109,14 +110,15 @@ int64_t HunyuanVae::whole_tile_decode_bytes(const Shape& latents, const HunyuanT
 
 bool HunyuanVae::decodes_by_frames(const Shape& latents, const HunyuanTiling& tiling) const {
   if (tiling.by_frames) return *tiling.by_frames;
+  if (device_ != Device::CPU) return false;
   const int64_t available = available_memory_bytes();
   return available > 0 && whole_tile_decode_bytes(latents, tiling) > available / 4 * 3;
 }
 
 HunyuanVae::HunyuanVae(const HunyuanVaeConfig& config, const Checkpoint& weights, bool with_encoder,
-                       bool with_decoder)
-    : config_(config) {
-  const vae::WeightReader reader(weights);
+                       bool with_decoder, Device device)
+    : config_(config), device_(device) {
+  const vae::WeightReader reader(weights, device);
   if (with_decoder) load_decoder(reader);
   if (with_encoder) load_encoder(reader);
 }
@@ -195,13 +197,13 @@ void HunyuanVae::load_encoder(const vae::WeightReader& weights) {
 Tensor HunyuanVae::run_decoder(Context& ctx, const Tensor& latents, bool by_frames) const {
   K5_CHECK(decoder_, "HunyuanVideo VAE: the decoder was not loaded");
   // latents: [C, T, H, W] -> [3, 1 + 4 (T - 1), 8 H, 8 W]
-  Tensor hidden = vae::conv_forward(ctx, post_quant_conv_, latents.contiguous(), ConvStyle::image);
+  Tensor hidden = vae::conv_forward(ctx, post_quant_conv_, vae::contiguous(ctx, latents), ConvStyle::image);
   hidden = vae::conv_forward(ctx, decoder_->conv_in, hidden, ConvStyle::causal);
   hidden = vae::mid_block_forward(ctx, decoder_->mid_block, hidden, ConvStyle::causal);
   if (by_frames) {
     // The mid-block (with its attention over all frames) runs whole at the latent resolution; the up blocks
     // go frame by frame, each upsampler's output recomputed by the next resnet instead of stored.
-    auto stored = std::make_unique<vae::StoredFrames>(hidden);
+    auto stored = std::make_unique<vae::StoredFrames>(ctx, hidden);
     hidden = Tensor();
     std::unique_ptr<vae::UpsampledFrames> upsampled;  // the previous block's upsampler output, never stored
     const auto current = [&]() -> vae::FrameSource& {
@@ -228,7 +230,7 @@ Tensor HunyuanVae::run_decoder(Context& ctx, const Tensor& latents, bool by_fram
 Tensor HunyuanVae::run_encoder(Context& ctx, const Tensor& sample) const {
   K5_CHECK(encoder_, "HunyuanVideo VAE: the encoder was not loaded");
   // sample: [3, F, H, W] -> moments [2 C, 1 + (F - 1) / 4, H / 8, W / 8]
-  Tensor hidden = vae::conv_forward(ctx, encoder_->conv_in, sample.contiguous(), ConvStyle::causal);
+  Tensor hidden = vae::conv_forward(ctx, encoder_->conv_in, vae::contiguous(ctx, sample), ConvStyle::causal);
   for (const DownBlock& block : encoder_->down_blocks) {
     for (const vae::ResnetBlock& resnet : block.resnets) hidden = vae::resnet_forward(ctx, resnet, hidden, ConvStyle::causal);
     if (block.downsampler) {

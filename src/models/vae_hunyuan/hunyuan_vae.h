@@ -46,7 +46,8 @@ struct HunyuanTiling {
   int64_t stride_frames = 8;     // tile_sample_stride_num_frames
   // Decode each tile frame by frame (models/vae_common/frame_streaming.h): memory ~ two full-resolution
   // activations of a tile instead of all of them, for ~1.6x the convolution work; the same result up to float
-  // rounding. nullopt: when a whole tile would need more than 3/4 of the memory available (decodes_by_frames).
+  // rounding. nullopt: on the CPU when a whole tile would need more than 3/4 of the memory available, never on
+  // the GPU (decodes_by_frames); set, on either device.
   // The encoder always runs whole.
   std::optional<bool> by_frames;
 
@@ -58,9 +59,13 @@ struct HunyuanTiling {
 class HunyuanVae {
  public:
   // `weights` holds the diffusers key names ("encoder.…", "decoder.…", "quant_conv.…", "post_quant_conv.…").
-  HunyuanVae(const HunyuanVaeConfig& config, const Checkpoint& weights, bool with_encoder, bool with_decoder);
+  // On Device::CUDA the weights are uploaded once and decode / encode run on the GPU, tiling and blending
+  // included; their inputs and results stay host tensors (copied over and back).
+  HunyuanVae(const HunyuanVaeConfig& config, const Checkpoint& weights, bool with_encoder, bool with_decoder,
+             Device device = Device::CPU);
 
   const HunyuanVaeConfig& config() const { return config_; }
+  Device device() const { return device_; }
 
   // latents [C, T, H, W] -> sample [3, 1 + 4 (T - 1), 8 H, 8 W] (unclamped), the official `decode`.
   Tensor decode(Context& ctx, const Tensor& latents, const HunyuanTiling& tiling) const;
@@ -68,7 +73,9 @@ class HunyuanVae {
   // `tiling` holds at its peak, from measurements: ~48 bytes x block_out_channels[0] per output pixel-frame.
   int64_t whole_tile_decode_bytes(const Shape& latents, const HunyuanTiling& tiling) const;
   // Whether decode() goes frame by frame: tiling.by_frames, or when unset, whether a whole tile would need
-  // more than 3/4 of the memory available now.
+  // more than 3/4 of the host memory available now. Unset on the GPU: never (the frame-by-frame decode exists
+  // to fit a CPU's RAM; on the GPU the official tiling already sizes tiles for the card). Set, it is honoured
+  // on either device.
   bool decodes_by_frames(const Shape& latents, const HunyuanTiling& tiling) const;
 
   // sample [3, F, H, W] -> moments [2 C, 1 + (F - 1) / 4, H / 8, W / 8]: mean then logvar (unclamped),
@@ -105,6 +112,9 @@ class HunyuanVae {
   void load_encoder(const vae::WeightReader& weights);
   Tensor run_decoder(Context& ctx, const Tensor& latents, bool by_frames) const;  // post_quant_conv + decoder
   Tensor run_encoder(Context& ctx, const Tensor& sample) const;   // encoder + quant_conv
+  // The decode / encode of an input already on the model's device (tiling settled; by_frames set).
+  Tensor decode_here(Context& ctx, const Tensor& latents, const HunyuanTiling& tiling) const;
+  Tensor encode_here(Context& ctx, const Tensor& sample, const HunyuanTiling& tiling) const;
   Tensor tiled_decode(Context& ctx, const Tensor& latents, const HunyuanTiling& tiling) const;
   Tensor temporal_tiled_decode(Context& ctx, const Tensor& latents, const HunyuanTiling& tiling) const;
   Tensor tiled_encode(Context& ctx, const Tensor& sample, const HunyuanTiling& tiling) const;
@@ -114,6 +124,7 @@ class HunyuanVae {
   std::optional<Decoder> decoder_;
   std::optional<Encoder> encoder_;
   vae::Conv post_quant_conv_, quant_conv_;
+  Device device_ = Device::CPU;
 };
 
 }  // namespace k5

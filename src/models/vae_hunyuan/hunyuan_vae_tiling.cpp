@@ -33,17 +33,20 @@ Tensor window(const Tensor& x, int axis, int64_t begin, int64_t length) {
   return x.slice(axis, begin, std::min(begin + length, x.size(axis)));
 }
 
+Tensor to_host(const Tensor& x) { return x.to_device(Device::CPU); }
+
 }  // namespace
 
 Tensor HunyuanVae::decode(Context& ctx, const Tensor& latents, const HunyuanTiling& tiling) const {
   K5_CHECK(latents.dim() == 4 && latents.size(0) == config_.latent_channels, "HunyuanVideo VAE decode: latents must be [",
            config_.latent_channels, ", T, H, W], got ", shape_string(latents.shape()));
-  if (!tiling.by_frames) {
-    HunyuanTiling settled = tiling;
-    settled.by_frames = decodes_by_frames(latents.shape(), tiling);
-    return decode(ctx, latents, settled);
-  }
-  if (*tiling.by_frames) ctx.log().info("vae: decoding frame by frame (bounded memory)");
+  HunyuanTiling settled = tiling;
+  settled.by_frames = decodes_by_frames(latents.shape(), tiling);
+  if (*settled.by_frames) ctx.log().info("vae: decoding frame by frame (bounded memory)");
+  return to_host(decode_here(ctx, latents.to_device(device_), settled));
+}
+
+Tensor HunyuanVae::decode_here(Context& ctx, const Tensor& latents, const HunyuanTiling& tiling) const {
   if (!tiling.enabled) return run_decoder(ctx, latents, *tiling.by_frames);
   const int spatial = config_.spatial_compression_ratio, temporal = config_.temporal_compression_ratio;
   check_tiling(tiling, spatial, temporal);
@@ -69,20 +72,20 @@ Tensor HunyuanVae::tiled_decode(Context& ctx, const Tensor& latents, const Hunyu
     std::vector<Tensor> row, pieces;
     for (size_t j = 0; j < columns.size(); ++j) {
       const Tensor tile_latents =
-          window(window(latents, 2, rows[i], tile_height), 3, columns[j], tile_width).contiguous();
+          vae::contiguous(ctx, window(window(latents, 2, rows[i], tile_height), 3, columns[j], tile_width));
       Tensor tile = run_decoder(ctx, tile_latents, *tiling.by_frames);
-      if (i > 0) vae::blend(previous_row[j], tile, 2, blend_height);
-      if (j > 0) vae::blend(row[j - 1], tile, 3, blend_width);
+      if (i > 0) vae::blend(ctx, previous_row[j], tile, 2, blend_height);
+      if (j > 0) vae::blend(ctx, row[j - 1], tile, 3, blend_width);
       const int64_t height_limit = i + 1 == rows.size() ? tiling.sample_height : tiling.stride_height;
       const int64_t width_limit = j + 1 == columns.size() ? tiling.sample_width : tiling.stride_width;
       pieces.push_back(vae::take_front(vae::take_front(tile, 2, height_limit), 3, width_limit));
       row.push_back(tile);
     }
-    result_rows.push_back(vae::concat(pieces, 3));
+    result_rows.push_back(vae::concat(ctx, pieces, 3));
     previous_row = std::move(row);
   }
-  const Tensor assembled = vae::concat(result_rows, 2);
-  return vae::take_front(vae::take_front(assembled, 2, height * spatial), 3, width * spatial).contiguous();
+  const Tensor assembled = vae::concat(ctx, result_rows, 2);
+  return vae::contiguous(ctx, vae::take_front(vae::take_front(assembled, 2, height * spatial), 3, width * spatial));
 }
 
 Tensor HunyuanVae::temporal_tiled_decode(Context& ctx, const Tensor& latents, const HunyuanTiling& tiling) const {
@@ -95,14 +98,14 @@ Tensor HunyuanVae::temporal_tiled_decode(Context& ctx, const Tensor& latents, co
   std::vector<Tensor> pieces;
   Tensor previous;
   for (size_t i = 0; i < starts.size(); ++i) {
-    const Tensor tile_latents = window(latents, 1, starts[i], tile_frames + 1).contiguous();
+    const Tensor tile_latents = vae::contiguous(ctx, window(latents, 1, starts[i], tile_frames + 1));
     Tensor tile = tile_latents.size(3) > tiling.sample_width / spatial ||
                           tile_latents.size(2) > tiling.sample_height / spatial
                       ? tiled_decode(ctx, tile_latents, tiling)
                       : run_decoder(ctx, tile_latents, *tiling.by_frames);
     if (i > 0) {
-      tile = tile.slice(1, 1, tile.size(1)).contiguous();
-      vae::blend(previous, tile, 1, blend_frames);
+      tile = vae::contiguous(ctx, tile.slice(1, 1, tile.size(1)));
+      vae::blend(ctx, previous, tile, 1, blend_frames);
       const int64_t limit = i + 1 == starts.size() ? tiling.sample_frames : tiling.stride_frames;
       pieces.push_back(vae::take_front(tile, 1, limit));
     } else {
@@ -110,7 +113,7 @@ Tensor HunyuanVae::temporal_tiled_decode(Context& ctx, const Tensor& latents, co
     }
     previous = tile;
   }
-  return vae::take_front(vae::concat(pieces, 1), 1, sample_frames).contiguous();
+  return vae::contiguous(ctx, vae::take_front(vae::concat(ctx, pieces, 1), 1, sample_frames));
 }
 
 Tensor HunyuanVae::encode_moments(Context& ctx, const Tensor& sample, const HunyuanTiling& tiling) const {
@@ -120,6 +123,11 @@ Tensor HunyuanVae::encode_moments(Context& ctx, const Tensor& sample, const Huny
   K5_CHECK(sample.size(2) % spatial == 0 && sample.size(3) % spatial == 0 && (sample.size(1) - 1) % temporal == 0,
            "HunyuanVideo VAE encode: sample ", shape_string(sample.shape()), " needs H, W divisible by ", spatial,
            " and F = 1 + ", temporal, " k frames");
+  return to_host(encode_here(ctx, sample.to_device(device_), tiling));
+}
+
+Tensor HunyuanVae::encode_here(Context& ctx, const Tensor& sample, const HunyuanTiling& tiling) const {
+  const int spatial = config_.spatial_compression_ratio, temporal = config_.temporal_compression_ratio;
   if (!tiling.enabled) return run_encoder(ctx, sample);
   check_tiling(tiling, spatial, temporal);
   if (sample.size(1) > tiling.sample_frames + 1) return temporal_tiled_encode(ctx, sample, tiling);
@@ -144,20 +152,20 @@ Tensor HunyuanVae::tiled_encode(Context& ctx, const Tensor& sample, const Hunyua
     std::vector<Tensor> row, pieces;
     for (size_t j = 0; j < columns.size(); ++j) {
       const Tensor tile_sample =
-          window(window(sample, 2, rows[i], tiling.sample_height), 3, columns[j], tiling.sample_width).contiguous();
+          vae::contiguous(ctx, window(window(sample, 2, rows[i], tiling.sample_height), 3, columns[j], tiling.sample_width));
       Tensor tile = run_encoder(ctx, tile_sample);
-      if (i > 0) vae::blend(previous_row[j], tile, 2, tile_height - stride_height);
-      if (j > 0) vae::blend(row[j - 1], tile, 3, tile_width - stride_width);
+      if (i > 0) vae::blend(ctx, previous_row[j], tile, 2, tile_height - stride_height);
+      if (j > 0) vae::blend(ctx, row[j - 1], tile, 3, tile_width - stride_width);
       const int64_t height_limit = i + 1 == rows.size() ? tile_height : stride_height;
       const int64_t width_limit = j + 1 == columns.size() ? tile_width : stride_width;
       pieces.push_back(vae::take_front(vae::take_front(tile, 2, height_limit), 3, width_limit));
       row.push_back(tile);
     }
-    result_rows.push_back(vae::concat(pieces, 3));
+    result_rows.push_back(vae::concat(ctx, pieces, 3));
     previous_row = std::move(row);
   }
-  const Tensor assembled = vae::concat(result_rows, 2);
-  return vae::take_front(vae::take_front(assembled, 2, latent_height), 3, latent_width).contiguous();
+  const Tensor assembled = vae::concat(ctx, result_rows, 2);
+  return vae::contiguous(ctx, vae::take_front(vae::take_front(assembled, 2, latent_height), 3, latent_width));
 }
 
 Tensor HunyuanVae::temporal_tiled_encode(Context& ctx, const Tensor& sample, const HunyuanTiling& tiling) const {
@@ -170,11 +178,11 @@ Tensor HunyuanVae::temporal_tiled_encode(Context& ctx, const Tensor& sample, con
   std::vector<Tensor> pieces;
   Tensor previous;
   for (size_t i = 0; i < starts.size(); ++i) {
-    const Tensor tile_sample = window(sample, 1, starts[i], tiling.sample_frames + 1).contiguous();
+    const Tensor tile_sample = vae::contiguous(ctx, window(sample, 1, starts[i], tiling.sample_frames + 1));
     Tensor tile = spatial_tiles ? tiled_encode(ctx, tile_sample, tiling) : run_encoder(ctx, tile_sample);
     if (i > 0) {
-      tile = tile.slice(1, 1, tile.size(1)).contiguous();
-      vae::blend(previous, tile, 1, tile_frames - stride_frames);
+      tile = vae::contiguous(ctx, tile.slice(1, 1, tile.size(1)));
+      vae::blend(ctx, previous, tile, 1, tile_frames - stride_frames);
       const int64_t limit = i + 1 == starts.size() ? tile_frames : stride_frames;
       pieces.push_back(vae::take_front(tile, 1, limit));
     } else {
@@ -182,7 +190,7 @@ Tensor HunyuanVae::temporal_tiled_encode(Context& ctx, const Tensor& sample, con
     }
     previous = tile;
   }
-  return vae::take_front(vae::concat(pieces, 1), 1, latent_frames).contiguous();
+  return vae::contiguous(ctx, vae::take_front(vae::concat(ctx, pieces, 1), 1, latent_frames));
 }
 
 }  // namespace k5

@@ -58,7 +58,7 @@ TEST(FrameStreaming, ResnetMatchesWholeActivation) {
     const Tensor x = random_tensor(rng, {in, 5, 9, 7}, 1.0f);
     const Tensor expected = resnet_forward(ctx, block, x, ConvStyle::causal);
     for (const int64_t band_bytes : {kTinyBands, kDefaultBandBytes}) {
-      StoredFrames input(x);
+      StoredFrames input(ctx, x);
       auto output = resnet_by_frames(ctx, block, input, band_bytes);
       const double error = test::relative_l2(assemble(ctx, *output), expected);
       EXPECT_LE(error, kTolerance) << in << " -> " << out << " channels, band bytes " << band_bytes;
@@ -74,7 +74,7 @@ TEST(FrameStreaming, UpsamplerFramesFeedTheNextResnet) {
     const ResnetBlock block = random_resnet(rng, 4, 6);
     const Tensor x = random_tensor(rng, {4, 3, 5, 4}, 1.0f);
     const Tensor expected = resnet_forward(ctx, block, upsample_conv_forward(ctx, upsample, x), ConvStyle::causal);
-    UpsampledFrames upsampled(upsample, std::make_unique<StoredFrames>(x), kTinyBands);
+    UpsampledFrames upsampled(upsample, std::make_unique<StoredFrames>(ctx, x), kTinyBands);
     EXPECT_EQ(upsampled.frames(), 1 + factor_t * 2);
     auto output = resnet_by_frames(ctx, block, upsampled, kTinyBands);
     EXPECT_LE(test::relative_l2(assemble(ctx, *output), expected), kTolerance) << "time factor " << factor_t;
@@ -88,7 +88,7 @@ TEST(FrameStreaming, NormConvMatchesWholeActivation) {
   const Conv conv = random_conv(rng, 8, 3, 3);
   const Tensor x = random_tensor(rng, {8, 4, 6, 5}, 2.0f);
   const Tensor expected = conv_forward(ctx, conv, group_norm_forward(ctx, norm, x, /*silu=*/true), ConvStyle::causal);
-  StoredFrames input(x);
+  StoredFrames input(ctx, x);
   EXPECT_LE(test::relative_l2(norm_conv_by_frames(ctx, norm, conv, input, kTinyBands), expected), kTolerance);
 }
 
@@ -98,7 +98,7 @@ TEST(FrameStreaming, MergedMomentsEqualWholeMoments) {
   const Tensor x = random_tensor(rng, {4, 6, 3, 5}, 3.0f);
   const ops::GroupMoments whole = ops::group_moments(ctx, x, 2);
   ops::GroupMoments merged;
-  StoredFrames frames(x);
+  StoredFrames frames(ctx, x);
   for (int64_t t = 0; t < 6; ++t) merged.merge(ops::group_moments(ctx, frames.frame(ctx, t), 2));
   ASSERT_EQ(merged.count, whole.count);
   for (size_t g = 0; g < 2; ++g) {
@@ -110,7 +110,7 @@ TEST(FrameStreaming, MergedMomentsEqualWholeMoments) {
 TEST(FrameStreaming, ReleasedFramesCannotBeRead) {
   Context ctx = test::make_context(Precision::fp32);
   std::mt19937 rng(19);
-  StoredFrames frames(random_tensor(rng, {2, 4, 2, 2}));
+  StoredFrames frames(ctx, random_tensor(rng, {2, 4, 2, 2}));
   frames.release_before(2);
   EXPECT_THROW(frames.frame(ctx, 1), Error);
   EXPECT_NO_THROW(frames.frame(ctx, 2));

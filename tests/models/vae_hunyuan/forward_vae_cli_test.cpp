@@ -3,10 +3,16 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <string>
 
 #include "io/safetensors.h"
 #include "support/compare.h"
+
+#ifdef K5_WITH_CUDA
+#include "backends/cuda/device.h"
+#endif
 
 namespace k5 {
 namespace {
@@ -32,6 +38,14 @@ struct CliRun {
     return SafetensorsFile::open(test::source_path("tests/golden/vae/" + cases))->tensor(name).to(DType::F32);
   }
 };
+
+bool gpu_available() {
+#ifdef K5_WITH_CUDA
+  return cuda::device_count() > 0;
+#else
+  return false;
+#endif
+}
 
 std::string model_args(const std::string& vae) {
   return "--vae " + vae + " --config " + test::source_path("tests/golden/vae/" + vae + "_config.json") +
@@ -78,6 +92,39 @@ TEST(ForwardVaeCli, FluxEncode) {
             1e-4);
   EXPECT_LE(test::relative_l2(file->tensor("latent_logvar").to(DType::F32),
                               cli.golden("flux_cases.safetensors", "encode.untiled.logvar")),
+            1e-4);
+}
+
+// --device cuda: the same results on a GPU (tiled decode, untiled encode); without one (this machine, CI) one
+// line saying so and no output file.
+TEST(ForwardVaeCli, DeviceCuda) {
+  CliRun cli;
+  const std::string latents = cli.input("hunyuan_cases.safetensors", "decode.latents", "latents");
+  const std::string sample = cli.input("flux_cases.safetensors", "encode.sample", "sample");
+  const std::string out = (cli.dir / "out.safetensors").string();
+  const int decode_status = cli.run("forward vae-decode --device cuda " + model_args("hunyuan") + " --inputs " +
+                                    latents + " --output " + out +
+                                    " --tile-height 16 --tile-width 16 --tile-stride-height 12 --tile-stride-width 12"
+                                    " --tile-frames 8 --tile-stride-frames 4");
+  if (!gpu_available()) {
+    EXPECT_NE(decode_status, 0);
+    std::ifstream stderr_file(cli.dir / "stderr");
+    std::stringstream message;
+    message << stderr_file.rdbuf();
+    EXPECT_NE(message.str().find("--device cuda: "), std::string::npos) << message.str();
+    EXPECT_EQ(message.str().find("does not run on the GPU yet"), std::string::npos) << message.str();
+    EXPECT_FALSE(fs::exists(out));
+    return;
+  }
+  ASSERT_EQ(decode_status, 0);
+  EXPECT_LE(test::relative_l2(SafetensorsFile::open(out)->tensor("sample").to(DType::F32),
+                              cli.golden("hunyuan_cases.safetensors", "decode.tiled")),
+            1e-4);
+  ASSERT_EQ(cli.run("forward vae-encode --device cuda " + model_args("flux") + " --inputs " + sample + " --output " +
+                    out),
+            0);
+  EXPECT_LE(test::relative_l2(SafetensorsFile::open(out)->tensor("latent_mean").to(DType::F32),
+                              cli.golden("flux_cases.safetensors", "encode.untiled.mean")),
             1e-4);
 }
 
