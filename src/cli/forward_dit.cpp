@@ -22,14 +22,7 @@ int run_forward_dit(const DitOptions& o) {
   Context ctx(o.context);
   const KandinskyConfig config = load_kandinsky_config(o.config);
   const DitInputFile file(o.inputs, {"x", "text_embed", "pooled_text_embed", "time", "attention_mask"});
-  DitInputs inputs;
-  inputs.x = file.float_tensor("x");
-  inputs.text_embed = file.float_tensor("text_embed");
-  inputs.pooled_text_embed = file.float_tensor("pooled_text_embed");
-  const Tensor time = file.float_tensor("time");
-  K5_CHECK(time.numel() == 1, o.inputs, ": input 'time' has shape ", shape_string(time.shape()), ", expected [1]");
-  inputs.time = time.data<float>()[0];
-  if (inputs.text_embed.dim() == 2) inputs.attention_mask = file.mask("attention_mask", inputs.text_embed.size(0));
+  const DitInputs inputs = read_dit_inputs(file);
   const CrossDit dit = CrossDit::load(config, o.weights, ctx.precision(), parse_dit_attention(o.attention), ctx.device());
   dit.check_inputs(inputs);
   const Tensor velocity = dit.forward(ctx, inputs);

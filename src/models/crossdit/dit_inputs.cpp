@@ -10,6 +10,18 @@ DitInputFile::DitInputFile(const std::string& path, const std::set<std::string>&
     K5_CHECK(known.count(info.name), path, ": unknown input tensor '", info.name, "'");
 }
 
+DitInputs read_dit_inputs(const DitInputFile& file) {
+  DitInputs inputs;
+  inputs.x = file.float_tensor("x");
+  inputs.text_embed = file.float_tensor("text_embed");
+  inputs.pooled_text_embed = file.float_tensor("pooled_text_embed");
+  const Tensor time = file.float_tensor("time");
+  K5_CHECK(time.numel() == 1, file.path(), ": input 'time' has shape ", shape_string(time.shape()), ", expected [1]");
+  inputs.time = time.data<float>()[0];
+  if (inputs.text_embed.dim() == 2) inputs.attention_mask = file.mask("attention_mask", inputs.text_embed.size(0));
+  return inputs;
+}
+
 Tensor DitInputFile::float_tensor(const std::string& name) const {
   K5_CHECK(has(name), path_, ": missing input tensor '", name, "'");
   const Tensor t = file_->tensor(name);

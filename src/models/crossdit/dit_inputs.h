@@ -7,6 +7,7 @@
 
 #include "core/tensor.h"
 #include "io/safetensors.h"
+#include "models/crossdit/crossdit.h"
 
 namespace k5 {
 
@@ -15,6 +16,7 @@ class DitInputFile {
   // Refuses any tensor not named in `known` ("unknown input tensor 'y'").
   DitInputFile(const std::string& path, const std::set<std::string>& known);
 
+  const std::string& path() const { return path_; }
   bool has(const std::string& name) const { return file_->contains(name); }
   // F32 contiguous copy; throws "missing input tensor" when absent.
   Tensor float_tensor(const std::string& name) const;
@@ -26,5 +28,8 @@ class DitInputFile {
   std::string path_;
   std::shared_ptr<SafetensorsFile> file_;
 };
+
+// The `k5 forward dit` inputs: x, text_embed, pooled_text_embed, time ([1]) and the optional attention_mask.
+DitInputs read_dit_inputs(const DitInputFile& file);
 
 }  // namespace k5

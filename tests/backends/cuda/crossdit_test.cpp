@@ -22,13 +22,7 @@ class CudaCrossDit : public GpuTest {
     const CrossDit dit = CrossDit::load(config, golden(weights), precision, DitAttention::automatic, Device::CUDA);
     const DitInputFile file(golden(case_name + ".safetensors"),
                             {"x", "text_embed", "pooled_text_embed", "time", "attention_mask", "velocity"});
-    DitInputs in;
-    in.x = file.float_tensor("x");
-    in.text_embed = file.float_tensor("text_embed");
-    in.pooled_text_embed = file.float_tensor("pooled_text_embed");
-    in.time = file.float_tensor("time").data<float>()[0];
-    in.attention_mask = file.mask("attention_mask", in.text_embed.size(0));
-    const Tensor velocity = dit.forward(context, in);
+    const Tensor velocity = dit.forward(context, read_dit_inputs(file));
     EXPECT_EQ(velocity.device(), Device::CPU);
     return relative_l2(velocity, file.float_tensor("velocity"));
   }
@@ -58,11 +52,7 @@ TEST_F(CudaCrossDit, MagCacheResidualOnTheGpu) {
   const CrossDit dit =
       CrossDit::load(config, golden("weights_plain.safetensors"), Precision::fp32, DitAttention::automatic, Device::CUDA);
   const DitInputFile file(golden("t2i.safetensors"), {"x", "text_embed", "pooled_text_embed", "time", "velocity"});
-  DitInputs in;
-  in.x = file.float_tensor("x");
-  in.text_embed = file.float_tensor("text_embed");
-  in.pooled_text_embed = file.float_tensor("pooled_text_embed");
-  in.time = file.float_tensor("time").data<float>()[0];
+  DitInputs in = read_dit_inputs(file);
   Tensor residual;
   in.visual_residual = &residual;
   const Tensor computed = dit.forward(context, in);

@@ -7,9 +7,6 @@
 #include <fstream>
 
 #include "core/context.h"
-#ifdef K5_WITH_CUDA
-#include "backends/cuda/device.h"
-#endif
 #include "io/kandinsky_config.h"
 #include "io/safetensors.h"
 #include "models/crossdit/crossdit.h"
@@ -25,16 +22,6 @@ namespace {
 std::string golden(const std::string& name) { return test::source_path("tests/golden/crossdit/" + name); }
 
 using test::make_context;
-
-DitInputs read_dit_inputs(const DitInputFile& file) {
-  DitInputs in;
-  in.x = file.float_tensor("x");
-  in.text_embed = file.float_tensor("text_embed");
-  in.pooled_text_embed = file.float_tensor("pooled_text_embed");
-  in.time = file.float_tensor("time").data<float>()[0];
-  in.attention_mask = file.mask("attention_mask", in.text_embed.size(0));
-  return in;
-}
 
 double dit_error(const std::string& config_name, const std::string& weights, const std::string& case_name,
                  Precision precision, const std::string& weights_path = "") {
@@ -166,14 +153,6 @@ TEST(CrossDitSampler, ShiftedGrid) {
 }
 
 // The CLI end to end on one case, and its error paths (one line, non-zero, no output file).
-bool gpu_available() {
-#ifdef K5_WITH_CUDA
-  return cuda::device_count() > 0;
-#else
-  return false;
-#endif
-}
-
 int run_k5(const std::string& arguments, std::string* stderr_text = nullptr) {
   const std::string err = testing::TempDir() + "/k5_dit_stderr.txt";
   const int status = std::system((std::string(K5_BINARY) + " " + arguments + " -q 2>" + err).c_str());
@@ -214,7 +193,7 @@ TEST(CrossDitCli, ForwardDitEndToEndAndErrors) {
   // --device cuda: the same velocity on a GPU; without one (this machine, CI) one line saying so and no file.
   std::string message;
   const int cuda_status = run_k5(base + " --device cuda --inputs " + good + " --output " + out, &message);
-  if (gpu_available()) {
+  if (test::gpu_available()) {
     ASSERT_EQ(cuda_status, 0) << message;
     EXPECT_LE(test::relative_l2(SafetensorsFile::open(out)->tensor("velocity"), golden_file->tensor("velocity")),
               1e-4);

@@ -9,10 +9,7 @@
 
 #include "io/safetensors.h"
 #include "support/compare.h"
-
-#ifdef K5_WITH_CUDA
-#include "backends/cuda/device.h"
-#endif
+#include "support/context.h"
 
 namespace k5 {
 namespace {
@@ -38,14 +35,6 @@ struct CliRun {
     return SafetensorsFile::open(test::source_path("tests/golden/vae/" + cases))->tensor(name).to(DType::F32);
   }
 };
-
-bool gpu_available() {
-#ifdef K5_WITH_CUDA
-  return cuda::device_count() > 0;
-#else
-  return false;
-#endif
-}
 
 std::string model_args(const std::string& vae) {
   return "--vae " + vae + " --config " + test::source_path("tests/golden/vae/" + vae + "_config.json") +
@@ -106,7 +95,7 @@ TEST(ForwardVaeCli, DeviceCuda) {
                                     latents + " --output " + out +
                                     " --tile-height 16 --tile-width 16 --tile-stride-height 12 --tile-stride-width 12"
                                     " --tile-frames 8 --tile-stride-frames 4");
-  if (!gpu_available()) {
+  if (!test::gpu_available()) {
     EXPECT_NE(decode_status, 0);
     std::ifstream stderr_file(cli.dir / "stderr");
     std::stringstream message;
