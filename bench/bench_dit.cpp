@@ -1,10 +1,13 @@
 // k5 side of bench/run_dit.sh: one CrossDiT forward (batch 1, latent [T, H, W], L text tokens), best of REPEAT.
-//   bench_dit CONFIG.yaml DIT.safetensors T H W L fp32|bf16 THREADS REPEAT [auto|dense|nabla] [cpu|cuda]
+//   bench_dit CONFIG.yaml DIT.safetensors T H W L fp32|bf16 THREADS REPEAT [auto|dense|nabla] [cpu|cuda] [INPUTS]
 // Prints `k5 dit PRECISION TOKENS SECONDS` (on cuda the time includes copying the latent over and back).
 // A DIT path that does not exist is first written with random BF16 weights in the official layout (for a
-// machine with no checkpoint at hand, e.g. the GPU machine).
+// machine with no checkpoint at hand, e.g. the GPU machine). With L > 100 the text is padded as the official
+// encoder pads it (max_length 256: a key mask marks the first 100 tokens real). INPUTS, when given, receives the
+// random inputs in the `k5 forward dit` layout, so that bench/torch_dit_official.py runs the same forward.
 #include <chrono>
 #include <cstdio>
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <random>
@@ -21,6 +24,8 @@ using namespace k5;
 
 namespace {
 
+constexpr int64_t kRealTextTokens = 100;  // a typical prompt's length in Qwen tokens
+
 Tensor random_tensor(Shape shape, uint32_t seed) {
   Tensor t = Tensor::empty(DType::F32, std::move(shape));
   std::mt19937 generator(seed);
@@ -33,7 +38,7 @@ Tensor random_tensor(Shape shape, uint32_t seed) {
 
 int main(int argc, char** argv) {
   if (argc < 10) {
-    std::fprintf(stderr, "usage: bench_dit CONFIG DIT T H W L fp32|bf16 THREADS REPEAT [auto|dense|nabla] [cpu|cuda]\n");
+    std::fprintf(stderr, "usage: bench_dit CONFIG DIT T H W L fp32|bf16 THREADS REPEAT [auto|dense|nabla] [cpu|cuda] [INPUTS]\n");
     return 2;
   }
   try {
@@ -52,6 +57,18 @@ int main(int argc, char** argv) {
     inputs.text_embed = random_tensor({l, config.dit.in_text_dim}, 2);
     inputs.pooled_text_embed = random_tensor({1, config.dit.in_text_dim2}, 3);
     inputs.time = 500.0f;
+    if (l > kRealTextTokens) {
+      inputs.attention_mask = Tensor::zeros(DType::U8, {l});
+      std::fill_n(inputs.attention_mask.data<uint8_t>(), kRealTextTokens, uint8_t(1));
+    }
+    if (argc > 12) {
+      Tensor time = Tensor::empty(DType::F32, {1});
+      time.data<float>()[0] = inputs.time;
+      std::vector<std::pair<std::string, Tensor>> saved{{"x", inputs.x}, {"text_embed", inputs.text_embed},
+                                                        {"pooled_text_embed", inputs.pooled_text_embed}, {"time", time}};
+      if (inputs.attention_mask.defined()) saved.emplace_back("attention_mask", inputs.attention_mask.reshape({1, l}));
+      save_safetensors(argv[12], saved);
+    }
     dit.forward(ctx, inputs);  // warm-up: page faults on the mapped weights, primitive creation
     double best = 1e30;
     for (int i = 0; i < repeat; ++i) {

@@ -4,12 +4,16 @@
 # load that such a machine lacks (oneDNN and its OpenMP/OpenCL, yaml-cpp, ICU; the CUDA libraries are there),
 # the official configs of the DiT timings and the Qwen2.5 tokenizer the text-encoder GPU tests use. All in one
 # xz archive, since what travels is limited to 64 MiB. The k5 binary stays behind (FFmpeg and its libraries
-# are ~200 MB): the GPU tests of the CLI skip without it.
-#   scripts/gpu-bundle.sh [BUILD_DIR]   -> .gpu-bundle/bundle.tar.xz (ignored through .git/info/exclude)
+# are ~200 MB): the GPU tests of the CLI skip without it. Also the official code's kandinsky/ package, which
+# bench/torch_dit_official.py times beside bench_dit there (read from a checkout of kandinskylab/kandinsky-5 at
+# bundle time, never committed to k5).
+#   scripts/gpu-bundle.sh [BUILD_DIR] [OFFICIAL_REPO]   -> .gpu-bundle/bundle.tar.xz (ignored through .git/info/exclude)
+# OFFICIAL_REPO: a checkout or a bare git directory of the official repository (default: the library's mirror).
 # Then, with the device tool: run `scripts/gpu-check.sh` with carry [".gpu-bundle"].
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
+official=${2:-/work/.mirror/kandinskylab+kandinsky-5/repo}
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DK5_CUDA=ON >/dev/null
 cmake --build "$build" --target k5_gpu_tests bench_dit
 stage=$(mktemp -d)
@@ -25,6 +29,13 @@ for name in k5_lite_t2v_5s_sft_sd k5_lite_t2v_10s_sft_sd k5_lite_t2i_sft_hd; do
   cp ../shared/k5-official/configs/$name.yaml "$stage/configs/"
 done
 cp ../shared/tokenizers/qwen2.5/tokenizer.json "$stage/shared/tokenizers/qwen2.5/"
+mkdir -p "$stage/official"
+if [ -d "$official/kandinsky" ]; then
+  cp -r "$official/kandinsky" "$stage/official/"
+else
+  git -C "$official" archive HEAD kandinsky | tar -C "$stage/official" -xf -
+fi
+[ -f "$stage/official/kandinsky/models/dit.py" ] || { echo "no official kandinsky/ package in $official" >&2; exit 1; }
 rm -rf .gpu-bundle
 mkdir -p .gpu-bundle
 tar -C "$stage" -cf - . | xz -T0 -6 >.gpu-bundle/bundle.tar.xz

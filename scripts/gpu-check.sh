@@ -1,13 +1,22 @@
 #!/usr/bin/env bash
-# Runs on the GPU machine (device tool) in the repository root, with .gpu-bundle carried (scripts/gpu-bundle.sh):
-# every GPU test (each CUDA op, the CrossDiT forward and the text encoders against the CPU / the goldens; the
-# --device cuda CLI tests skip: the bundle has no k5 binary), k5's copy of torch's
-# CUDA generator against torch there (tools/golden/torch_random_cuda.py), then one DiT forward per shape of
-# issue 6 with random full-size weights (Video Lite 5 s dense, 10 s NABLA, Image Lite 1024x1024; bf16; a step
-# with guidance is two forwards). Logs go to $OUT (or /tmp).
+# Runs on the GPU machine (device tool) in the repository root, with .gpu-bundle carried (scripts/gpu-bundle.sh),
+# in one call of at most ~9.5 minutes (every stage is cut at a shared deadline, the most important first):
+#   1. every GPU test (each CUDA op, the CrossDiT forward, the text encoders and the VAEs against the CPU / the
+#      goldens; the --device cuda CLI tests skip: the bundle has no k5 binary);
+#   2. k5's copy of torch's CUDA generator against torch there (tools/golden/torch_random_cuda.py);
+#   3. issue 6's DiT shapes, k5 (bench_dit, bf16) then the official code (bench/torch_dit_official.py) on the same
+#      random full-size weights and the same inputs: Video Lite 5 s 768x512 dense, Image Lite 1024x1024, Video
+#      Lite 10 s 768x512 with NABLA; 256 text tokens (the official padding, 100 real). A step with guidance is two
+#      forwards.
+# Logs go to $OUT (or /tmp/k5-gpu-check): gpu-tests.txt, torch-cuda-rng.txt, dit-bench.txt, device.txt.
 set -uo pipefail
 out=${OUT:-/tmp/k5-gpu-check}
 mkdir -p "$out"
+deadline=$((SECONDS + ${K5_GPU_CHECK_SECONDS:-560}))
+budget() {  # seconds left for a stage: at most $1, never past the deadline
+  local left=$((deadline - SECONDS))
+  ((left < $1)) && echo $((left > 1 ? left : 1)) || echo "$1"
+}
 bundle=/tmp/k5-bundle
 rm -rf "$bundle" && mkdir -p "$bundle" && xz -dc .gpu-bundle/bundle.tar.xz | tar -C "$bundle" -xf - || exit 1
 cuda_libs=$(python3 - <<'PY' 2>/dev/null
@@ -19,15 +28,20 @@ print(":".join(paths))
 PY
 )
 export LD_LIBRARY_PATH=$bundle/lib:/usr/local/cuda/lib64:${cuda_libs}:${LD_LIBRARY_PATH:-}
-export K5_SOURCE_DIR=$PWD K5_SHARED_DIR=$bundle/shared
-nvidia-smi -L | tee "$out/device.txt"
-"$bundle/k5_gpu_tests" --gtest_brief=1 2>&1 | tee "$out/gpu-tests.txt"
-python3 tools/golden/torch_random_cuda.py "$out/torch_cuda_rng.safetensors" &&
-  K5_TORCH_CUDA_GOLDEN="$out/torch_cuda_rng.safetensors" "$bundle/k5_gpu_tests" --gtest_filter='CudaGolden.*' 2>&1 |
-  tee "$out/torch-cuda-rng.txt"
+export K5_SOURCE_DIR=$PWD K5_SHARED_DIR=$bundle/shared PYTHONUNBUFFERED=1
+{ nvidia-smi -L; nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv; nproc; } |
+  tee "$out/device.txt"
+timeout "$(budget 150)" "$bundle/k5_gpu_tests" --gtest_brief=1 2>&1 | tee "$out/gpu-tests.txt"
+timeout "$(budget 60)" python3 tools/golden/torch_random_cuda.py "$out/torch_cuda_rng.safetensors" &&
+  K5_TORCH_CUDA_GOLDEN="$out/torch_cuda_rng.safetensors" timeout "$(budget 30)" "$bundle/k5_gpu_tests" \
+    --gtest_filter='CudaGolden.*' 2>&1 | tee "$out/torch-cuda-rng.txt"
 rm -f "$out/torch_cuda_rng.safetensors"
-for shape in "k5_lite_t2v_5s_sft_sd 31 64 96" "k5_lite_t2v_10s_sft_sd 61 64 96" "k5_lite_t2i_sft_hd 1 128 128"; do
+for shape in "k5_lite_t2v_5s_sft_sd 31 64 96" "k5_lite_t2i_sft_hd 1 128 128" "k5_lite_t2v_10s_sft_sd 61 64 96"; do
   set -- $shape
-  timeout 240 "$bundle/bench_dit" "$bundle/configs/$1.yaml" "/tmp/$1.safetensors" "$2" "$3" "$4" 100 bf16 16 3 auto \
-    cuda 2>&1 | sed "s/^/$1 /"
+  config=$bundle/configs/$1.yaml weights=/tmp/$1.safetensors inputs=/tmp/$1.inputs.safetensors
+  timeout "$(budget 120)" "$bundle/bench_dit" "$config" "$weights" "$2" "$3" "$4" 256 bf16 16 2 auto cuda "$inputs" 2>&1 |
+    sed "s/^/$1 /"
+  [ -f "$inputs" ] && timeout "$(budget 180)" python3 bench/torch_dit_official.py "$bundle/official" "$config" \
+    "$weights" "$inputs" 2 cuda 2>&1 | grep -E '^torch|Error|error' | sed "s/^/$1 /"
+  rm -f "$weights" "$inputs"
 done | tee "$out/dit-bench.txt"

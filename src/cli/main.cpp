@@ -40,11 +40,11 @@ void add_context_options(CLI::App& app, ContextOptions& options, bool with_preci
            "--precision", [&options](const std::string& name) { options.precision = parse_precision(name); },
            "fp32 (parity) or bf16 (fast; default)")
         ->check(CLI::IsMember({"fp32", "bf16"}));
-    app.add_option_function<std::string>(
-           "--device",
-           [&options](const std::string& name) { options.device = name == "cuda" ? Device::CUDA : Device::CPU; },
-           "cpu or cuda (an NVIDIA GPU)")
-        ->check(CLI::IsMember({"cpu", "cuda"}));
+    // The default is resolved after parsing, so that only compute commands ask the driver for a GPU.
+    auto device = std::make_shared<std::string>("auto");
+    app.add_option("--device", *device, "auto (default: cuda when a GPU answers, else cpu), cpu or cuda")
+        ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+    app.parse_complete_callback([&options, device] { options.device = parse_device(*device); });
   }
 }
 

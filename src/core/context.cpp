@@ -16,6 +16,22 @@ Precision parse_precision(const std::string& name) {
   fail("unknown precision '", name, "' (valid: fp32, bf16)");
 }
 
+Device default_device() {
+#ifdef K5_WITH_CUDA
+  static const Device device = cuda::device_count() > 0 ? Device::CUDA : Device::CPU;
+  return device;
+#else
+  return Device::CPU;
+#endif
+}
+
+Device parse_device(const std::string& name) {
+  if (name == "cpu") return Device::CPU;
+  if (name == "cuda") return Device::CUDA;
+  if (name == "auto") return default_device();
+  fail("unknown device '", name, "' (valid: auto, cpu, cuda)");
+}
+
 Context::Context(const ContextOptions& options)
     : options_(options), pool_(options.threads), logger_(options.log_level) {
   if (options.device == Device::CUDA) {

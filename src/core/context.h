@@ -17,6 +17,10 @@ enum class Precision { fp32, bf16 };
 const char* precision_name(Precision precision);
 Precision parse_precision(const std::string& name);
 
+// "cpu", "cuda" or "auto": CUDA when this build has the CUDA backend and a GPU answers, else the CPU.
+Device parse_device(const std::string& name);
+Device default_device();
+
 struct ContextOptions {
   int threads = 0;  // 0 = one per core
   Device device = Device::CPU;

@@ -2,8 +2,11 @@
 
 #include <atomic>
 
+#include "core/context.h"
+#include "core/error.h"
 #include "core/thread_pool.h"
 #include "core/workspace.h"
+#include "support/context.h"
 
 namespace k5 {
 namespace {
@@ -44,6 +47,14 @@ TEST(Workspace, ScopesReleaseAndReuse) {
     EXPECT_EQ(workspace.allocate(100), first);
   }
   EXPECT_GE(workspace.peak(), size_t(1) << 20);
+}
+
+TEST(Context, DeviceNames) {
+  EXPECT_EQ(parse_device("cpu"), Device::CPU);
+  EXPECT_EQ(parse_device("cuda"), Device::CUDA);
+  // auto is the GPU exactly when this build has the CUDA backend and a GPU answers.
+  EXPECT_EQ(parse_device("auto"), test::gpu_available() ? Device::CUDA : Device::CPU);
+  EXPECT_THROW(parse_device("gpu"), Error);
 }
 
 }  // namespace
