@@ -8,12 +8,18 @@
 
 namespace k5::test {
 
-inline Context make_context(Precision precision, int threads = 2) {
+// On Device::CUDA for the GPU tests (a CUDA context needs a device: they make it after their device check).
+inline ContextOptions context_options(Precision precision, Device device = Device::CPU) {
   ContextOptions options;
-  options.threads = threads;
+  options.threads = 2;
+  options.device = device;
   options.precision = precision;
   options.log_level = LogLevel::quiet;
-  return Context(options);
+  return options;
+}
+
+inline Context make_context(Precision precision, Device device = Device::CPU) {
+  return Context(context_options(precision, device));
 }
 
 // Whether a CUDA device answers (never in a build without the CUDA backend).

@@ -72,6 +72,17 @@ void write_text_encoders(const std::string& golden_dir, const std::string& weigh
                    encoder_weights(*file, "clip", "text_model.embeddings.token_embedding.weight", 49408));
 }
 
+void save_renamed_copy(const std::string& source, const std::string& path,
+                       const std::function<std::string(const std::string&)>& rename) {
+  const Checkpoint checkpoint = Checkpoint::open(source);
+  std::vector<std::pair<std::string, Tensor>> tensors;
+  for (const std::string& name : checkpoint.names()) {
+    const std::string renamed = rename(name);
+    if (!renamed.empty()) tensors.emplace_back(renamed, checkpoint.tensor(name));
+  }
+  save_safetensors(path, tensors);
+}
+
 int run_k5(const std::string& arguments, const fs::path& dir) {
   // K5_BINARY in the environment wins (the GPU machine runs a bundled copy, not the build tree's).
   const char* configured = std::getenv("K5_BINARY");

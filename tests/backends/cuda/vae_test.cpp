@@ -1,158 +1,90 @@
-// The VAEs on the GPU (HunyuanVae / FluxVae constructed with Device::CUDA) against the official goldens the
-// CPU tests use (tests/golden/vae, tools/golden/vae.py; tests/models/vae_*): decode and encode, untiled and
-// tiled (the official blending on the device), the HunyuanVideo decode frame by frame too, all within the CPU
-// tests' fp32 1e-4; the frame-by-frame blocks on the GPU with one-row bands against the whole-activation
+// The VAEs on the GPU (HunyuanVae / FluxVae constructed with Device::CUDA) through the CPU tests' checks
+// (tests/models/vae_*/*_checks.h: the goldens of tests/golden/vae, tools/golden/vae.py): decode and encode,
+// untiled and tiled (the official blending on the device), the HunyuanVideo decode frame by frame too, all within
+// the CPU tests' fp32 1e-4; the frame-by-frame blocks on the GPU with one-row bands against the whole-activation
 // blocks on the CPU; and the VAE-only ops (frame-causal attention, strided copy, tile blend) against the CPU.
-#include <algorithm>
 #include <cmath>
 
 #include "backends/cuda/kernels.h"
 #include "gpu_test_util.h"
-#include "io/safetensors.h"
 #include "models/vae_common/frame_streaming.h"
-#include "models/vae_flux/flux_vae.h"
-#include "models/vae_hunyuan/hunyuan_vae.h"
+#include "models/vae_flux/flux_vae_checks.h"
+#include "models/vae_hunyuan/hunyuan_vae_checks.h"
 #include "ops/conv.h"
 
 namespace k5::test {
 namespace {
 
-constexpr double kVaeTolerance = 1e-4;  // fp32 relative L2, as tests/models/vae_*
-
-// Item 0 of a golden [1, ...] tensor as a contiguous F32 host tensor.
-Tensor golden_item(const SafetensorsFile& cases, const std::string& name) {
-  const Tensor stored = cases.tensor(name);
-  Tensor item = Tensor::empty(DType::F32, Shape(stored.shape().begin() + 1, stored.shape().end()));
-  item.copy_from(stored.select(0, 0));
-  return item;
-}
-
-// A host result within the VAE tolerance of the golden.
-void expect_golden(const Tensor& actual, const Tensor& expected, const std::string& what) {
-  EXPECT_EQ(actual.device(), Device::CPU) << what << ": results come back to the host";
-  const double error = relative_l2(actual, expected);
-  std::printf("  %s: relative L2 %.3g (shape %s)\n", what.c_str(), error, shape_string(expected.shape()).c_str());
-  EXPECT_LE(error, kVaeTolerance) << what;
-}
-
-Tensor clamp_logvar(const Tensor& logvar) {
-  std::vector<float> values = logvar.to_f32_vector();
-  for (float& v : values) v = std::clamp(v, -30.0f, 20.0f);
-  return Tensor::from_f32(values, logvar.shape());
-}
-
 class CudaHunyuanVae : public GpuTest {
  protected:
-  HunyuanVaeConfig config = HunyuanVaeConfig::from_json_file(source_path("tests/golden/vae/hunyuan_config.json"));
-  Checkpoint weights = Checkpoint::open(source_path("tests/golden/vae/hunyuan_weights.safetensors"));
-  std::shared_ptr<SafetensorsFile> cases = SafetensorsFile::open(source_path("tests/golden/vae/hunyuan_cases.safetensors"));
-  Tensor item(const std::string& name) const { return golden_item(*cases, name); }
-
-  static HunyuanTiling untiled() {
-    HunyuanTiling tiling;
-    tiling.enabled = false;
-    return tiling;
-  }
-  // The generator's apply_tiling((1, 9, 16, 16), (4, 12, 12)): temporal and spatial tiles.
-  static HunyuanTiling small_tiles() {
-    HunyuanTiling tiling;
-    tiling.sample_frames = 8;
-    tiling.stride_frames = 4;
-    tiling.sample_height = tiling.sample_width = 16;
-    tiling.stride_height = tiling.stride_width = 12;
-    return tiling;
-  }
+  HunyuanGolden golden;
+  Tensor item(const std::string& name) const { return golden.item(name); }
 };
 
 TEST_F(CudaHunyuanVae, DecodeUntiledMatchesOfficial) {
-  const HunyuanVae vae(config, weights, false, true, Device::CUDA);
+  const HunyuanVae vae(golden.config, golden.weights, false, true, Device::CUDA);
   EXPECT_EQ(vae.device(), Device::CUDA);
-  expect_golden(vae.decode(ctx, item("decode.latents"), untiled()), item("decode.untiled"), "decode untiled");
-  expect_golden(vae.decode(ctx, item("decode.single.latents"), untiled()), item("decode.single"),
-                "decode single frame");
+  check_hunyuan_decode(ctx, vae, golden, HunyuanDecode::untiled);
+  check_hunyuan_decode(ctx, vae, golden, HunyuanDecode::single_frame);
 }
 
 TEST_F(CudaHunyuanVae, DecodeTiledMatchesOfficialAndTheCpu) {
-  const HunyuanVae vae(config, weights, false, true, Device::CUDA);
-  const Tensor gpu = vae.decode(ctx, item("decode.latents"), small_tiles());
-  expect_golden(gpu, item("decode.tiled"), "decode tiled");
-  const HunyuanVae cpu_vae(config, weights, false, true);
-  EXPECT_LE(relative_l2(gpu, cpu_vae.decode(ctx, item("decode.latents"), small_tiles())), kVaeTolerance);
+  const HunyuanVae vae(golden.config, golden.weights, false, true, Device::CUDA);
+  const Tensor gpu = check_hunyuan_decode(ctx, vae, golden, HunyuanDecode::tiled);
+  const HunyuanVae cpu_vae(golden.config, golden.weights, false, true);
+  EXPECT_LE(relative_l2(gpu, cpu_vae.decode(ctx, item("decode.latents"), HunyuanGolden::small_tiles())), kVaeTolerance);
 }
 
 TEST_F(CudaHunyuanVae, DecodeTiledSpatialOnly) {
   // With 64-frame temporal tiles the 5 latent frames are one temporal tile: only the spatial tiles and their
   // blends run (tiled_decode straight from decode). No golden for this tiling: the CPU decode is the reference.
-  const HunyuanVae vae(config, weights, false, true, Device::CUDA), cpu_vae(config, weights, false, true);
+  const HunyuanVae vae(golden.config, golden.weights, false, true, Device::CUDA),
+      cpu_vae(golden.config, golden.weights, false, true);
   const Tensor latents = item("decode.latents");
-  HunyuanTiling spatial = small_tiles();
+  HunyuanTiling spatial = HunyuanGolden::small_tiles();
   spatial.sample_frames = 64;  // one temporal tile
   const Tensor expected = cpu_vae.decode(ctx, latents, spatial);
   EXPECT_LE(relative_l2(vae.decode(ctx, latents, spatial), expected), kVaeTolerance);
 }
 
 TEST_F(CudaHunyuanVae, DecodeFrameByFrameOnTheGpuMatchesOfficial) {
-  const HunyuanVae vae(config, weights, false, true, Device::CUDA);
-  HunyuanTiling whole = untiled();
-  whole.by_frames = true;  // asked for explicitly: honoured on the GPU too
-  expect_golden(vae.decode(ctx, item("decode.latents"), whole), item("decode.untiled"), "by frames untiled");
-  expect_golden(vae.decode(ctx, item("decode.single.latents"), whole), item("decode.single"), "by frames single");
-  HunyuanTiling tiled = small_tiles();
-  tiled.by_frames = true;
-  expect_golden(vae.decode(ctx, item("decode.latents"), tiled), item("decode.tiled"), "by frames tiled");
+  // Asked for explicitly: honoured on the GPU too.
+  check_hunyuan_decodes_by_frames(ctx, HunyuanVae(golden.config, golden.weights, false, true, Device::CUDA), golden);
 }
 
 TEST_F(CudaHunyuanVae, AutoNeverDecodesByFramesOnTheGpu) {
-  const HunyuanVae vae(config, weights, false, true, Device::CUDA);
+  const HunyuanVae vae(golden.config, golden.weights, false, true, Device::CUDA);
   // Even a decode far beyond any host's memory: the GPU's `auto` is the whole-tile decode.
-  HunyuanTiling huge = untiled();
-  EXPECT_FALSE(vae.decodes_by_frames({config.latent_channels, 1000, 1000, 1000}, huge));
+  HunyuanTiling huge = HunyuanGolden::untiled();
+  EXPECT_FALSE(vae.decodes_by_frames({golden.config.latent_channels, 1000, 1000, 1000}, huge));
   huge.by_frames = true;
-  EXPECT_TRUE(vae.decodes_by_frames({config.latent_channels, 3, 4, 4}, huge));
+  EXPECT_TRUE(vae.decodes_by_frames({golden.config.latent_channels, 3, 4, 4}, huge));
 }
 
 TEST_F(CudaHunyuanVae, EncodeUntiledAndTiledMatchOfficial) {
-  const HunyuanVae vae(config, weights, true, false, Device::CUDA);
-  const int64_t c = config.latent_channels;
-  for (const bool tiled : {false, true}) {
-    const std::string name = tiled ? "tiled" : "untiled";
-    const Tensor moments = vae.encode_moments(ctx, item("encode.sample"), tiled ? small_tiles() : untiled());
-    EXPECT_EQ(moments.device(), Device::CPU);
-    expect_golden(moments.slice(0, 0, c).contiguous(), item("encode." + name + ".mean"), "encode " + name + " mean");
-    expect_golden(clamp_logvar(moments.slice(0, c, 2 * c).contiguous()), item("encode." + name + ".logvar"),
-                  "encode " + name + " logvar");
-  }
+  const HunyuanVae vae(golden.config, golden.weights, true, false, Device::CUDA);
+  check_hunyuan_encode(ctx, vae, golden, false);
+  check_hunyuan_encode(ctx, vae, golden, true);
 }
 
 TEST_F(CudaHunyuanVae, StridedHostInputIsAccepted) {
   // A host view that is not contiguous (a channel-last tensor permuted) is copied over as it is.
-  const HunyuanVae vae(config, weights, false, true, Device::CUDA);
+  const HunyuanVae vae(golden.config, golden.weights, false, true, Device::CUDA);
   const Tensor latents = item("decode.latents");
   const Tensor channel_last = latents.permute({1, 2, 3, 0}).contiguous();  // [T, H, W, C]
   const Tensor view = channel_last.permute({3, 0, 1, 2});                 // [C, T, H, W], strided
   ASSERT_FALSE(view.is_contiguous());
-  expect_golden(vae.decode(ctx, view, untiled()), item("decode.untiled"), "decode of a strided view");
+  expect_vae_golden(vae.decode(ctx, view, HunyuanGolden::untiled()), item("decode.untiled"),
+                    "decode of a strided view");
 }
 
 class CudaFluxVae : public GpuTest {
  protected:
-  FluxVaeConfig config = FluxVaeConfig::from_json_file(source_path("tests/golden/vae/flux_config.json"));
-  Checkpoint weights = Checkpoint::open(source_path("tests/golden/vae/flux_weights.safetensors"));
-  std::shared_ptr<SafetensorsFile> cases = SafetensorsFile::open(source_path("tests/golden/vae/flux_cases.safetensors"));
-  Tensor item(const std::string& name) const { return golden_item(*cases, name); }
-
+  FluxGolden golden;
   void check_case(bool tiled) {
-    const FluxVae vae(config, weights, true, true, Device::CUDA);
+    const FluxVae vae(golden.config, golden.weights, true, true, Device::CUDA);
     EXPECT_EQ(vae.device(), Device::CUDA);
-    FluxTiling tiling;
-    tiling.enabled = tiled;
-    const std::string name = tiled ? "tiled" : "untiled";
-    expect_golden(vae.decode(ctx, item("decode.latents"), tiling), item("decode." + name), "decode " + name);
-    const Tensor moments = vae.encode_moments(ctx, item("encode.sample"), tiling);
-    const int64_t c = config.latent_channels;
-    expect_golden(moments.slice(0, 0, c).contiguous(), item("encode." + name + ".mean"), "encode " + name + " mean");
-    expect_golden(moments.slice(0, c, 2 * c).contiguous(), item("encode." + name + ".logvar"),
-                  "encode " + name + " logvar");
+    check_flux_case(ctx, vae, golden, tiled);
   }
 };
 

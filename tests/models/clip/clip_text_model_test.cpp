@@ -2,32 +2,24 @@
 // 77 tokens padded like CLIPTokenizer(padding="max_length"), both EOS pooling rules.
 #include <gtest/gtest.h>
 
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
 #include "io/safetensors.h"
-#include "models/clip/clip_text_model.h"
-#include "models/qwen25vl/token_inputs.h"
-#include "support/compare.h"
+#include "models/clip/clip_text_checks.h"
 #include "support/context.h"
+#include "support/model_folder.h"
 
 namespace k5 {
 namespace {
 
-std::string golden(const std::string& name) { return test::source_path("tests/golden/text_encoders/" + name); }
+std::string golden(const std::string& name) { return test::clip_text_golden(name); }
 
 using test::make_context;
 
 void check(Precision precision, const std::string& variant, double tolerance) {
   Context ctx = make_context(precision);
-  const TokenInputs inputs = read_token_inputs(golden(variant + "_io.safetensors"));
-  const auto io = SafetensorsFile::open(golden(variant + "_io.safetensors"));
-  const ClipTextModel model =
-      ClipTextModel::load(ctx, golden("clip_tiny.safetensors"), golden(variant + "_config.json"));
-  const ClipTextOutput out = model.forward(ctx, inputs.input_ids, inputs.attention_mask);
-  EXPECT_LE(test::relative_l2(out.last_hidden_state.unsqueeze(0), io->tensor("last_hidden_state")), tolerance);
-  EXPECT_LE(test::relative_l2(out.pooler_output.unsqueeze(0), io->tensor("pooler_output")), tolerance);
+  test::check_clip_matches_transformers(ctx, test::load_tiny_clip(ctx, variant), variant, tolerance);
 }
 
 TEST(ClipTextModel, MatchesTransformersFp32LegacyEos) { check(Precision::fp32, "clip_tiny", 1e-4); }
@@ -35,27 +27,17 @@ TEST(ClipTextModel, MatchesTransformersFp32EosTokenId) { check(Precision::fp32, 
 TEST(ClipTextModel, MatchesTransformersBf16) { check(Precision::bf16, "clip_tiny", 3e-2); }
 
 TEST(ClipTextModel, PoolerIgnoresPaddingMask) {
-  // Causal attention: the EOS state never sees the padded keys, so the mask-free run pools the same.
   Context ctx = make_context(Precision::fp32);
-  const TokenInputs inputs = read_token_inputs(golden("clip_tiny_io.safetensors"));
-  const ClipTextModel model = ClipTextModel::load(ctx, golden("clip_tiny.safetensors"), golden("clip_tiny_config.json"));
-  const Tensor expected = SafetensorsFile::open(golden("clip_tiny_io.safetensors"))->tensor("pooler_output");
-  EXPECT_LE(test::relative_l2(model.forward(ctx, inputs.input_ids).pooler_output.unsqueeze(0), expected), 1e-4);
+  test::check_clip_pooler_ignores_padding_mask(ctx, test::load_tiny_clip(ctx), "clip_tiny", 1e-4);
 }
 
 TEST(ClipTextModel, LoadsKeysWithoutPrefix) {
-  const Checkpoint released = Checkpoint::open(golden("clip_tiny.safetensors"));
-  std::vector<std::pair<std::string, Tensor>> renamed;
-  for (const std::string& name : released.names()) renamed.emplace_back(name.substr(11), released.tensor(name));
   const std::string path = (std::filesystem::temp_directory_path() / "k5_clip_noprefix.safetensors").string();
-  save_safetensors(path, renamed);
+  test::save_renamed_copy(golden("clip_tiny.safetensors"), path,
+                          [](const std::string& name) { return name.substr(11); });
   Context ctx = make_context(Precision::fp32);
-  const TokenInputs inputs = read_token_inputs(golden("clip_tiny_io.safetensors"));
-  const ClipTextModel model = ClipTextModel::load(ctx, path, golden("clip_tiny_config.json"));
-  const Tensor expected = SafetensorsFile::open(golden("clip_tiny_io.safetensors"))->tensor("pooler_output");
-  EXPECT_LE(test::relative_l2(model.forward(ctx, inputs.input_ids, inputs.attention_mask).pooler_output.unsqueeze(0),
-                              expected),
-            1e-4);
+  test::check_clip_matches_transformers(ctx, ClipTextModel::load(ctx, path, golden("clip_tiny_config.json")),
+                                        "clip_tiny", 1e-4);
   std::filesystem::remove(path);
 }
 
@@ -80,32 +62,16 @@ TEST(ClipTextModel, ReadsTextConfigOfAFullClipConfig) {
 
 TEST(ClipTextModel, RejectsBadInputs) {
   Context ctx = make_context(Precision::fp32);
-  const ClipTextModel model = ClipTextModel::load(ctx, golden("clip_tiny.safetensors"), golden("clip_tiny_config.json"));
-  EXPECT_THROW(model.forward(ctx, std::vector<int32_t>(78, 1)), Error);  // longer than max_position_embeddings
-  EXPECT_THROW(model.forward(ctx, {1, 5000}), Error);                     // outside the vocabulary
-  EXPECT_THROW(model.forward(ctx, {1, 2}, {1}), Error);
+  test::check_clip_rejects_bad_inputs(ctx, test::load_tiny_clip(ctx));
   EXPECT_THROW(ClipTextModel::load(ctx, golden("qwen_tiny.safetensors"), golden("clip_tiny_config.json")), Error);
 }
 
-int run_k5(const std::string& arguments) {
-  const std::string command = std::string(K5_BINARY) + " " + arguments + " -q --threads 2 2>/dev/null";
-  return std::system(command.c_str());
-}
-
 TEST(ClipTextModel, CliMatchesGoldenAndRejectsBadInput) {
-  const auto out = std::filesystem::temp_directory_path() / "k5_clip_cli_out.safetensors";
-  std::filesystem::remove(out);
-  const std::string model = " --model-dir " + golden("clip_tiny.safetensors") + " --config " + golden("clip_tiny_config.json");
-  EXPECT_NE(run_k5("forward clip" + model + " --inputs " + golden("clip_tiny.safetensors") + " --output " + out.string()), 0);
+  const test::K5Cli cli("clip_cli");
+  const std::string out = cli.path("clip.safetensors");
+  EXPECT_NE(cli.run(test::forward_clip_arguments(golden("clip_tiny.safetensors"), out)), 0);
   EXPECT_FALSE(std::filesystem::exists(out));
-  ASSERT_EQ(run_k5("forward clip" + model + " --inputs " + golden("clip_tiny_io.safetensors") + " --output " +
-                   out.string() + " --precision fp32"),
-            0);
-  const auto io = SafetensorsFile::open(golden("clip_tiny_io.safetensors"));
-  const auto result = SafetensorsFile::open(out.string());
-  EXPECT_LE(test::relative_l2(result->tensor("pooler_output"), io->tensor("pooler_output")), 1e-4);
-  EXPECT_LE(test::relative_l2(result->tensor("last_hidden_state"), io->tensor("last_hidden_state")), 1e-4);
-  std::filesystem::remove(out);
+  test::check_forward_clip_cli(cli);
 }
 
 }  // namespace

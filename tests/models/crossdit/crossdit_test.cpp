@@ -9,64 +9,41 @@
 #include "core/context.h"
 #include "io/kandinsky_config.h"
 #include "io/safetensors.h"
-#include "models/crossdit/crossdit.h"
-#include "models/crossdit/dit_inputs.h"
+#include "models/crossdit/crossdit_checks.h"
 #include "models/crossdit/nabla.h"
 #include "pipelines/sampler.h"
 #include "support/compare.h"
 #include "support/context.h"
+#include "support/model_folder.h"
 
 namespace k5 {
 namespace {
 
-std::string golden(const std::string& name) { return test::source_path("tests/golden/crossdit/" + name); }
+std::string golden(const std::string& name) { return test::crossdit_golden(name); }
 
 using test::make_context;
 
-double dit_error(const std::string& config_name, const std::string& weights, const std::string& case_name,
-                 Precision precision, const std::string& weights_path = "") {
-  Context ctx = make_context(precision);
-  const KandinskyConfig config = load_kandinsky_config(golden(config_name + ".yaml"));
-  const CrossDit dit = CrossDit::load(config, weights_path.empty() ? golden(weights) : weights_path, precision);
-  const DitInputFile file(golden(case_name + ".safetensors"),
-                          {"x", "text_embed", "pooled_text_embed", "time", "attention_mask", "velocity"});
-  const Tensor velocity = dit.forward(ctx, read_dit_inputs(file));
-  return test::relative_l2(velocity, file.float_tensor("velocity"));
-}
+double dit_error(const test::DitCase& c, Precision precision) { return test::dit_error(c, precision, Device::CPU); }
 
-TEST(CrossDit, DenseT2vVisualCondPaddedMaskFp32) {
-  EXPECT_LE(dit_error("t2v_cond", "weights_cond.safetensors", "t2v_cond", Precision::fp32), 1e-4);
-}
+TEST(CrossDit, DenseT2vVisualCondPaddedMaskFp32) { EXPECT_LE(dit_error(test::kDenseT2vCond, Precision::fp32), 1e-4); }
 
-TEST(CrossDit, T2iNonSquareFp32) {
-  EXPECT_LE(dit_error("t2i", "weights_plain.safetensors", "t2i", Precision::fp32), 1e-4);
-}
+TEST(CrossDit, T2iNonSquareFp32) { EXPECT_LE(dit_error(test::kT2iNonSquare, Precision::fp32), 1e-4); }
 
-TEST(CrossDit, NablaOfficialWindowsFp32) {
-  EXPECT_LE(dit_error("nabla_p90", "weights_plain.safetensors", "nabla_p90", Precision::fp32), 1e-4);
-}
+TEST(CrossDit, NablaOfficialWindowsFp32) { EXPECT_LE(dit_error(test::kNablaOfficialWindows, Precision::fp32), 1e-4); }
 
-TEST(CrossDit, NablaSparseFp32) {
-  EXPECT_LE(dit_error("nabla_sparse", "weights_plain.safetensors", "nabla_sparse", Precision::fp32), 1e-4);
-}
+TEST(CrossDit, NablaSparseFp32) { EXPECT_LE(dit_error(test::kNablaSparse, Precision::fp32), 1e-4); }
 
-TEST(CrossDit, DenseT2vBf16) {
-  EXPECT_LE(dit_error("t2v_cond", "weights_cond.safetensors", "t2v_cond", Precision::bf16), 3e-2);
-}
+TEST(CrossDit, DenseT2vBf16) { EXPECT_LE(dit_error(test::kDenseT2vCond, Precision::bf16), 3e-2); }
 
-TEST(CrossDit, NablaSparseBf16) {
-  EXPECT_LE(dit_error("nabla_sparse", "weights_plain.safetensors", "nabla_sparse", Precision::bf16), 3e-2);
-}
+TEST(CrossDit, NablaSparseBf16) { EXPECT_LE(dit_error(test::kNablaSparse, Precision::bf16), 3e-2); }
 
 TEST(CrossDit, DiffusersPrefixedKeysLoad) {
   // diffusers' Kandinsky5Transformer3DModel uses the official module names; a "transformer." prefix (a
   // pipeline-level state dict) must load too.
-  const auto file = SafetensorsFile::open(golden("weights_plain.safetensors"));
-  std::vector<std::pair<std::string, Tensor>> renamed;
-  for (const TensorInfo& info : file->tensors()) renamed.push_back({"transformer." + info.name, file->tensor(info.name)});
   const std::string path = testing::TempDir() + "/crossdit_prefixed.safetensors";
-  save_safetensors(path, renamed);
-  EXPECT_LE(dit_error("t2i", "", "t2i", Precision::fp32, path), 1e-4);
+  test::save_renamed_copy(golden("weights_plain.safetensors"), path,
+                          [](const std::string& name) { return "transformer." + name; });
+  EXPECT_LE(test::dit_error(test::kT2iNonSquare, Precision::fp32, Device::CPU, path), 1e-4);
   std::filesystem::remove(path);
 }
 

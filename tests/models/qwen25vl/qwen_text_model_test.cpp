@@ -3,39 +3,27 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
 #include <nlohmann/json.hpp>
 
 #include "io/safetensors.h"
-#include "models/qwen25vl/qwen_text_model.h"
-#include "models/qwen25vl/token_inputs.h"
-#include "support/compare.h"
+#include "models/qwen25vl/qwen_text_checks.h"
 #include "support/context.h"
+#include "support/model_folder.h"
 
 namespace k5 {
 namespace {
 
-const std::string kDir = "tests/golden/text_encoders/";
-
-std::string golden(const std::string& name) { return test::source_path(kDir + name); }
+std::string golden(const std::string& name) { return test::qwen_text_golden(name); }
 
 using test::make_context;
 
-struct QwenGolden {
-  TokenInputs inputs = read_token_inputs(golden("qwen_tiny_io.safetensors"));
-  Tensor expected = SafetensorsFile::open(golden("qwen_tiny_io.safetensors"))->tensor("hidden_states");
-};
-
-double run_relative_l2(Precision precision, std::optional<QwenWeights> weights, const std::string& config) {
+double run_relative_l2(Precision precision, std::optional<QwenWeights> weights, const std::string& config,
+                       const std::string& io = "qwen_tiny_io.safetensors") {
   Context ctx = make_context(precision);
-  const QwenGolden g;
-  const QwenTextModel model = QwenTextModel::load(ctx, golden("qwen_tiny.safetensors"), golden(config), weights);
-  const Tensor hidden = model.forward(ctx, g.inputs.input_ids, g.inputs.attention_mask);
-  EXPECT_EQ(hidden.shape(), Shape({g.expected.size(1), g.expected.size(2)}));
-  return test::relative_l2(hidden.unsqueeze(0), g.expected);
+  return test::qwen_hidden_error(ctx, test::load_tiny_qwen(ctx, config, weights), io);
 }
 
 TEST(QwenTextModel, ConfigTransformers5AndReleasedLayoutsAgree) {
@@ -62,12 +50,7 @@ TEST(QwenTextModel, MatchesTransformersFp32) {
 
 TEST(QwenTextModel, MatchesTransformersLeftPaddedFp32) {
   // Positions stay arange(L) whatever the mask; fully masked (left-padded) query rows match too.
-  Context ctx = make_context(Precision::fp32);
-  const TokenInputs inputs = read_token_inputs(golden("qwen_tiny_left_io.safetensors"));
-  const Tensor expected = SafetensorsFile::open(golden("qwen_tiny_left_io.safetensors"))->tensor("hidden_states");
-  const QwenTextModel model =
-      QwenTextModel::load(ctx, golden("qwen_tiny.safetensors"), golden("qwen_tiny_config.json"));
-  EXPECT_LE(test::relative_l2(model.forward(ctx, inputs.input_ids, inputs.attention_mask).unsqueeze(0), expected),
+  EXPECT_LE(run_relative_l2(Precision::fp32, std::nullopt, "qwen_tiny_config.json", "qwen_tiny_left_io.safetensors"),
             1e-4);
 }
 
@@ -86,17 +69,12 @@ TEST(QwenTextModel, Int8WeightsStayClose) {
 
 TEST(QwenTextModel, LoadsTransformers5KeyLayout) {
   // transformers 5 saves the language model under model.language_model.*; the loader takes both.
-  const Checkpoint released = Checkpoint::open(golden("qwen_tiny.safetensors"));
-  std::vector<std::pair<std::string, Tensor>> renamed;
-  for (const std::string& name : released.names())
-    if (name.rfind("model.", 0) == 0) renamed.emplace_back("model.language_model." + name.substr(6), released.tensor(name));
   const std::string path = (std::filesystem::temp_directory_path() / "k5_qwen_tiny_v5.safetensors").string();
-  save_safetensors(path, renamed);
+  test::save_renamed_copy(golden("qwen_tiny.safetensors"), path, [](const std::string& name) {
+    return name.rfind("model.", 0) == 0 ? "model.language_model." + name.substr(6) : std::string();
+  });
   Context ctx = make_context(Precision::fp32);
-  const QwenGolden g;
-  const QwenTextModel model = QwenTextModel::load(ctx, path, golden("qwen_tiny_config.json"));
-  EXPECT_LE(test::relative_l2(model.forward(ctx, g.inputs.input_ids, g.inputs.attention_mask).unsqueeze(0), g.expected),
-            1e-4);
+  EXPECT_LE(test::qwen_hidden_error(ctx, QwenTextModel::load(ctx, path, golden("qwen_tiny_config.json"))), 1e-4);
   std::filesystem::remove(path);
 }
 
@@ -120,20 +98,15 @@ TEST(QwenTextModel, LoadsShardedCheckpoint) {
   std::ofstream((folder / "model.safetensors.index.json").string()) << index.dump();
   std::filesystem::copy_file(golden("qwen_tiny_config_released.json"), folder / "config.json");
   Context ctx = make_context(Precision::fp32);
-  const QwenGolden g;
   const QwenTextModel model = QwenTextModel::load(ctx, folder.string());  // config.json found beside
-  EXPECT_LE(test::relative_l2(model.forward(ctx, g.inputs.input_ids, g.inputs.attention_mask).unsqueeze(0), g.expected),
-            1e-4);
+  EXPECT_LE(test::qwen_hidden_error(ctx, model), 1e-4);
   std::filesystem::remove_all(folder);
 }
 
 TEST(QwenTextModel, RejectsBadInputs) {
   Context ctx = make_context(Precision::fp32);
-  const QwenTextModel model =
-      QwenTextModel::load(ctx, golden("qwen_tiny.safetensors"), golden("qwen_tiny_config.json"));
-  EXPECT_THROW(model.forward(ctx, {1, 2, 1000}), Error);   // id outside the vocabulary
-  EXPECT_THROW(model.forward(ctx, {1, 2, 3}, {1, 1}), Error);  // mask length
-  EXPECT_THROW(model.forward(ctx, {}), Error);
+  const QwenTextModel model = test::load_tiny_qwen(ctx);
+  test::check_qwen_rejects_bad_inputs(ctx, model);
   // A config that does not match the weights names the tensor.
   QwenTextConfig wrong = model.config();
   wrong.intermediate_size = 96;
@@ -149,33 +122,18 @@ TEST(QwenTextModel, RejectsBadInputs) {
 
 // ---- CLI ----
 
-int run_k5(const std::string& arguments) {
-  const std::string command = std::string(K5_BINARY) + " " + arguments + " -q --threads 2 2>/dev/null";
-  return std::system(command.c_str());
-}
-
 TEST(QwenTextModel, CliMatchesGolden) {
-  const auto out = std::filesystem::temp_directory_path() / "k5_qwen_cli_out.safetensors";
-  std::filesystem::remove(out);
-  ASSERT_EQ(run_k5("forward qwen --model-dir " + golden("qwen_tiny.safetensors") + " --config " +
-                   golden("qwen_tiny_config.json") + " --inputs " + golden("qwen_tiny_io.safetensors") +
-                   " --output " + out.string() + " --precision fp32"),
-            0);
-  const QwenGolden g;
-  EXPECT_LE(test::relative_l2(SafetensorsFile::open(out.string())->tensor("hidden_states"), g.expected), 1e-4);
-  std::filesystem::remove(out);
+  const test::K5Cli cli("qwen_cli");
+  test::check_forward_qwen_cli(cli);
 }
 
 TEST(QwenTextModel, CliErrorsWriteNothing) {
-  const auto out = std::filesystem::temp_directory_path() / "k5_qwen_cli_bad.safetensors";
-  std::filesystem::remove(out);
+  const test::K5Cli cli("qwen_cli_bad");
+  const std::string out = cli.path("out.safetensors");
   // Inputs without input_ids (the weights file).
-  EXPECT_NE(run_k5("forward qwen --model-dir " + golden("qwen_tiny.safetensors") + " --config " +
-                   golden("qwen_tiny_config.json") + " --inputs " + golden("qwen_tiny.safetensors") + " --output " +
-                   out.string()),
-            0);
-  EXPECT_NE(run_k5("forward qwen --model-dir /nonexistent/model --config " + golden("qwen_tiny_config.json") +
-                   " --inputs " + golden("qwen_tiny_io.safetensors") + " --output " + out.string()),
+  EXPECT_NE(cli.run(test::forward_qwen_arguments(golden("qwen_tiny.safetensors"), out)), 0);
+  EXPECT_NE(cli.run("forward qwen --model-dir /nonexistent/model --config " + golden("qwen_tiny_config.json") +
+                    " --inputs " + golden("qwen_tiny_io.safetensors") + " --output " + out),
             0);
   EXPECT_FALSE(std::filesystem::exists(out));
 }

@@ -1,125 +1,98 @@
 // `k5 forward vae-decode` / `vae-encode` end to end on the tiny goldens (tools/golden/vae.py).
 #include <gtest/gtest.h>
 
-#include <cstdlib>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <string>
 
 #include "io/safetensors.h"
 #include "support/compare.h"
 #include "support/context.h"
+#include "support/model_folder.h"
 
 namespace k5 {
 namespace {
 
 namespace fs = std::filesystem;
 
-struct CliRun {
-  fs::path dir = fs::temp_directory_path() / ("k5_vae_cli_" + std::to_string(::getpid()));
-  CliRun() { fs::create_directories(dir); }
-  ~CliRun() { fs::remove_all(dir); }
-  int run(const std::string& arguments) const {
-    const std::string command = std::string(K5_BINARY) + " " + arguments + " -q -t 2 2>" + (dir / "stderr").string();
-    return std::system(command.c_str());
-  }
+std::string golden_path(const std::string& name) { return test::source_path("tests/golden/vae/" + name); }
+
+struct CliRun : test::K5Cli {
+  CliRun() : K5Cli("vae_cli") {}
+  std::string out = path("out.safetensors");
   // Writes tensor `name` of a golden cases file as `as` into an input file.
   std::string input(const std::string& cases, const std::string& name, const std::string& as) const {
-    const auto file = SafetensorsFile::open(test::source_path("tests/golden/vae/" + cases));
-    const std::string path = (dir / (as + ".safetensors")).string();
-    save_safetensors(path, {{as, file->tensor(name)}});
-    return path;
+    const std::string input_path = path(as + ".safetensors");
+    save_safetensors(input_path, {{as, SafetensorsFile::open(golden_path(cases))->tensor(name)}});
+    return input_path;
   }
-  Tensor golden(const std::string& cases, const std::string& name) const {
-    return SafetensorsFile::open(test::source_path("tests/golden/vae/" + cases))->tensor(name).to(DType::F32);
+  // Relative L2 error of tensor `name` of the output file against tensor `expected` of a golden cases file.
+  double output_error(const std::string& name, const std::string& cases, const std::string& expected) const {
+    return test::relative_l2(SafetensorsFile::open(out)->tensor(name).to(DType::F32),
+                             SafetensorsFile::open(golden_path(cases))->tensor(expected).to(DType::F32));
   }
 };
 
 std::string model_args(const std::string& vae) {
-  return "--vae " + vae + " --config " + test::source_path("tests/golden/vae/" + vae + "_config.json") +
-         " --weights " + test::source_path("tests/golden/vae/" + vae + "_weights.safetensors");
+  return "--vae " + vae + " --config " + golden_path(vae + "_config.json") + " --weights " +
+         golden_path(vae + "_weights.safetensors");
 }
 
+// The golden's small tiles (the generator's apply_tiling((1, 9, 16, 16), (4, 12, 12))).
+const std::string kSmallTiles =
+    " --tile-height 16 --tile-width 16 --tile-stride-height 12 --tile-stride-width 12 --tile-frames 8"
+    " --tile-stride-frames 4";
+
 TEST(ForwardVaeCli, HunyuanDecodeTiledAndUntiled) {
-  CliRun cli;
-  const std::string in = cli.input("hunyuan_cases.safetensors", "decode.latents", "latents");
-  const std::string out = (cli.dir / "out.safetensors").string();
-  ASSERT_EQ(cli.run("forward vae-decode " + model_args("hunyuan") + " --inputs " + in + " --output " + out +
-                    " --no-tile"),
-            0);
-  EXPECT_LE(test::relative_l2(SafetensorsFile::open(out)->tensor("sample").to(DType::F32),
-                              cli.golden("hunyuan_cases.safetensors", "decode.untiled")),
-            1e-4);
-  ASSERT_EQ(cli.run("forward vae-decode " + model_args("hunyuan") + " --inputs " + in + " --output " + out +
-                    " --tile-height 16 --tile-width 16 --tile-stride-height 12 --tile-stride-width 12"
-                    " --tile-frames 8 --tile-stride-frames 4"),
-            0);
-  EXPECT_LE(test::relative_l2(SafetensorsFile::open(out)->tensor("sample").to(DType::F32),
-                              cli.golden("hunyuan_cases.safetensors", "decode.tiled")),
-            1e-4);
-  ASSERT_EQ(cli.run("forward vae-decode " + model_args("hunyuan") + " --inputs " + in + " --output " + out +
-                    " --tile-height 16 --tile-width 16 --tile-stride-height 12 --tile-stride-width 12"
-                    " --tile-frames 8 --tile-stride-frames 4 --by-frames on"),
-            0);
-  EXPECT_LE(test::relative_l2(SafetensorsFile::open(out)->tensor("sample").to(DType::F32),
-                              cli.golden("hunyuan_cases.safetensors", "decode.tiled")),
-            1e-4);
-  EXPECT_NE(cli.run("forward vae-decode " + model_args("hunyuan") + " --inputs " + in + " --output " + out +
-                    " --by-frames sometimes"),
-            0);
+  const CliRun cli;
+  const std::string decode = "forward vae-decode " + model_args("hunyuan") + " --inputs " +
+                             cli.input("hunyuan_cases.safetensors", "decode.latents", "latents") + " --output " +
+                             cli.out;
+  ASSERT_EQ(cli.run(decode + " --no-tile"), 0) << cli.err();
+  EXPECT_LE(cli.output_error("sample", "hunyuan_cases.safetensors", "decode.untiled"), 1e-4);
+  ASSERT_EQ(cli.run(decode + kSmallTiles), 0) << cli.err();
+  EXPECT_LE(cli.output_error("sample", "hunyuan_cases.safetensors", "decode.tiled"), 1e-4);
+  ASSERT_EQ(cli.run(decode + kSmallTiles + " --by-frames on"), 0) << cli.err();
+  EXPECT_LE(cli.output_error("sample", "hunyuan_cases.safetensors", "decode.tiled"), 1e-4);
+  EXPECT_NE(cli.run(decode + " --by-frames sometimes"), 0);
 }
 
 TEST(ForwardVaeCli, FluxEncode) {
-  CliRun cli;
+  const CliRun cli;
   const std::string in = cli.input("flux_cases.safetensors", "encode.sample", "sample");
-  const std::string out = (cli.dir / "out.safetensors").string();
-  ASSERT_EQ(cli.run("forward vae-encode " + model_args("flux") + " --inputs " + in + " --output " + out), 0);
-  const auto file = SafetensorsFile::open(out);
-  EXPECT_LE(test::relative_l2(file->tensor("latent_mean").to(DType::F32),
-                              cli.golden("flux_cases.safetensors", "encode.untiled.mean")),
-            1e-4);
-  EXPECT_LE(test::relative_l2(file->tensor("latent_logvar").to(DType::F32),
-                              cli.golden("flux_cases.safetensors", "encode.untiled.logvar")),
-            1e-4);
+  ASSERT_EQ(cli.run("forward vae-encode " + model_args("flux") + " --inputs " + in + " --output " + cli.out), 0)
+      << cli.err();
+  EXPECT_LE(cli.output_error("latent_mean", "flux_cases.safetensors", "encode.untiled.mean"), 1e-4);
+  EXPECT_LE(cli.output_error("latent_logvar", "flux_cases.safetensors", "encode.untiled.logvar"), 1e-4);
 }
 
 // --device cuda: the same results on a GPU (tiled decode, untiled encode); without one (this machine, CI) one
 // line saying so and no output file.
 TEST(ForwardVaeCli, DeviceCuda) {
-  CliRun cli;
+  const CliRun cli;
   const std::string latents = cli.input("hunyuan_cases.safetensors", "decode.latents", "latents");
   const std::string sample = cli.input("flux_cases.safetensors", "encode.sample", "sample");
-  const std::string out = (cli.dir / "out.safetensors").string();
   const int decode_status = cli.run("forward vae-decode --device cuda " + model_args("hunyuan") + " --inputs " +
-                                    latents + " --output " + out +
-                                    " --tile-height 16 --tile-width 16 --tile-stride-height 12 --tile-stride-width 12"
-                                    " --tile-frames 8 --tile-stride-frames 4");
+                                    latents + " --output " + cli.out + kSmallTiles);
   if (!test::gpu_available()) {
     EXPECT_NE(decode_status, 0);
-    std::ifstream stderr_file(cli.dir / "stderr");
-    std::stringstream message;
-    message << stderr_file.rdbuf();
-    EXPECT_NE(message.str().find("--device cuda: "), std::string::npos) << message.str();
-    EXPECT_EQ(message.str().find("does not run on the GPU yet"), std::string::npos) << message.str();
-    EXPECT_FALSE(fs::exists(out));
+    const std::string message = cli.err();
+    EXPECT_NE(message.find("--device cuda: "), std::string::npos) << message;
+    EXPECT_EQ(message.find("does not run on the GPU yet"), std::string::npos) << message;
+    EXPECT_FALSE(fs::exists(cli.out));
     return;
   }
-  ASSERT_EQ(decode_status, 0);
-  EXPECT_LE(test::relative_l2(SafetensorsFile::open(out)->tensor("sample").to(DType::F32),
-                              cli.golden("hunyuan_cases.safetensors", "decode.tiled")),
-            1e-4);
+  ASSERT_EQ(decode_status, 0) << cli.err();
+  EXPECT_LE(cli.output_error("sample", "hunyuan_cases.safetensors", "decode.tiled"), 1e-4);
   ASSERT_EQ(cli.run("forward vae-encode --device cuda " + model_args("flux") + " --inputs " + sample + " --output " +
-                    out),
-            0);
-  EXPECT_LE(test::relative_l2(SafetensorsFile::open(out)->tensor("latent_mean").to(DType::F32),
-                              cli.golden("flux_cases.safetensors", "encode.untiled.mean")),
-            1e-4);
+                    cli.out),
+            0)
+      << cli.err();
+  EXPECT_LE(cli.output_error("latent_mean", "flux_cases.safetensors", "encode.untiled.mean"), 1e-4);
 }
 
 TEST(ForwardVaeCli, BadInputFailsWithoutOutput) {
-  CliRun cli;
-  const std::string out = (cli.dir / "out.safetensors").string();
+  const CliRun cli;
+  const std::string& out = cli.out;
   // Wrong tensor name, then wrong rank (FLUX latents given to the video VAE).
   const std::string misnamed = cli.input("hunyuan_cases.safetensors", "decode.latents", "not_latents");
   EXPECT_NE(cli.run("forward vae-decode " + model_args("hunyuan") + " --inputs " + misnamed + " --output " + out), 0);

@@ -1,0 +1,42 @@
+// The CrossDiT forward against the official goldens (tests/golden/crossdit, tools/golden/crossdit.py), shared
+// by the CPU test (crossdit_test.cpp) and the GPU test (backends/cuda/crossdit_test.cpp).
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include "io/kandinsky_config.h"
+#include "models/crossdit/crossdit.h"
+#include "models/crossdit/dit_inputs.h"
+#include "support/compare.h"
+#include "support/context.h"
+
+namespace k5::test {
+
+inline std::string crossdit_golden(const std::string& name) { return source_path("tests/golden/crossdit/" + name); }
+
+// A golden forward: <name>.yaml (the config), <name>.safetensors (the inputs and the official velocity) and
+// the weights file it ran with.
+struct DitCase {
+  const char* name;
+  const char* weights;
+};
+constexpr DitCase kDenseT2vCond{"t2v_cond", "weights_cond.safetensors"};  // visual cond, padded text mask
+constexpr DitCase kT2iNonSquare{"t2i", "weights_plain.safetensors"};
+constexpr DitCase kNablaOfficialWindows{"nabla_p90", "weights_plain.safetensors"};
+constexpr DitCase kNablaSparse{"nabla_sparse", "weights_plain.safetensors"};
+
+// Relative L2 error of the velocity of the DiT loaded on `device` (from `weights_path` when given, else the
+// case's golden weights) against the official one; the velocity comes back to the host.
+inline double dit_error(const DitCase& c, Precision precision, Device device, const std::string& weights_path = "") {
+  Context ctx = make_context(precision, device);
+  const KandinskyConfig config = load_kandinsky_config(crossdit_golden(std::string(c.name) + ".yaml"));
+  const CrossDit dit = CrossDit::load(config, weights_path.empty() ? crossdit_golden(c.weights) : weights_path,
+                                      precision, DitAttention::automatic, device);
+  const DitInputFile file(crossdit_golden(std::string(c.name) + ".safetensors"),
+                          {"x", "text_embed", "pooled_text_embed", "time", "attention_mask", "velocity"});
+  const Tensor velocity = dit.forward(ctx, read_dit_inputs(file));
+  EXPECT_EQ(velocity.device(), Device::CPU);
+  return relative_l2(velocity, file.float_tensor("velocity"));
+}
+
+}  // namespace k5::test
