@@ -284,8 +284,9 @@ void launch_flash_attention(const AttentionParams& p) {
 //      memory (WMMA does not say which element of a fragment is which row, so the per-row rescale happens in
 //      shared memory).
 // Shared memory: Q, K, V [64, D+8] BF16, S [64, 68] F32, P [64, 72] BF16, O [64, D+4] F32, one float per row:
-// 110 KiB for D = 128, 62 KiB for D = 64. The paddings keep WMMA's leading dimensions legal (multiples of 8
-// BF16 / 4 floats) and every fragment pointer 32-byte aligned.
+// 110 KiB for D = 128, 70 KiB for D = 64. The paddings keep WMMA's leading dimensions legal (multiples of 8
+// BF16 / 4 floats) and every fragment pointer 32-byte aligned. A GPU that grants a block less (sm_86/sm_89 cards
+// allow 99 KiB) runs the reference kernel's BF16 mode instead, which rounds the same way.
 // Numerics: the roundings of the reference kernel's BF16 mode (q, k, v and P to BF16, round to nearest even);
 // products of BF16 values are exact and the tensor cores accumulate in float32.
 
@@ -446,10 +447,22 @@ void launch_flash_attention_bf16_wmma(const AttentionParams& p) {
   K5_CUDA_CHECK_LAUNCH("flash_attention_bf16_wmma_64x64");
 }
 
+// The most dynamic shared memory one block of the current device may opt in to.
+size_t shared_memory_per_block() {
+  static const size_t bytes = [] {
+    int device = 0, value = 0;
+    K5_CUDA_CHECK(cudaGetDevice(&device));
+    K5_CUDA_CHECK(cudaDeviceGetAttribute(&value, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+    return size_t(value);
+  }();
+  return bytes;
+}
+
 void launch(Context& ctx, const AttentionParams& p) {
   if (p.q_tokens == 0 || p.heads == 0 || p.dim == 0) return;
   const bool bf16 = ctx.precision() == Precision::bf16;
-  if (bf16 && p.dim % 16 == 0) return launch_flash_attention_bf16_wmma(p);
+  if (bf16 && p.dim % 16 == 0 && wmma_layout(p.dim).bytes <= shared_memory_per_block())
+    return launch_flash_attention_bf16_wmma(p);
   if (p.dim <= 64)
     bf16 ? launch_flash_attention<4, true>(p) : launch_flash_attention<4, false>(p);
   else

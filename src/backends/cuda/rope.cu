@@ -1,7 +1,8 @@
 // Rotary position embeddings on the GPU (the CUDA side of src/ops/rope.h), in place, one thread per rotated
 // pair. Same formulas in the same order as cpu::rope (src/backends/cpu/elementwise.cpp); the products and
 // sums are written with the _rn intrinsics so nvcc cannot fuse them into FMAs, which keeps each value a
-// plain float32 evaluation of that formula.
+// plain float32 evaluation of that formula. (The CPU build, GCC with -mfma and its default -ffp-contract=fast,
+// does contract cpu::rope into FMAs, so the two agree to a rounding or so, not bit for bit.)
 #include <algorithm>
 
 #include "backends/cpu/rows.h"
