@@ -13,12 +13,10 @@
 #include <random>
 #include <string>
 
+#include "core/system_memory.h"
 #include "io/safetensors.h"
 #include "models/crossdit/crossdit.h"
 #include "models/crossdit/random_weights.h"
-#ifdef K5_WITH_CUDA
-#include "backends/cuda/device.h"
-#endif
 
 using namespace k5;
 
@@ -52,6 +50,7 @@ int main(int argc, char** argv) {
     if (!std::filesystem::exists(argv[2]))
       save_safetensors(argv[2], random_crossdit_weights(config.dit, DType::BF16, 0, ctx.pool()));
     const CrossDit dit = CrossDit::load(config, argv[2], precision, attention, device);
+    const int64_t weights_bytes = device_memory(device).allocated;
     DitInputs inputs;
     inputs.x = random_tensor({t, h, w, config.dit.input_channels()}, 1);
     inputs.text_embed = random_tensor({l, config.dit.in_text_dim}, 2);
@@ -77,11 +76,9 @@ int main(int argc, char** argv) {
       best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
     }
     std::printf("k5 dit %s %ld %.4f\n", argv[7], long(t * (h / 2) * (w / 2)), best);
-#ifdef K5_WITH_CUDA
-    // Weights plus the activation workspace, which keeps its high-water mark: about the peak.
     if (device == Device::CUDA)
-      std::printf("k5 dit GPU memory in use %.2f GiB\n", double(cuda::memory_in_use()) / (1 << 30));
-#endif
+      std::printf("k5 dit GPU memory weights %.2f GiB, peak %.2f GiB\n", double(weights_bytes) / (1 << 30),
+                  double(device_memory(Device::CUDA).peak) / (1 << 30));
   } catch (const Error& error) {
     std::fprintf(stderr, "bench_dit: %s\n", error.what());
     return 1;

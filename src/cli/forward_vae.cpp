@@ -59,7 +59,7 @@ void add_vae_options(CLI::App& app, VaeOptions& o) {
                  "hunyuan: the free accelerator memory the official tiling formula assumes (default 80)");
   app.add_option("--by-frames", o.by_frames,
                  "hunyuan decode frame by frame: bounded memory, ~1.6x the convolution work; auto (default: when a whole tile "
-                 "would need over 3/4 of the free RAM; never on the GPU), on or off")
+                 "would need over 3/4 of the free RAM, or GPU memory on the GPU), on or off")
       ->check(CLI::IsMember({"auto", "on", "off"}));
 }
 

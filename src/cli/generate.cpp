@@ -144,7 +144,7 @@ K5_COMMAND("generate", "text/image -> video or image with an official Kandinsky 
              app.add_option("-i,--init-img", r.init_image, "input image: I2V first frame or I2I source (PNG/JPEG/WebP)");
              app.add_option("--vae-by-frames", o->vae_by_frames,
                             "video decode frame by frame: bounded memory, ~1.6x the convolution work; auto (default: when a "
-                            "whole tile would need over 3/4 of the free RAM), on or off")
+                            "whole tile would need over 3/4 of the free RAM or GPU memory), on or off")
                  ->check(CLI::IsMember({"auto", "on", "off"}));
              app.add_flag("--magcache", r.magcache, "MagCache: skip DiT blocks on steps the config's ratios allow");
              app.add_flag("--text-only-edit", r.text_only_edit,

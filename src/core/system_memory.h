@@ -3,9 +3,21 @@
 
 #include <cstdint>
 
+#include "core/storage.h"
+
 namespace k5 {
 
-// MemAvailable from /proc/meminfo (what can be allocated without swapping), or -1 when unknown.
-int64_t available_memory_bytes();
+// On the CPU: MemAvailable from /proc/meminfo (what can be allocated without swapping), or -1 when unknown.
+// On the GPU: its free memory once k5's pool has given back what it keeps unused.
+int64_t available_memory_bytes(Device device = Device::CPU);
+
+// The device memory k5 holds (tensors, workspaces, scratch): now, and the most since the last reset. Zero on
+// the CPU, whose peak is the process's RSS.
+struct DeviceMemory {
+  int64_t allocated = 0;
+  int64_t peak = 0;
+};
+DeviceMemory device_memory(Device device);
+void reset_peak_device_memory(Device device);
 
 }  // namespace k5

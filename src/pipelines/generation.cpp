@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/system_memory.h"
 #include "io/safetensors.h"
 #include "models/crossdit/crossdit.h"
 #include "models/vae_flux/flux_vae.h"
@@ -230,6 +231,24 @@ Tensor sample_latent(const Tensor& moments, const Shape& eps_shape, DType eps_dt
   return latent;
 }
 
+// On the GPU, logs the most device memory k5 held while one stage (one model) ran.
+class GpuMemoryReport {
+ public:
+  GpuMemoryReport(Context& ctx, const char* stage) : ctx_(ctx), stage_(stage) {
+    reset_peak_device_memory(ctx.device());
+  }
+  ~GpuMemoryReport() {
+    if (ctx_.device() == Device::CUDA)
+      ctx_.log().info(stage_, ": peak GPU memory ", double(device_memory(Device::CUDA).peak) / double(1 << 30), " GiB");
+  }
+  GpuMemoryReport(const GpuMemoryReport&) = delete;
+  GpuMemoryReport& operator=(const GpuMemoryReport&) = delete;
+
+ private:
+  Context& ctx_;
+  const char* stage_;
+};
+
 std::string vae_config_path(const std::string& dir) { return (std::filesystem::path(dir) / "config.json").string(); }
 
 // I2V: the first frame's latent [1, h, w, C] (get_first_frame_from_image).
@@ -300,6 +319,7 @@ GenerationResult generate(Context& ctx, const ModelFiles& files, const Generatio
   TextCondition positive, negative;
   GenerationResult result;
   {
+    const GpuMemoryReport memory(ctx, "text encoders");
     const auto start = std::chrono::steady_clock::now();
     // Image editing: the official embedder reads the source image (as the VAE sees it) through the vision tower.
     const Image* source = plan.mode == GenerationMode::i2i && !plan.text_only_edit ? &*plan.init_image : nullptr;
@@ -341,6 +361,7 @@ GenerationResult generate(Context& ctx, const ModelFiles& files, const Generatio
   Tensor first_frame, edit_latent;
   if (plan.init_image) {
     notify(observer, "image", 0, 1);
+    const GpuMemoryReport memory(ctx, "image encoder");
     const auto start = std::chrono::steady_clock::now();
     if (plan.mode == GenerationMode::i2v)
       first_frame = encode_first_frame(ctx, files, plan);
@@ -352,6 +373,7 @@ GenerationResult generate(Context& ctx, const ModelFiles& files, const Generatio
 
   // Sampling.
   {
+    const GpuMemoryReport memory(ctx, "DiT");
     const auto start = std::chrono::steady_clock::now();
     // --device cuda: every model runs on the GPU, one at a time (each is released before the next loads).
     const CrossDit dit = CrossDit::load(config, files.dit, ctx.precision(), DitAttention::automatic, ctx.device());
@@ -385,6 +407,7 @@ GenerationResult generate(Context& ctx, const ModelFiles& files, const Generatio
   // Decode: latents / scaling_factor -> VAE -> clamp -> uint8.
   {
     notify(observer, "decode", 0, 1);
+    const GpuMemoryReport memory(ctx, "VAE");
     const auto start = std::chrono::steady_clock::now();
     Tensor sample;
     if (config.is_video()) {

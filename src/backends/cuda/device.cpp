@@ -2,27 +2,80 @@
 
 #include <cuda_runtime_api.h>
 
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+
 #include "backends/cuda/check.h"
 
 namespace k5::cuda {
 
 namespace {
 
+std::atomic<size_t> allocated_bytes{0};
+std::atomic<size_t> peak_bytes{0};
+
+void count_allocation(size_t bytes) {
+  const size_t now = allocated_bytes += bytes;
+  size_t peak = peak_bytes.load();
+  while (now > peak && !peak_bytes.compare_exchange_weak(peak, now)) {
+  }
+}
+
+// The device's stream-ordered pool, told to keep what is freed (cudaMalloc/cudaFree per tensor would
+// synchronise the device on every call and give memory back to the driver each time).
+cudaMemPool_t memory_pool() {
+  static const cudaMemPool_t pool = [] {
+    int device = 0;
+    K5_CUDA_CHECK(cudaGetDevice(&device));
+    cudaMemPool_t p = nullptr;
+    K5_CUDA_CHECK(cudaDeviceGetDefaultMemPool(&p, device));
+    uint64_t keep = UINT64_MAX;
+    K5_CUDA_CHECK(cudaMemPoolSetAttribute(p, cudaMemPoolAttrReleaseThreshold, &keep));
+    return p;
+  }();
+  return pool;
+}
+
+}  // namespace
+
+void* allocate(size_t bytes) {
+  if (bytes == 0) return nullptr;
+  cudaMemPool_t pool = memory_pool();
+  void* data = nullptr;
+  cudaError_t status = cudaMallocFromPoolAsync(&data, bytes, pool, cudaStream_t(0));
+  if (status == cudaErrorMemoryAllocation) {
+    // What the pool keeps may be free but in the wrong pieces: hand it back to the driver and try once more.
+    cudaGetLastError();
+    release_cached_memory();
+    status = cudaMallocFromPoolAsync(&data, bytes, pool, cudaStream_t(0));
+  }
+  K5_CHECK(status != cudaErrorMemoryAllocation, "cuda: out of GPU memory allocating ", bytes, " bytes (",
+           allocated_bytes.load(), " bytes held by k5)");
+  K5_CUDA_CHECK(status);
+  count_allocation(bytes);
+  return data;
+}
+
+void release(void* data, size_t bytes) {
+  if (!data) return;
+  cudaFreeAsync(data, cudaStream_t(0));  // no throwing: this runs in destructors
+  allocated_bytes -= bytes;
+}
+
+namespace {
+
 class DeviceStorage final : public Storage {
  public:
-  explicit DeviceStorage(size_t bytes) : Storage(nullptr, bytes, Device::CUDA) {
+  explicit DeviceStorage(size_t bytes) : Storage(allocate(bytes), bytes, Device::CUDA) {
     if (bytes == 0) return;
-    K5_CUDA_CHECK(cudaMalloc(&data_, bytes));
-    const cudaError_t status = cudaMemset(data_, 0, bytes);
+    const cudaError_t status = cudaMemsetAsync(data_, 0, bytes, cudaStream_t(0));
     if (status != cudaSuccess) {
-      cudaFree(data_);
+      release(data_, bytes);
       K5_CUDA_CHECK(status);
     }
   }
-  // No throwing from a destructor: a failed free (the context already torn down at exit) is ignored.
-  ~DeviceStorage() override {
-    if (data_) cudaFree(data_);
-  }
+  ~DeviceStorage() override { release(data_, bytes_); }
 };
 
 }  // namespace
@@ -60,5 +113,21 @@ size_t memory_in_use() {
   K5_CUDA_CHECK(cudaMemGetInfo(&free, &total));
   return total - free;
 }
+
+size_t free_memory() {
+  release_cached_memory();
+  size_t free = 0, total = 0;
+  K5_CUDA_CHECK(cudaMemGetInfo(&free, &total));
+  return free;
+}
+
+void release_cached_memory() {
+  K5_CUDA_CHECK(cudaDeviceSynchronize());
+  K5_CUDA_CHECK(cudaMemPoolTrimTo(memory_pool(), 0));
+}
+
+MemoryStats memory_stats() { return {allocated_bytes.load(), peak_bytes.load()}; }
+
+void reset_peak_memory() { peak_bytes = allocated_bytes.load(); }
 
 }  // namespace k5::cuda

@@ -13,8 +13,13 @@ namespace k5::cuda {
 // and tests can ask without a GPU present).
 int device_count();
 
-// Zero-filled device memory on the current device, freed with cudaFree when the last tensor lets go.
+// Zero-filled device memory on the current device, given back to the pool when the last tensor lets go.
 std::shared_ptr<Storage> allocate_storage(size_t bytes);
+
+// Raw device memory from the same pool, ordered on the default stream like every k5 kernel (so a release
+// while kernels that use it are queued is safe), counted in memory_stats(). Out of memory is a one-line error.
+void* allocate(size_t bytes);
+void release(void* data, size_t bytes);
 
 // Synchronous copies of `bytes` bytes (they wait for the kernels queued before them).
 void copy_host_to_device(void* device_destination, const void* host_source, size_t bytes);
@@ -24,7 +29,20 @@ void copy_device_to_device(void* device_destination, const void* device_source, 
 // Waits for every queued kernel; reports an error a kernel raised asynchronously.
 void synchronize();
 
-// Device memory in use on the current device (total minus free, every process's), in bytes.
+// Device memory in use on the current device (total minus free, every process's, the pool's cache included).
 size_t memory_in_use();
+// Free device memory after handing the pool's cached memory back to the driver.
+size_t free_memory();
+// Waits for the queued kernels and gives the pool's unused memory back (between models, and before asking
+// how much is free).
+void release_cached_memory();
+
+// The bytes k5 holds on the device (tensors, workspaces, scratch) now, and the most since the last reset.
+struct MemoryStats {
+  size_t allocated = 0;
+  size_t peak = 0;
+};
+MemoryStats memory_stats();
+void reset_peak_memory();
 
 }  // namespace k5::cuda

@@ -2,22 +2,16 @@
 // call, unlike cudaMalloc. Freed (in stream order) when it goes out of scope.
 #pragma once
 
-#include <cuda_runtime_api.h>
-
 #include <cstddef>
 
-#include "backends/cuda/check.h"
+#include "backends/cuda/device.h"
 
 namespace k5::cuda {
 
 class ScratchBuffer {
  public:
-  explicit ScratchBuffer(size_t bytes) {
-    if (bytes) K5_CUDA_CHECK(cudaMallocAsync(&data_, bytes, cudaStream_t(0)));
-  }
-  ~ScratchBuffer() {
-    if (data_) cudaFreeAsync(data_, cudaStream_t(0));
-  }
+  explicit ScratchBuffer(size_t bytes) : data_(allocate(bytes)), bytes_(bytes) {}
+  ~ScratchBuffer() { release(data_, bytes_); }
   ScratchBuffer(const ScratchBuffer&) = delete;
   ScratchBuffer& operator=(const ScratchBuffer&) = delete;
   template <typename T>
@@ -27,6 +21,7 @@ class ScratchBuffer {
 
  private:
   void* data_ = nullptr;
+  size_t bytes_ = 0;
 };
 
 }  // namespace k5::cuda

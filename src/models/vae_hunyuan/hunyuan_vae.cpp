@@ -110,8 +110,7 @@ int64_t HunyuanVae::whole_tile_decode_bytes(const Shape& latents, const HunyuanT
 
 bool HunyuanVae::decodes_by_frames(const Shape& latents, const HunyuanTiling& tiling) const {
   if (tiling.by_frames) return *tiling.by_frames;
-  if (device_ != Device::CPU) return false;
-  const int64_t available = available_memory_bytes();
+  const int64_t available = available_memory_bytes(device_);
   return available > 0 && whole_tile_decode_bytes(latents, tiling) > available / 4 * 3;
 }
 

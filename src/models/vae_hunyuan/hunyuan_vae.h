@@ -46,8 +46,8 @@ struct HunyuanTiling {
   int64_t stride_frames = 8;     // tile_sample_stride_num_frames
   // Decode each tile frame by frame (models/vae_common/frame_streaming.h): memory ~ two full-resolution
   // activations of a tile instead of all of them, for ~1.6x the convolution work; the same result up to float
-  // rounding. nullopt: on the CPU when a whole tile would need more than 3/4 of the memory available, never on
-  // the GPU (decodes_by_frames); set, on either device.
+  // rounding. nullopt: when a whole tile would need more than 3/4 of the memory available on the model's
+  // device (decodes_by_frames); set, on either device.
   // The encoder always runs whole.
   std::optional<bool> by_frames;
 
@@ -73,9 +73,9 @@ class HunyuanVae {
   // `tiling` holds at its peak, from measurements: ~48 bytes x block_out_channels[0] per output pixel-frame.
   int64_t whole_tile_decode_bytes(const Shape& latents, const HunyuanTiling& tiling) const;
   // Whether decode() goes frame by frame: tiling.by_frames, or when unset, whether a whole tile would need
-  // more than 3/4 of the host memory available now. Unset on the GPU: never (the frame-by-frame decode exists
-  // to fit a CPU's RAM; on the GPU the official tiling already sizes tiles for the card). Set, it is honoured
-  // on either device.
+  // more than 3/4 of the memory available now on the model's device (host RAM, or the GPU's free memory: the
+  // default tiling is the one the official code picks on an idle 80 GB card, so on a smaller card a whole
+  // tile of a 768x512 video, ~40 GB, would not fit).
   bool decodes_by_frames(const Shape& latents, const HunyuanTiling& tiling) const;
 
   // sample [3, F, H, W] -> moments [2 C, 1 + (F - 1) / 4, H / 8, W / 8]: mean then logvar (unclamped),

@@ -52,13 +52,16 @@ TEST_F(CudaHunyuanVae, DecodeFrameByFrameOnTheGpuMatchesOfficial) {
   check_hunyuan_decodes_by_frames(ctx, HunyuanVae(golden.config, golden.weights, false, true, Device::CUDA), golden);
 }
 
-TEST_F(CudaHunyuanVae, AutoNeverDecodesByFramesOnTheGpu) {
+TEST_F(CudaHunyuanVae, AutoDecodesByFramesWhenTheGpuIsShort) {
   const HunyuanVae vae(golden.config, golden.weights, false, true, Device::CUDA);
-  // Even a decode far beyond any host's memory: the GPU's `auto` is the whole-tile decode.
-  HunyuanTiling huge = HunyuanGolden::untiled();
-  EXPECT_FALSE(vae.decodes_by_frames({golden.config.latent_channels, 1000, 1000, 1000}, huge));
-  huge.by_frames = true;
-  EXPECT_TRUE(vae.decodes_by_frames({golden.config.latent_channels, 3, 4, 4}, huge));
+  // A whole tile beyond any GPU's memory goes frame by frame; a small one whole; an explicit choice is kept.
+  HunyuanTiling tiling = HunyuanGolden::untiled();
+  EXPECT_TRUE(vae.decodes_by_frames({golden.config.latent_channels, 1000, 1000, 1000}, tiling));
+  EXPECT_FALSE(vae.decodes_by_frames({golden.config.latent_channels, 3, 4, 4}, tiling));
+  tiling.by_frames = true;
+  EXPECT_TRUE(vae.decodes_by_frames({golden.config.latent_channels, 3, 4, 4}, tiling));
+  tiling.by_frames = false;
+  EXPECT_FALSE(vae.decodes_by_frames({golden.config.latent_channels, 1000, 1000, 1000}, tiling));
 }
 
 TEST_F(CudaHunyuanVae, EncodeUntiledAndTiledMatchOfficial) {
