@@ -5,9 +5,9 @@
 // machine with no checkpoint at hand, e.g. the GPU machine). With L > 100 the text is padded as the official
 // encoder pads it (max_length 256: a key mask marks the first 100 tokens real). INPUTS, when given, receives the
 // random inputs in the `k5 forward dit` layout, so that bench/torch_dit_official.py runs the same forward.
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <random>

@@ -4,7 +4,6 @@
 
 #include <atomic>
 #include <cstdint>
-#include <mutex>
 
 #include "backends/cuda/check.h"
 
@@ -107,12 +106,6 @@ void copy_device_to_device(void* device_destination, const void* device_source, 
 }
 
 void synchronize() { K5_CUDA_CHECK(cudaDeviceSynchronize()); }
-
-size_t memory_in_use() {
-  size_t free = 0, total = 0;
-  K5_CUDA_CHECK(cudaMemGetInfo(&free, &total));
-  return total - free;
-}
 
 size_t free_memory() {
   release_cached_memory();

@@ -29,12 +29,10 @@ void copy_device_to_device(void* device_destination, const void* device_source, 
 // Waits for every queued kernel; reports an error a kernel raised asynchronously.
 void synchronize();
 
-// Device memory in use on the current device (total minus free, every process's, the pool's cache included).
-size_t memory_in_use();
 // Free device memory after handing the pool's cached memory back to the driver.
 size_t free_memory();
-// Waits for the queued kernels and gives the pool's unused memory back (between models, and before asking
-// how much is free).
+// Waits for the queued kernels and gives the pool's unused memory back to the driver (before asking how much
+// is free, and when an allocation fails).
 void release_cached_memory();
 
 // The bytes k5 holds on the device (tensors, workspaces, scratch) now, and the most since the last reset.
