@@ -32,19 +32,20 @@ TEST(ClipTextModel, PoolerIgnoresPaddingMask) {
 }
 
 TEST(ClipTextModel, LoadsKeysWithoutPrefix) {
-  const std::string path = (std::filesystem::temp_directory_path() / "k5_clip_noprefix.safetensors").string();
+  const test::TempDir dir("clip_noprefix");
+  const std::string path = (dir.path / "weights.safetensors").string();
   test::save_renamed_copy(golden("clip_tiny.safetensors"), path,
                           [](const std::string& name) { return name.substr(11); });
   Context ctx = make_context(Precision::fp32);
   test::check_clip_matches_transformers(ctx, ClipTextModel::load(ctx, path, golden("clip_tiny_config.json")),
                                         "clip_tiny", 1e-4);
-  std::filesystem::remove(path);
 }
 
 TEST(ClipTextModel, ReadsTextConfigOfAFullClipConfig) {
   // openai/clip-vit-large-patch14 ships a CLIPConfig: the text tower's fields sit under text_config, and
   // absent fields take transformers' CLIPTextConfig defaults.
-  const auto path = std::filesystem::temp_directory_path() / "k5_clip_full_config.json";
+  const test::TempDir dir("clip_full_config");
+  const auto path = dir.path / "config.json";
   std::ofstream(path.string()) << R"({"model_type": "clip", "projection_dim": 768,
     "text_config": {"hidden_size": 768, "intermediate_size": 3072, "num_attention_heads": 12, "eos_token_id": 2},
     "vision_config": {"hidden_size": 1024}})";
@@ -57,7 +58,6 @@ TEST(ClipTextModel, ReadsTextConfigOfAFullClipConfig) {
   EXPECT_EQ(c.vocab_size, 49408);
   EXPECT_EQ(c.hidden_act, "quick_gelu");
   EXPECT_EQ(c.eos_token_id, 2);
-  std::filesystem::remove(path);
 }
 
 TEST(ClipTextModel, RejectsBadInputs) {

@@ -1,10 +1,7 @@
 // CrossDiT and sampler parity against the official code (goldens from tools/golden/crossdit.py).
 #include <gtest/gtest.h>
 
-#include <cstdio>
-#include <cstdlib>
 #include <filesystem>
-#include <fstream>
 
 #include "core/context.h"
 #include "io/kandinsky_config.h"
@@ -40,17 +37,18 @@ TEST(CrossDit, NablaSparseBf16) { EXPECT_LE(dit_error(test::kNablaSparse, Precis
 TEST(CrossDit, DiffusersPrefixedKeysLoad) {
   // diffusers' Kandinsky5Transformer3DModel uses the official module names; a "transformer." prefix (a
   // pipeline-level state dict) must load too.
-  const std::string path = testing::TempDir() + "/crossdit_prefixed.safetensors";
+  const test::TempDir dir("crossdit_prefixed");
+  const std::string path = (dir.path / "weights.safetensors").string();
   test::save_renamed_copy(golden("weights_plain.safetensors"), path,
                           [](const std::string& name) { return "transformer." + name; });
   EXPECT_LE(test::dit_error(test::kT2iNonSquare, Precision::fp32, Device::CPU, path), 1e-4);
-  std::filesystem::remove(path);
 }
 
 TEST(CrossDit, RefusesMissingAndUnknownKeys) {
   const auto file = SafetensorsFile::open(golden("weights_plain.safetensors"));
   const KandinskyConfig config = load_kandinsky_config(golden("t2i.yaml"));
-  const std::string path = testing::TempDir() + "/crossdit_bad.safetensors";
+  const test::TempDir dir("crossdit_bad");
+  const std::string path = (dir.path / "weights.safetensors").string();
   std::vector<std::pair<std::string, Tensor>> tensors;
   for (const TensorInfo& info : file->tensors())
     if (info.name != "out_layer.out_layer.bias") tensors.push_back({info.name, file->tensor(info.name)});
@@ -71,7 +69,6 @@ TEST(CrossDit, RefusesMissingAndUnknownKeys) {
   EXPECT_THROW(CrossDit::load(load_kandinsky_config(golden("t2v_cond.yaml")), golden("weights_plain.safetensors"),
                               Precision::fp32),
                Error);
-  std::filesystem::remove(path);
 }
 
 TEST(CrossDitNabla, FractalOrderAndSta) {
@@ -129,20 +126,11 @@ TEST(CrossDitSampler, ShiftedGrid) {
   EXPECT_FLOAT_EQ(grid[2], 0.0f);
 }
 
-// The CLI end to end on one case, and its error paths (one line, non-zero, no output file).
-int run_k5(const std::string& arguments, std::string* stderr_text = nullptr) {
-  const std::string err = testing::TempDir() + "/k5_dit_stderr.txt";
-  const int status = std::system((std::string(K5_BINARY) + " " + arguments + " -q 2>" + err).c_str());
-  if (stderr_text) {
-    std::ifstream in(err);
-    stderr_text->assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-  }
-  return status;
-}
-
+// The CLI end to end on one case, and its error paths (one line, non-zero, no output file). Each test runs k5 in
+// its own temporary folder: ctest runs tests in parallel.
 TEST(CrossDitCli, ForwardDitEndToEndAndErrors) {
-  const std::string out = testing::TempDir() + "/k5_dit_out.safetensors";
-  std::filesystem::remove(out);
+  const test::K5Cli k5("dit_cli", "-q");
+  const std::string out = k5.path("out.safetensors");
   const std::string base = "forward dit --config " + golden("t2v_cond.yaml") + " --weights " +
                            golden("weights_cond.safetensors") + " --precision fp32 --threads 2";
   // The golden file also holds the expected 'velocity', an unknown tensor for `forward dit`: build input files
@@ -159,17 +147,17 @@ TEST(CrossDitCli, ForwardDitEndToEndAndErrors) {
     if (!extra.empty()) tensors.push_back({extra, golden_file->tensor("time")});
     save_safetensors(path, tensors);
   };
-  const std::string good = testing::TempDir() + "/k5_dit_in.safetensors";
+  const std::string good = k5.path("in.safetensors");
   write_inputs(good, "", "", false);
-  ASSERT_EQ(run_k5(base + " --inputs " + good + " --output " + out), 0);
+  ASSERT_EQ(k5.run(base + " --inputs " + good + " --output " + out), 0);
   {
     const auto result = SafetensorsFile::open(out);
     EXPECT_LE(test::relative_l2(result->tensor("velocity"), golden_file->tensor("velocity")), 1e-4);
   }
   std::filesystem::remove(out);
   // --device cuda: the same velocity on a GPU; without one (this machine, CI) one line saying so and no file.
-  std::string message;
-  const int cuda_status = run_k5(base + " --device cuda --inputs " + good + " --output " + out, &message);
+  const int cuda_status = k5.run(base + " --device cuda --inputs " + good + " --output " + out);
+  std::string message = k5.err();
   if (test::gpu_available()) {
     ASSERT_EQ(cuda_status, 0) << message;
     EXPECT_LE(test::relative_l2(SafetensorsFile::open(out)->tensor("velocity"), golden_file->tensor("velocity")),
@@ -180,38 +168,38 @@ TEST(CrossDitCli, ForwardDitEndToEndAndErrors) {
     EXPECT_NE(message.find("--device cuda: "), std::string::npos) << message;
     EXPECT_FALSE(std::filesystem::exists(out));
   }
-  std::filesystem::remove(good);
 
-  const std::string bad = testing::TempDir() + "/k5_dit_bad.safetensors";
+  const std::string bad = k5.path("bad.safetensors");
   write_inputs(bad, "time", "", false);
-  EXPECT_NE(run_k5(base + " --inputs " + bad + " --output " + out, &message), 0);
+  EXPECT_NE(k5.run(base + " --inputs " + bad + " --output " + out), 0);
+  message = k5.err();
   EXPECT_NE(message.find("missing input tensor 'time'"), std::string::npos) << message;
   write_inputs(bad, "", "", true);
-  EXPECT_NE(run_k5(base + " --inputs " + bad + " --output " + out, &message), 0);
+  EXPECT_NE(k5.run(base + " --inputs " + bad + " --output " + out), 0);
+  message = k5.err();
   EXPECT_NE(message.find("input 'x' has shape"), std::string::npos) << message;
   write_inputs(bad, "", "bogus", false);
-  EXPECT_NE(run_k5(base + " --inputs " + bad + " --output " + out, &message), 0);
+  EXPECT_NE(k5.run(base + " --inputs " + bad + " --output " + out), 0);
+  message = k5.err();
   EXPECT_NE(message.find("unknown input tensor 'bogus'"), std::string::npos) << message;
   EXPECT_FALSE(std::filesystem::exists(out));
-  std::filesystem::remove(bad);
 }
 
 TEST(CrossDitCli, ForwardSampleEndToEnd) {
-  const std::string out = testing::TempDir() + "/k5_sample_out.safetensors";
+  const test::K5Cli k5("sample_cli", "-q");
+  const std::string out = k5.path("out.safetensors");
   const auto golden_file = SafetensorsFile::open(golden("sample_i2v.safetensors"));
   std::vector<std::pair<std::string, Tensor>> inputs;
   for (const TensorInfo& info : golden_file->tensors())
     if (info.name != "latents") inputs.push_back({info.name, golden_file->tensor(info.name)});
-  const std::string in = testing::TempDir() + "/k5_sample_in.safetensors";
+  const std::string in = k5.path("in.safetensors");
   save_safetensors(in, inputs);
-  ASSERT_EQ(run_k5("forward sample --config " + golden("t2v_cond.yaml") + " --weights " +
+  ASSERT_EQ(k5.run("forward sample --config " + golden("t2v_cond.yaml") + " --weights " +
                    golden("weights_cond.safetensors") + " --inputs " + in + " --output " + out +
                    " --steps 3 --guidance 3 --scheduler-scale 5 --precision fp32 --threads 2"),
             0);
   const auto result = SafetensorsFile::open(out);
   EXPECT_LE(test::relative_l2(result->tensor("latents"), golden_file->tensor("latents")), 1e-3);
-  std::filesystem::remove(out);
-  std::filesystem::remove(in);
 }
 
 }  // namespace

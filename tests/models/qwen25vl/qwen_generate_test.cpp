@@ -13,6 +13,7 @@
 #include "io/safetensors.h"
 #include "models/qwen25vl/qwen_generate_checks.h"
 #include "support/context.h"
+#include "support/model_folder.h"
 
 namespace k5 {
 namespace {
@@ -55,11 +56,11 @@ TEST(QwenGenerate, MropePositionsAndEmbeddingsMatchTransformers) { check_on_cpu(
 TEST(QwenGenerate, TiedEmbeddingsServeAsLmHead) {
   // A checkpoint without lm_head.weight (tie_word_embeddings): logits = hidden @ embed_tokens^T.
   Context ctx = test::make_context(Precision::fp32);
-  const std::string path = (std::filesystem::temp_directory_path() / "k5_qwen_tied.safetensors").string();
+  const test::TempDir dir("qwen_tied");
+  const std::string path = (dir.path / "weights.safetensors").string();
   test::save_weights_without_lm_head(path);
   const QwenTextConfig config = QwenTextConfig::from_json_file(generate_golden("config.json"));
   const QwenTextModel model = QwenTextModel::load(ctx, Checkpoint::open(path), config, QwenWeights::f32, true);
-  std::filesystem::remove(path);
   test::check_tied_lm_head(ctx, model, 1e-6);
   const QwenTextModel encoder_only = QwenTextModel::load(ctx, generate_golden("weights.safetensors"),
                                                          generate_golden("config.json"), QwenWeights::f32);

@@ -69,21 +69,20 @@ TEST(QwenTextModel, Int8WeightsStayClose) {
 
 TEST(QwenTextModel, LoadsTransformers5KeyLayout) {
   // transformers 5 saves the language model under model.language_model.*; the loader takes both.
-  const std::string path = (std::filesystem::temp_directory_path() / "k5_qwen_tiny_v5.safetensors").string();
+  const test::TempDir dir("qwen_v5_keys");
+  const std::string path = (dir.path / "weights.safetensors").string();
   test::save_renamed_copy(golden("qwen_tiny.safetensors"), path, [](const std::string& name) {
     return name.rfind("model.", 0) == 0 ? "model.language_model." + name.substr(6) : std::string();
   });
   Context ctx = make_context(Precision::fp32);
   EXPECT_LE(test::qwen_hidden_error(ctx, QwenTextModel::load(ctx, path, golden("qwen_tiny_config.json"))), 1e-4);
-  std::filesystem::remove(path);
 }
 
 TEST(QwenTextModel, LoadsShardedCheckpoint) {
   // Released 7B checkpoints are sharded: model-0000N-of-0000M.safetensors + model.safetensors.index.json.
   const Checkpoint whole = Checkpoint::open(golden("qwen_tiny.safetensors"));
-  const auto folder = std::filesystem::temp_directory_path() / "k5_qwen_tiny_sharded";
-  std::filesystem::remove_all(folder);
-  std::filesystem::create_directories(folder);
+  const test::TempDir dir("qwen_sharded");
+  const std::filesystem::path& folder = dir.path;
   std::vector<std::pair<std::string, Tensor>> shards[2];
   nlohmann::json index;
   size_t i = 0;
@@ -100,7 +99,6 @@ TEST(QwenTextModel, LoadsShardedCheckpoint) {
   Context ctx = make_context(Precision::fp32);
   const QwenTextModel model = QwenTextModel::load(ctx, folder.string());  // config.json found beside
   EXPECT_LE(test::qwen_hidden_error(ctx, model), 1e-4);
-  std::filesystem::remove_all(folder);
 }
 
 TEST(QwenTextModel, RejectsBadInputs) {
