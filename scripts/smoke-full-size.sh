@@ -5,8 +5,9 @@
 #   qwen       the Qwen2.5-VL-7B language model (28 layers, 15 GB BF16, bench/torch_qwen.py), a 300-token forward
 #   vae        the HunyuanVideo decoder (real channels, bench/torch_vae.py) decoding one 17-frame 768x512 tile
 #              (the unit a 121-frame 768x512 decode repeats 14 times) frame by frame
+#   vae-full   the whole 121-frame 768x512 decode (latent 31x64x96: 14 tiles, hours on 2 cores) frame by frame
 # Needs python3 + torch + safetensors (to write weights and inputs).
-#   scripts/smoke-full-size.sh [BUILD_DIR] [lite|t2i|qwen|vae|all]     (all = lite + t2i)
+#   scripts/smoke-full-size.sh [BUILD_DIR] [lite|t2i|qwen|vae|vae-full|all]     (all = lite + t2i)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}; which=${2:-all}; work=${WORK:-/tmp/k5_smoke}
@@ -39,4 +40,10 @@ if [ "$which" = vae ]; then
   /usr/bin/time -f "vae 17x768x512 tile by frames: wall %e s, peak RSS %M KB" "$build/k5" forward vae-decode \
     --vae hunyuan --weights "$work/vae/weights.safetensors" --inputs "$work/vae/inputs.safetensors" \
     --output "$work/vae/out.safetensors" --by-frames on
+fi
+if [ "$which" = vae-full ]; then
+  [ -f "$work/vae_full/weights.safetensors" ] || python3 bench/torch_vae.py prepare "$work/vae_full" --latent 31 64 96
+  /usr/bin/time -f "vae 121x768x512 by frames: wall %e s, peak RSS %M KB" "$build/k5" forward vae-decode \
+    --vae hunyuan --weights "$work/vae_full/weights.safetensors" --inputs "$work/vae_full/inputs.safetensors" \
+    --output "$work/vae_full/out.safetensors" --by-frames on
 fi

@@ -37,8 +37,8 @@ int run_encode_text(const EncodeTextOptions& o) {
                          image.has_value(), /*with_lm_head=*/false, ctx.device());
   const std::string& negative = o.negative ? *o.negative : default_negative_prompt(content);
   const auto start = std::chrono::steady_clock::now();
-  const TextConditioning conditioning = encode_text_conditioning(ctx, encoders, o.prompt, negative, content,
-                                                                 o.max_length, image ? &*image : nullptr);
+  const TextConditioning conditioning =
+      encode_text_conditioning(ctx, encoders, o.prompt, negative, content, o.max_length, image ? &*image : nullptr);
   ctx.log().info("encode-text: ", prompt_content_name(content), ", ", conditioning.prompt.text_embed.size(0),
                  " text tokens per prompt, both prompts in ",
                  std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), " s");
@@ -70,8 +70,7 @@ K5_COMMAND("encode-text",
                  ->check(CLI::PositiveNumber);
              app.add_option("-o,--output", o->output, "output .safetensors")->required();
              app.add_flag("--weights-int8", o->weights_int8,
-                          "int8 weight-only Qwen projections (per-output-channel scales, quantised at load; CPU "
-                          "only)");
+                          "int8 weight-only Qwen projections (per-output-channel scales, quantised at load)");
              return [o]() { return run_encode_text(*o); };
            });
 

@@ -37,18 +37,18 @@ int run_qwen(const QwenOptions& o) {
 
 }  // namespace
 
-K5_COMMAND("forward qwen", "Qwen2.5-VL language model: input_ids -> hidden_states (hidden_states[-1])",
-           [](CLI::App& app) -> std::function<int()> {
-             auto o = std::make_shared<QwenOptions>();
-             add_context_options(app, o->context);
-             app.add_option("--model-dir", o->model_dir, "checkpoint folder, .safetensors file or index.json")
-                 ->required();
-             app.add_option("--config", o->config, "config.json (default: config.json beside the checkpoint)");
-             app.add_option("--inputs", o->inputs, "input .safetensors (input_ids, attention_mask)")->required();
-             app.add_option("--output", o->output, "output .safetensors (hidden_states)")->required();
-             app.add_flag("--weights-int8", o->weights_int8,
-                          "int8 weight-only projections (per-output-channel scales, quantised at load; CPU only)");
-             return [o]() { return run_qwen(*o); };
-           });
+K5_COMMAND(
+    "forward qwen", "Qwen2.5-VL language model: input_ids -> hidden_states (hidden_states[-1])",
+    [](CLI::App& app) -> std::function<int()> {
+      auto o = std::make_shared<QwenOptions>();
+      add_context_options(app, o->context);
+      app.add_option("--model-dir", o->model_dir, "checkpoint folder, .safetensors file or index.json")->required();
+      app.add_option("--config", o->config, "config.json (default: config.json beside the checkpoint)");
+      app.add_option("--inputs", o->inputs, "input .safetensors (input_ids, attention_mask)")->required();
+      app.add_option("--output", o->output, "output .safetensors (hidden_states)")->required();
+      app.add_flag("--weights-int8", o->weights_int8,
+                   "int8 weight-only projections (per-output-channel scales, quantised at load)");
+      return [o]() { return run_qwen(*o); };
+    });
 
 }  // namespace k5::cli

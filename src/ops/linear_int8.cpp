@@ -1,4 +1,4 @@
-// ops::linear_int8: argument checks, quantisation, dispatch to the CPU kernel.
+// ops::linear_int8: argument checks, quantisation, dispatch to the CPU or CUDA kernel.
 #include "ops/linear_int8.h"
 
 #include <algorithm>
@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "backends/cpu/linear_int8.h"
+#include "backends/cuda/kernels.h"
 #include "core/cpu_features.h"
 #include "ops/dispatch.h"
 #include "ops/linear.h"
@@ -13,8 +14,9 @@
 namespace k5::ops {
 
 Int8Weight quantize_int8(Context& ctx, const Tensor& weight) {
-  K5_CHECK(weight.dim() == 2 && (weight.dtype() == DType::F32 || weight.dtype() == DType::BF16),
-           "quantize_int8: weight must be F32/BF16 [N, K], got ", weight.describe());
+  K5_CHECK(weight.dim() == 2 && (weight.dtype() == DType::F32 || weight.dtype() == DType::BF16) &&
+               weight.device() == Device::CPU,
+           "quantize_int8: weight must be F32/BF16 [N, K] on the CPU, got ", weight.describe());
   const Tensor source = weight.contiguous();
   const int64_t N = source.size(0), K = source.size(1);
   Int8Weight result{Tensor::empty(DType::I8, {N, K}), Tensor::empty(DType::F32, {N})};
@@ -63,8 +65,7 @@ void linear_int8_by_blocks(Context& ctx, const Tensor& x, const Int8Weight& weig
       for (int64_t m = first; m < last; ++m) {
         const float* source = product.data<float>() + m * rows;
         float* destination = out.data<float>() + m * out.stride(0) + n0;
-        for (int64_t j = 0; j < rows; ++j)
-          destination[j] = source[j] * scales[n0 + j] + (bias ? bias[n0 + j] : 0.0f);
+        for (int64_t j = 0; j < rows; ++j) destination[j] = source[j] * scales[n0 + j] + (bias ? bias[n0 + j] : 0.0f);
       }
     });
   }
@@ -81,15 +82,18 @@ void linear_int8(Context& ctx, const Tensor& x, const Int8Weight& weight, const 
   K5_CHECK(x.dtype() == DType::F32 && x.dim() == 2 && x.size(1) == K && x.stride(1) == 1,
            "linear_int8: x must be F32 [M, ", K, "] with contiguous rows, got ", x.describe());
   const int64_t M = x.size(0);
-  device_of("linear_int8", x, weight.values, weight.scales, out);
-  if (bias) device_of("linear_int8 (bias)", x, *bias);
   K5_CHECK(out.dtype() == DType::F32 && out.dim() == 2 && out.size(0) == M && out.size(1) == N && out.stride(1) == 1,
            "linear_int8: out must be F32 [", M, ", ", N, "], got ", out.describe());
+  if (bias) K5_CHECK(bias->numel() == N, "linear_int8: bias must have ", N, " elements, got ", bias->describe());
+  if constexpr (kCudaBuild)
+    if (on_cuda("linear_int8", x, weight.values, weight.scales, out)) {
+      if (bias) common_device("linear_int8 (bias)", x, *bias);
+      return cuda::linear_int8(ctx, x, weight, bias, out);
+    }
+  device_of("linear_int8", x, weight.values, weight.scales, out);
+  if (bias) device_of("linear_int8 (bias)", x, *bias);
   std::vector<float> bias_f32;
-  if (bias) {
-    K5_CHECK(bias->numel() == N, "linear_int8: bias must have ", N, " elements, got ", bias->describe());
-    bias_f32 = bias->to_f32_vector();
-  }
+  if (bias) bias_f32 = bias->to_f32_vector();
   // Precision::bf16 rounds the activations to BF16 (as ops::linear does with BF16 weights): the BF16
   // dot-product kernel where the CPU has one, else rounded activations into the float32 kernel, so both
   // paths compute the same thing. fp32 keeps float32 activations.

@@ -23,11 +23,11 @@
 
 #include "core/context.h"
 #include "core/tensor.h"
+#include "io/image_file.h"
 #include "models/bpe/bpe_tokenizer.h"
 #include "models/bpe/clip_tokenizer.h"
 #include "models/bpe/kandinsky_prompt.h"
 #include "models/clip/clip_text_model.h"
-#include "io/image_file.h"
 #include "models/qwen25vl/image_processor.h"
 #include "models/qwen25vl/qwen_text_model.h"
 #include "models/qwen25vl/vision_model.h"
@@ -62,8 +62,8 @@ struct TextEncoders {
   ClipTextModel clip;
   std::optional<QwenVision> vision;  // loaded with `with_vision`
 
-  // `qwen_weights`: empty = from the context precision (fp32 -> f32, bf16 -> bf16), or int8 weight-only
-  // (CPU only). `with_vision`: also the vision tower and image processor (image editing with its source
+  // `qwen_weights`: empty = from the context precision (fp32 -> f32, bf16 -> bf16), or int8 weight-only.
+  // `with_vision`: also the vision tower and image processor (image editing with its source
   // image); `with_lm_head`: also lm_head (prompt expansion generates text). `device`: where the Qwen2.5-VL
   // language model and CLIP run; the vision tower runs on the CPU whatever the device (its image features
   // are uploaded with the prompt's embeddings). Everything the encode functions return is on the host.

@@ -6,24 +6,25 @@
 
 namespace k5::cuda {
 
+template <typename T>
 struct SumOp {
-  __device__ float operator()(float a, float b) const { return a + b; }
-  static constexpr float identity = 0.0f;
+  __device__ T operator()(T a, T b) const { return a + b; }
+  static constexpr T identity = T(0);
 };
 struct MaxOp {
   __device__ float operator()(float a, float b) const { return fmaxf(a, b); }
   static constexpr float identity = -INFINITY;
 };
 
-template <typename Op>
-__device__ float warp_reduce(float value, Op op) {
+template <typename T, typename Op>
+__device__ T warp_reduce(T value, Op op) {
   for (int offset = 16; offset > 0; offset /= 2) value = op(value, __shfl_xor_sync(0xffffffffu, value, offset));
   return value;
 }
 
-template <typename Op>
-__device__ float block_reduce(float value, Op op) {
-  __shared__ float partial[32];
+template <typename T, typename Op>
+__device__ T block_reduce(T value, Op op) {
+  __shared__ T partial[32];
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
   value = warp_reduce(value, op);
   __syncthreads();  // the previous call's readers of partial[0] are done
@@ -39,7 +40,8 @@ __device__ float block_reduce(float value, Op op) {
   return partial[0];
 }
 
-__device__ inline float block_sum(float value) { return block_reduce(value, SumOp{}); }
+__device__ inline float block_sum(float value) { return block_reduce(value, SumOp<float>{}); }
+__device__ inline double block_sum(double value) { return block_reduce(value, SumOp<double>{}); }
 __device__ inline float block_max(float value) { return block_reduce(value, MaxOp{}); }
 
 }  // namespace k5::cuda

@@ -13,7 +13,7 @@ namespace k5::cuda {
 // TODO(cuda): move into the Context with the stream once the Context owns device state.
 cublasLtHandle_t lt_handle();
 
-// Column-major D[m, n] = op(A)[m, k] * B[k, n] (+ bias[m]) (+ D when accumulating), float32 accumulation and
+// Column-major D[m, n] = op(A)[m, k] * op(B)[k, n] (+ bias[m]) (+ D when accumulating), float32 accumulation and
 // output. CUBLAS_COMPUTE_32F keeps float32 inputs in full float32 (no TF32), as the CPU parity path.
 struct Gemm {
   cudaDataType_t input_type;  // of A and B: CUDA_R_32F or CUDA_R_16BF
@@ -21,6 +21,7 @@ struct Gemm {
   bool a_transposed;  // A is stored k x m (ld >= k) and read transposed
   int64_t lda;
   const void* b;
+  bool b_transposed = false;  // B is stored n x k (ld >= n) and read transposed
   int64_t ldb;
   float* d;
   int64_t ldd;
@@ -29,7 +30,8 @@ struct Gemm {
   bool accumulate = false;      // D += instead of D =
 };
 
-// Queues the GEMM on the default stream; false when cuBLASLt offers no algorithm for it (nothing is done).
+// Queues the GEMM on the default stream; false when cuBLASLt offers no algorithm for it, or the bias is not
+// 16-byte aligned (nothing is done).
 bool try_gemm(const Gemm& g);
 
 }  // namespace k5::cuda

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "backends/cuda/block_reduce.cuh"
 #include "backends/cuda/check.h"
 #include "backends/cuda/device.h"
 #include "backends/cuda/device_buffer.h"
@@ -23,23 +24,6 @@ constexpr int64_t kMinSliceValues = 16 * kThreads;
 
 unsigned blocks_for(int64_t count) {
   return unsigned(std::clamp<int64_t>((count + kThreads - 1) / kThreads, 1, int64_t(1) << 20));
-}
-
-// The block_reduce.cuh pattern in double: every thread gets the block's sum (blockDim.x a multiple of 32).
-__device__ double block_sum_double(double value) {
-  __shared__ double partial[32];
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
-  for (int offset = 16; offset > 0; offset /= 2) value += __shfl_xor_sync(0xffffffffu, value, offset);
-  __syncthreads();
-  if (lane == 0) partial[warp] = value;
-  __syncthreads();
-  if (warp == 0) {
-    value = lane < warps ? partial[lane] : 0.0;
-    for (int offset = 16; offset > 0; offset /= 2) value += __shfl_xor_sync(0xffffffffu, value, offset);
-    if (lane == 0) partial[0] = value;
-  }
-  __syncthreads();
-  return partial[0];
 }
 
 // partial[g * slices + s] = sum over slice s of group g of x (mean == null) or of (x - mean[g])^2.
@@ -59,7 +43,7 @@ __global__ void group_partial_sums_kernel(const float* x, int64_t count, int64_t
   } else {
     for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) sum += double(values[i]);
   }
-  sum = block_sum_double(sum);
+  sum = block_sum(sum);
   if (threadIdx.x == 0) partial[g * gridDim.x + s] = sum;
 }
 
@@ -67,7 +51,7 @@ __global__ void group_partial_sums_kernel(const float* x, int64_t count, int64_t
 __global__ void group_finish_kernel(const double* partial, int64_t slices, double factor, double* result) {
   double sum = 0.0;
   for (int64_t s = threadIdx.x; s < slices; s += blockDim.x) sum += partial[blockIdx.x * slices + s];
-  sum = block_sum_double(sum);
+  sum = block_sum(sum);
   if (threadIdx.x == 0) result[blockIdx.x] = sum * factor;
 }
 

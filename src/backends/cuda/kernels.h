@@ -9,6 +9,7 @@
 #include "ops/attention.h"
 #include "ops/conv.h"
 #include "ops/linear.h"
+#include "ops/linear_int8.h"
 
 namespace k5::cuda {
 
@@ -29,6 +30,11 @@ void gated_residual(Context& ctx, Tensor& x, const Tensor& h, const Tensor& gate
 void linear(Context& ctx, const Tensor& x, const Tensor& weight, const Tensor* bias, Tensor& out,
             ops::Activation activation);
 void matmul(Context& ctx, const Tensor& a, const Tensor& b, Tensor& out);
+// The int8 weight-only linear (linear_int8.cu): the weight is expanded to BF16 (Precision::bf16) or F32 in
+// blocks of at most `expanded_budget_elements` (at least one row) and multiplied with linear() above.
+inline constexpr int64_t kInt8ExpandedBudgetElements = int64_t(64) << 20;
+void linear_int8(Context& ctx, const Tensor& x, const ops::Int8Weight& weight, const Tensor* bias, Tensor& out,
+                 int64_t expanded_budget_elements = kInt8ExpandedBudgetElements);
 
 // NABLA's block means (src/ops/pool.h; pool.cu).
 void block_mean_pool(Context& ctx, const Tensor& x, int64_t block, Tensor& out);

@@ -82,8 +82,11 @@ class Loader {
     QwenLinear layer;
     const Tensor weight = stored(name + ".weight", {out_features, in_features});
     if (weights_ == QwenWeights::int8) {
-      layer.int8 = ops::quantize_int8(ctx, weight);
-      converted_bytes += weight.numel() + out_features * 4;
+      layer.int8 = ops::quantize_int8(ctx, weight);  // on the CPU, then uploaded whole
+      if (device_ != Device::CPU)
+        layer.int8 = {layer.int8.values.to_device(device_), layer.int8.scales.to_device(device_)};
+      else
+        converted_bytes += weight.numel() + out_features * 4;
       release_mapped_pages(weight);
     } else if (device_ != Device::CPU) {
       const DType dtype = weights_ == QwenWeights::f32 ? DType::F32 : DType::BF16;
@@ -210,9 +213,6 @@ QwenTextModel QwenTextModel::load(Context& ctx, const std::string& checkpoint_pa
 
 QwenTextModel QwenTextModel::load(Context& ctx, const Checkpoint& checkpoint, const QwenTextConfig& config,
                                   QwenWeights weights, bool with_lm_head, Device device) {
-  // The int8 weight-only GEMM is a CPU kernel; the GPU has the memory for BF16 weights.
-  K5_CHECK(device == Device::CPU || weights != QwenWeights::int8, checkpoint.path(),
-           ": int8 Qwen weights (--weights-int8) run on the CPU only; on the GPU use bf16 or fp32 weights");
   QwenTextModel model;
   model.config_ = config;
   model.weights_ = weights;

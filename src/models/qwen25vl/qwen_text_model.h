@@ -45,7 +45,7 @@ enum class QwenWeights { f32, bf16, int8 };
 struct QwenLinear {
   Tensor weight;
   ops::Int8Weight int8;
-  Tensor bias;  // F32 [N] or undefined
+  Tensor bias;                                          // F32 [N] or undefined
   Tensor forward(Context& ctx, const Tensor& x) const;  // [M, K] -> [M, N] in the workspace
 };
 
@@ -74,7 +74,7 @@ class QwenTextModel {
   // ignored. lm_head is loaded only with `with_lm_head` (for generation): lm_head.weight, or the embedding table when
   // the checkpoint has none (tie_word_embeddings: transformers does not save the tied copy). `weights`
   // defaults from the context precision (fp32 -> f32, bf16 -> bf16). `device`: where the weights, the
-  // activations and the KV cache live (QwenWeights::int8 is CPU only: refused on Device::CUDA).
+  // activations and the KV cache live (int8 weights are quantised on the CPU, then uploaded).
   static QwenTextModel load(Context& ctx, const std::string& checkpoint_path, const std::string& config_path = "",
                             std::optional<QwenWeights> weights = std::nullopt, bool with_lm_head = false,
                             Device device = Device::CPU);

@@ -1,7 +1,9 @@
 // Each CUDA op against the CPU op on random data (the CPU float32 path is the reference).
+#include "backends/cuda/kernels.h"
 #include "gpu_test_util.h"
 #include "ops/elementwise.h"
 #include "ops/linear.h"
+#include "ops/linear_int8.h"
 #include "ops/norm.h"
 
 namespace k5::test {
@@ -192,6 +194,35 @@ TEST_F(CudaOps, Matmul) {
   Tensor out = Tensor::empty(DType::F32, {45, 33}, Device::CUDA);
   ops::matmul(ctx, on_gpu(a), on_gpu(b), out);
   EXPECT_LE(gpu_vs_cpu(out, expected), kF32Tolerance);
+}
+
+TEST_F(CudaOps, LinearInt8FollowsTheCpu) {
+  // Both precisions (bf16 rounds the activations, as the CPU), F32 and BF16 biases, one row and many, into a
+  // column slice of a wider output; then with a small expansion budget, so the weight goes in blocks of 30 rows
+  // (the last one 10).
+  for (Precision precision : {Precision::fp32, Precision::bf16}) {
+    Context context{{.threads = 2, .precision = precision, .log_level = LogLevel::quiet}};
+    const ops::Int8Weight weight = ops::quantize_int8(context, random_tensor({100, 96}, 70, 0.05f));
+    const ops::Int8Weight gpu_weight{on_gpu(weight.values), on_gpu(weight.scales)};
+    const double tolerance = precision == Precision::bf16 ? kBf16GemmTolerance : kF32Tolerance;
+    for (int64_t rows : {1, 37})
+      for (DType bias_dtype : {DType::F32, DType::BF16}) {
+        SCOPED_TRACE(::testing::Message()
+                     << precision_name(precision) << " rows " << rows << " bias " << dtype_name(bias_dtype));
+        const Tensor x = random_tensor({rows, 96}, 71 + uint32_t(rows)),
+                     bias = random_tensor({100}, 72, 0.5f, bias_dtype);
+        Tensor expected = Tensor::empty(DType::F32, {rows, 100});
+        ops::linear_int8(context, x, weight, &bias, expected);
+        const Tensor gpu_x = on_gpu(x), gpu_bias = on_gpu(bias);
+        Tensor wide = Tensor::empty(DType::F32, {rows, 130}, Device::CUDA);
+        Tensor out = wide.slice(1, 10, 110);
+        ops::linear_int8(context, gpu_x, gpu_weight, &gpu_bias, out);
+        EXPECT_LE(gpu_vs_cpu(out, expected), tolerance);
+        Tensor blocks = Tensor::empty(DType::F32, {rows, 100}, Device::CUDA);
+        cuda::linear_int8(context, gpu_x, gpu_weight, &gpu_bias, blocks, 96 * 30);
+        EXPECT_LE(gpu_vs_cpu(blocks, expected), tolerance);
+      }
+  }
 }
 
 }  // namespace

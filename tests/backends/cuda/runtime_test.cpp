@@ -2,7 +2,6 @@
 #include "backends/cuda/device.h"
 #include "gpu_test_util.h"
 #include "ops/elementwise.h"
-#include "ops/linear_int8.h"
 
 namespace k5::test {
 namespace {
@@ -49,20 +48,6 @@ TEST_F(CudaTensor, MixedDevicesAreRejected) {
   const Tensor host = random_tensor({8}, 3);
   Tensor out = Tensor::empty(DType::F32, {8}, Device::CUDA);
   EXPECT_THROW(ops::silu(ctx, host, out), Error);
-}
-
-TEST_F(CudaTensor, OpWithoutCudaKernelSaysSo) {
-  // The int8 weight-only linear has no CUDA kernel (frame_causal_attention, the op used here before, now has one).
-  const ops::Int8Weight weight = ops::quantize_int8(ctx, random_tensor({6, 8}, 4));
-  const ops::Int8Weight gpu_weight{on_gpu(weight.values), on_gpu(weight.scales)};
-  const Tensor x = on_gpu(random_tensor({3, 8}, 5));
-  Tensor out = Tensor::empty(DType::F32, {3, 6}, Device::CUDA);
-  try {
-    ops::linear_int8(ctx, x, gpu_weight, nullptr, out);
-    FAIL() << "linear_int8 has no CUDA kernel; the op layer should refuse GPU tensors";
-  } catch (const Error& error) {
-    EXPECT_NE(std::string(error.what()).find("no CUDA backend"), std::string::npos) << error.what();
-  }
 }
 
 }  // namespace

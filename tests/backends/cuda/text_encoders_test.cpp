@@ -71,15 +71,10 @@ TEST_F(CudaQwenText, MatchesTransformersBf16) {
   EXPECT_LE(error(Precision::bf16, QwenWeights::bf16, "qwen_tiny_config.json"), 3e-2);
 }
 
-TEST_F(CudaQwenText, Int8WeightsAreRefusedWithOneLine) {
-  try {
-    load_tiny_qwen(ctx, "qwen_tiny_config.json", QwenWeights::int8, Device::CUDA);
-    FAIL() << "int8 weights were accepted on the GPU";
-  } catch (const Error& e) {
-    const std::string message = e.what();
-    EXPECT_NE(message.find("CPU only"), std::string::npos) << message;
-    EXPECT_EQ(message.find('\n'), std::string::npos) << message;
-  }
+TEST_F(CudaQwenText, Int8WeightsStayClose) {
+  // The CPU test's bounds (QwenTextModel.Int8WeightsStayClose); in fp32 the GPU also equals the CPU int8 model.
+  EXPECT_LE(error(Precision::fp32, QwenWeights::int8, "qwen_tiny_config.json"), 3e-2);
+  EXPECT_LE(error(Precision::bf16, QwenWeights::int8, "qwen_tiny_config.json"), 4e-2);
 }
 
 TEST_F(CudaQwenText, BadInputsAreStillRefused) {

@@ -74,8 +74,8 @@ TEST(CrossDit, RefusesMissingAndUnknownKeys) {
 TEST(CrossDitNabla, FractalOrderAndSta) {
   const std::vector<int64_t> order = fractal_order(1, 8, 16);
   EXPECT_EQ(order[0], 0);
-  EXPECT_EQ(order[8], 16);     // second row of the first tile
-  EXPECT_EQ(order[64], 8);     // first token of the second tile
+  EXPECT_EQ(order[8], 16);  // second row of the first tile
+  EXPECT_EQ(order[64], 8);  // first token of the second tile
   const Tensor sta = sta_block_mask(3, 2, 2, 3, 1, 1);
   EXPECT_EQ(sta.data<uint8_t>()[0 * 12 + 4], 1);  // t distance 1 within wT 3
   EXPECT_EQ(sta.data<uint8_t>()[0 * 12 + 8], 0);  // t distance 2
@@ -160,8 +160,7 @@ TEST(CrossDitCli, ForwardDitEndToEndAndErrors) {
   std::string message = k5.err();
   if (test::gpu_available()) {
     ASSERT_EQ(cuda_status, 0) << message;
-    EXPECT_LE(test::relative_l2(SafetensorsFile::open(out)->tensor("velocity"), golden_file->tensor("velocity")),
-              1e-4);
+    EXPECT_LE(test::relative_l2(SafetensorsFile::open(out)->tensor("velocity"), golden_file->tensor("velocity")), 1e-4);
     std::filesystem::remove(out);
   } else {
     EXPECT_NE(cuda_status, 0);

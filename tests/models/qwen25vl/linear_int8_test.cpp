@@ -1,10 +1,11 @@
 // ops::linear_int8 against a float64 reference on the dequantised weight, and the quantisation error.
+#include "ops/linear_int8.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <random>
 
-#include "ops/linear_int8.h"
 #include "support/compare.h"
 
 namespace k5 {
@@ -22,7 +23,8 @@ TEST(LinearInt8, MatchesDequantisedReference) {
     for (float& v : w) v = normal(rng);
     for (float& v : x) v = normal(rng);
     for (float& v : b) v = normal(rng);
-    const Tensor weight = Tensor::from_f32(w, {N, K}), input = Tensor::from_f32(x, {M, K}), bias = Tensor::from_f32(b, {N});
+    const Tensor weight = Tensor::from_f32(w, {N, K}), input = Tensor::from_f32(x, {M, K}),
+                 bias = Tensor::from_f32(b, {N});
     const ops::Int8Weight q = ops::quantize_int8(ctx, weight.to(DType::BF16));
     const Tensor out = ops::linear_int8(ctx, input, q, &bias).clone();
     std::vector<float> reference(size_t(M * N)), exact(size_t(M * N));

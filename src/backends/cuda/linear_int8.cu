@@ -1,0 +1,84 @@
+// The int8 weight-only linear on the GPU (the CUDA side of ops::linear_int8, src/ops/linear_int8.h), the CPU
+// path's computation: a block of weight rows is expanded exactly (int8 fits BF16 and F32 without rounding) to
+// BF16 under Precision::bf16 (the GEMM then rounds the activations to BF16, as the CPU does) or to F32 under
+// fp32, multiplied by cuBLASLt straight into the output's columns, then each column gets its scale and bias.
+// The weights stay int8 on the GPU (half the memory of BF16); only one block is expanded at a time.
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <memory>
+
+#include "backends/cuda/check.h"
+#include "backends/cuda/device_buffer.h"
+#include "backends/cuda/kernels.h"
+#include "backends/cuda/launchers.h"
+
+namespace k5::cuda {
+
+namespace {
+
+constexpr int kThreads = 256;
+
+unsigned blocks_for(int64_t count) {
+  return unsigned(std::clamp<int64_t>((count + kThreads - 1) / kThreads, 1, int64_t(1) << 20));
+}
+
+__global__ void int8_to_bf16_kernel(const int8_t* in, uint16_t* out, int64_t count) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x)
+    out[i] = uint16_t(__float_as_uint(float(in[i])) >> 16);  // exact: |v| <= 127 needs 7 significant bits
+}
+
+__global__ void int8_to_f32_kernel(const int8_t* in, float* out, int64_t count) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x)
+    out[i] = float(in[i]);
+}
+
+// rows[r][j] = rows[r][j] * scales[j] + (bias ? bias[j] : 0), as the CPU.
+__global__ void scale_columns_kernel(float* rows, int64_t stride, int64_t row_count, int64_t width, const float* scales,
+                                     const float* bias) {
+  const int64_t count = row_count * width;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t r = i / width, j = i % width;
+    float& value = rows[r * stride + j];
+    value = value * scales[j] + (bias ? bias[j] : 0.0f);
+  }
+}
+
+}  // namespace
+
+void linear_int8(Context& ctx, const Tensor& x, const ops::Int8Weight& weight, const Tensor* bias, Tensor& out,
+                 int64_t expanded_budget_elements) {
+  const int64_t M = x.size(0), N = weight.out_features(), K = weight.in_features();
+  if (M == 0 || N == 0) return;
+  K5_CHECK(!bias || bias->is_contiguous(), "linear_int8: bias ", bias->describe(), " must be contiguous");
+  std::unique_ptr<ScratchBuffer> bias_f32;
+  const float* bias_values = nullptr;
+  if (bias && bias->dtype() == DType::BF16) {
+    bias_f32 = std::make_unique<ScratchBuffer>(size_t(N) * sizeof(float));
+    bf16_to_f32(bias->data<uint16_t>(), bias_f32->as<float>(), N);
+    bias_values = bias_f32->as<float>();
+  } else if (bias) {
+    K5_CHECK(bias->dtype() == DType::F32, "linear_int8: bias ", bias->describe(), " must be F32 or BF16");
+    bias_values = bias->data<float>();
+  }
+  const bool bf16 = ctx.precision() == Precision::bf16;
+  const int64_t block_rows = std::clamp<int64_t>(expanded_budget_elements / std::max<int64_t>(K, 1), 1, N);
+  const Tensor block = Tensor::empty(bf16 ? DType::BF16 : DType::F32, {block_rows, K}, Device::CUDA);
+  for (int64_t n0 = 0; n0 < N; n0 += block_rows) {
+    const int64_t rows = std::min(block_rows, N - n0), count = rows * K;
+    const int8_t* values = weight.values.data<int8_t>() + n0 * K;
+    if (bf16)
+      int8_to_bf16_kernel<<<blocks_for(count), kThreads>>>(values, block.data<uint16_t>(), count);
+    else
+      int8_to_f32_kernel<<<blocks_for(count), kThreads>>>(values, block.data<float>(), count);
+    K5_CUDA_CHECK_LAUNCH("int8 weight expansion");
+    Tensor columns = out.slice(1, n0, n0 + rows);
+    cuda::linear(ctx, x, block.slice(0, 0, rows), nullptr, columns, ops::Activation::none);
+    scale_columns_kernel<<<blocks_for(M * rows), kThreads>>>(columns.data<float>(), out.stride(0), M, rows,
+                                                             weight.scales.data<float>() + n0,
+                                                             bias_values ? bias_values + n0 : nullptr);
+    K5_CUDA_CHECK_LAUNCH("scale_columns_kernel");
+  }
+}
+
+}  // namespace k5::cuda
