@@ -370,11 +370,14 @@ TEST(GenerateCli, LongPromptIsCutAsTheOfficialEncoderCutsIt) {
 
 TEST(GenerateCli, InterruptStopsCleanly) {
   const Cli cli;
-  // SIGINT after 3 s, in the middle of 1000 denoising steps: the run stops at the next step, writes nothing.
+  // SIGINT once denoising has begun (its first progress line; a fixed delay raced the run on a loaded or a fast
+  // machine), in the middle of 1000 steps: the run stops at the next step and writes nothing.
+  const std::string err = cli.path("stderr");
   const std::string command = "(" + std::string(K5_BINARY) + " generate -m " + cli.model +
                               " -t 2 --rng cpu --no-expand-prompt --config k5_tiny_t2i -p cat --steps 1000"
-                              " --progress none -o " + cli.path("i.png") + " 2>" + cli.path("stderr") +
-                              " & pid=$!; sleep 3; kill -INT $pid; wait $pid)";
+                              " --progress json -o " + cli.path("i.png") + " 2>" + err +
+                              " & pid=$!; for i in $(seq 1200); do grep -q '\"denoise\"' " + err +
+                              " && break; sleep 0.05; done; kill -INT $pid; wait $pid)";
   const int status = std::system(command.c_str());
   EXPECT_NE(status, 0);
   EXPECT_NE(cli.err().find("interrupted"), std::string::npos) << cli.err();
