@@ -2,7 +2,12 @@
 
 #include <cuda_runtime_api.h>
 
+#include <array>
+#include <map>
 #include <memory>
+#include <mutex>
+#include <optional>
+#include <tuple>
 #include <type_traits>
 
 #include "backends/cuda/check.h"
@@ -22,6 +27,38 @@ uint32_t alignment_of(const void* pointer) {
 }
 
 constexpr size_t kWorkspaceBytes = size_t(32) << 20;
+
+// Everything cuBLASLt's heuristic sees of a Gemm.
+struct GemmKey {
+  cudaDataType_t input_type;
+  bool a_transposed, b_transposed, bias;
+  int64_t lda, ldb, ldd, m, n, k;
+  std::array<uint32_t, 3> alignments;  // A, B, D (C is D)
+  auto tie() const {
+    return std::tie(input_type, a_transposed, b_transposed, bias, lda, ldb, ldd, m, n, k, alignments);
+  }
+  bool operator<(const GemmKey& other) const { return tie() < other.tie(); }
+};
+
+struct HeuristicAnswer {
+  bool supported;  // false: cuBLASLt has no algorithm for it
+  cublasLtMatmulHeuristicResult_t result;
+};
+
+std::mutex heuristics_mutex;
+std::map<GemmKey, HeuristicAnswer> heuristics;  // guarded by heuristics_mutex
+
+std::optional<HeuristicAnswer> cached_heuristic(const GemmKey& key) {
+  const std::lock_guard<std::mutex> lock(heuristics_mutex);
+  const auto found = heuristics.find(key);
+  if (found == heuristics.end()) return std::nullopt;
+  return found->second;
+}
+
+void remember_heuristic(const GemmKey& key, const HeuristicAnswer& answer) {
+  const std::lock_guard<std::mutex> lock(heuristics_mutex);
+  heuristics.emplace(key, answer);
+}
 
 }  // namespace
 
@@ -74,28 +111,47 @@ bool try_gemm(const Gemm& g) {
       g.b_transposed ? layout(g.input_type, g.n, g.k, g.ldb) : layout(g.input_type, g.k, g.n, g.ldb);
   const Layout d_layout = layout(CUDA_R_32F, g.m, g.n, g.ldd);
 
-  cublasLtMatmulPreference_t raw_preference = nullptr;
-  K5_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&raw_preference));
-  const Preference preference(raw_preference, &cublasLtMatmulPreferenceDestroy);
-  const uint64_t workspace_bytes = kWorkspaceBytes;
-  K5_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(preference.get(), CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
-                                                       &workspace_bytes, sizeof(workspace_bytes)));
   const uint32_t alignments[4] = {alignment_of(g.a), alignment_of(g.b), alignment_of(g.d), alignment_of(g.d)};
-  const cublasLtMatmulPreferenceAttributes_t alignment_attributes[4] = {
-      CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
-      CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
-  for (int i = 0; i < 4; ++i)
-    K5_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(preference.get(), alignment_attributes[i], &alignments[i],
-                                                         sizeof(alignments[i])));
-
-  cublasLtMatmulHeuristicResult_t heuristic{};
-  int found = 0;
-  const cublasStatus_t status =
-      cublasLtMatmulAlgoGetHeuristic(lt_handle(), operation.get(), a_layout.get(), b_layout.get(), d_layout.get(),
-                                     d_layout.get(), preference.get(), 1, &heuristic, &found);
-  if (status == CUBLAS_STATUS_NOT_SUPPORTED || (status == CUBLAS_STATUS_SUCCESS && found == 0)) return false;
-  K5_CHECK(status == CUBLAS_STATUS_SUCCESS,
-           "cuBLASLt error: cublasLtMatmulAlgoGetHeuristic: ", cublasLtGetStatusString(status));
+  // The heuristic's answer depends only on the problem's description, not on the data: asked once per
+  // description (it costs tens of microseconds, as much as a decoding step's small GEMMs themselves).
+  const GemmKey key{g.input_type,
+                    g.a_transposed,
+                    g.b_transposed,
+                    g.bias != nullptr,
+                    g.lda,
+                    g.ldb,
+                    g.ldd,
+                    g.m,
+                    g.n,
+                    g.k,
+                    {alignments[0], alignments[1], alignments[2]}};
+  std::optional<HeuristicAnswer> answer = cached_heuristic(key);
+  if (!answer) {
+    cublasLtMatmulPreference_t raw_preference = nullptr;
+    K5_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&raw_preference));
+    const Preference preference(raw_preference, &cublasLtMatmulPreferenceDestroy);
+    const uint64_t workspace_bytes = kWorkspaceBytes;
+    K5_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(preference.get(), CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                         &workspace_bytes, sizeof(workspace_bytes)));
+    const cublasLtMatmulPreferenceAttributes_t alignment_attributes[4] = {
+        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
+    for (int i = 0; i < 4; ++i)
+      K5_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(preference.get(), alignment_attributes[i], &alignments[i],
+                                                           sizeof(alignments[i])));
+    HeuristicAnswer asked{};
+    int found = 0;
+    const cublasStatus_t status =
+        cublasLtMatmulAlgoGetHeuristic(lt_handle(), operation.get(), a_layout.get(), b_layout.get(), d_layout.get(),
+                                       d_layout.get(), preference.get(), 1, &asked.result, &found);
+    K5_CHECK(status == CUBLAS_STATUS_SUCCESS || status == CUBLAS_STATUS_NOT_SUPPORTED,
+             "cuBLASLt error: cublasLtMatmulAlgoGetHeuristic: ", cublasLtGetStatusString(status));
+    asked.supported = status == CUBLAS_STATUS_SUCCESS && found > 0;
+    answer = asked;
+    remember_heuristic(key, asked);
+  }
+  if (!answer->supported) return false;
+  const cublasLtMatmulHeuristicResult_t& heuristic = answer->result;
 
   const ScratchBuffer workspace(heuristic.workspaceSize);
   const float alpha = 1.0f, beta = g.accumulate ? 1.0f : 0.0f;

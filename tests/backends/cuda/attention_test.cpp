@@ -169,6 +169,8 @@ TEST_F(CudaAttention, Bf16PrecisionStaysWithinTheBf16Budget) {
        {DenseCase{.q_tokens = 197, .k_tokens = 197, .q_heads = 4, .kv_heads = 2, .dim = 64, .causal = true},
         DenseCase{.q_tokens = 77, .k_tokens = 340, .q_heads = 2, .kv_heads = 2, .dim = 128, .key_mask = true},
         DenseCase{.q_tokens = 340, .k_tokens = 340, .q_heads = 2, .kv_heads = 2, .dim = 64, .q_spread = 3.0f},
+        // D % 16 == 0 but neither 64 nor 128: the WMMA tensor-core kernel instead of the mma.sync one.
+        DenseCase{.q_tokens = 130, .k_tokens = 200, .q_heads = 2, .kv_heads = 2, .dim = 96, .key_mask = true},
         // D % 16 != 0: the CUDA-core kernel's BF16 mode instead of the tensor-core kernel.
         DenseCase{.q_tokens = 150, .k_tokens = 150, .q_heads = 2, .kv_heads = 1, .dim = 40, .causal = true}}) {
     SCOPED_TRACE(describe(c));
