@@ -1,9 +1,11 @@
-// Raw-pointer building blocks the CUDA backend's files share (defined in elementwise.cu). Pointers are device
-// pointers; rows are `rows` x `width` floats, `stride` elements apart.
+// Raw-pointer building blocks the CUDA backend's files share (defined in elementwise.cu unless noted). Pointers are
+// device pointers; rows are `rows` x `width` floats, `stride` elements apart.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 
+#include "backends/cuda/device_buffer.h"
 #include "backends/cuda/kernels.h"
 
 namespace k5::cuda {
@@ -15,5 +17,8 @@ void round_rows_to_bf16(const float* in, int64_t in_stride, uint16_t* out, int64
 // rows[r][j] += bias[j] for `rows` rows of `width` floats.
 void add_bias_rows(const float* bias, float* rows, int64_t stride, int64_t row_count, int64_t width);
 void bf16_to_f32(const uint16_t* in, float* out, int64_t count);
+// The float32 values of a contiguous F32 or BF16 bias of `count` values on the GPU (null for none): its own data,
+// or a widened copy kept in `storage` (linear.cpp).
+const float* bias_as_f32(const Tensor* bias, int64_t count, std::unique_ptr<ScratchBuffer>& storage);
 
 }  // namespace k5::cuda

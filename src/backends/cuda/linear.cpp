@@ -50,6 +50,14 @@ Unary unary_for(ops::Activation activation) {
 
 }  // namespace
 
+const float* bias_as_f32(const Tensor* bias, int64_t count, std::unique_ptr<ScratchBuffer>& storage) {
+  if (!bias) return nullptr;
+  if (bias->dtype() == DType::F32) return bias->data<float>();
+  storage = std::make_unique<ScratchBuffer>(size_t(count) * sizeof(float));
+  bf16_to_f32(bias->data<uint16_t>(), storage->as<float>(), count);
+  return storage->as<float>();
+}
+
 void linear(Context&, const Tensor& x, const Tensor& weight, const Tensor* bias, Tensor& out,
             ops::Activation activation) {
   // The same contract as the CPU path (src/backends/cpu/linear.cpp): BF16 activations go to the GEMM as they
@@ -76,14 +84,7 @@ void linear(Context&, const Tensor& x, const Tensor& weight, const Tensor* bias,
   K5_CHECK(k > 0, "linear: empty inner dimension in ", weight.describe());
 
   std::unique_ptr<ScratchBuffer> bias_f32;
-  const float* bias_values = nullptr;
-  if (bias && bias->dtype() == DType::BF16) {
-    bias_f32 = std::make_unique<ScratchBuffer>(size_t(n) * sizeof(float));
-    bf16_to_f32(bias->data<uint16_t>(), bias_f32->as<float>(), n);
-    bias_values = bias_f32->as<float>();
-  } else if (bias) {
-    bias_values = bias->data<float>();
-  }
+  const float* bias_values = bias_as_f32(bias, n, bias_f32);
 
   Gemm gemm{.input_type = CUDA_R_32F,
             .a = weight.raw(),

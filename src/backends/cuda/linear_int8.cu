@@ -50,17 +50,10 @@ void linear_int8(Context& ctx, const Tensor& x, const ops::Int8Weight& weight, c
                  int64_t expanded_budget_elements) {
   const int64_t M = x.size(0), N = weight.out_features(), K = weight.in_features();
   if (M == 0 || N == 0) return;
-  K5_CHECK(!bias || bias->is_contiguous(), "linear_int8: bias ", bias->describe(), " must be contiguous");
+  K5_CHECK(!bias || (bias->is_contiguous() && (bias->dtype() == DType::F32 || bias->dtype() == DType::BF16)),
+           "linear_int8: bias ", bias->describe(), " must be a contiguous F32 or BF16 vector");
   std::unique_ptr<ScratchBuffer> bias_f32;
-  const float* bias_values = nullptr;
-  if (bias && bias->dtype() == DType::BF16) {
-    bias_f32 = std::make_unique<ScratchBuffer>(size_t(N) * sizeof(float));
-    bf16_to_f32(bias->data<uint16_t>(), bias_f32->as<float>(), N);
-    bias_values = bias_f32->as<float>();
-  } else if (bias) {
-    K5_CHECK(bias->dtype() == DType::F32, "linear_int8: bias ", bias->describe(), " must be F32 or BF16");
-    bias_values = bias->data<float>();
-  }
+  const float* bias_values = bias_as_f32(bias, N, bias_f32);
   const bool bf16 = ctx.precision() == Precision::bf16;
   const int64_t block_rows = std::clamp<int64_t>(expanded_budget_elements / std::max<int64_t>(K, 1), 1, N);
   const Tensor block = Tensor::empty(bf16 ? DType::BF16 : DType::F32, {block_rows, K}, Device::CUDA);
