@@ -35,12 +35,12 @@
 #include <cuda_bf16.h>
 #include <mma.h>
 
-#include <algorithm>
 #include <cmath>
 
 #include "backends/cuda/check.h"
 #include "backends/cuda/device_buffer.h"
 #include "backends/cuda/kernels.h"
+#include "backends/cuda/launchers.h"
 #include "ops/attention.h"
 
 namespace k5::cuda {
@@ -511,15 +511,9 @@ __device__ inline void mma_bf16_16x8x16(float* d, const uint32_t* a, const uint3
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
 
-__device__ inline float max_over_row_lanes(float value) {
-  value = fmaxf(value, __shfl_xor_sync(0xffffffffu, value, 1));
-  return fmaxf(value, __shfl_xor_sync(0xffffffffu, value, 2));
-}
-
-__device__ inline float sum_over_row_lanes(float value) {
-  value += __shfl_xor_sync(0xffffffffu, value, 1);
-  return value + __shfl_xor_sync(0xffffffffu, value, 2);
-}
+// A row of an m16n8k16 accumulator spans 4 neighbouring lanes, as a softmax row of the reference kernel does:
+// the same shuffles combine it.
+static_assert(kThreadsPerSoftmaxRow == 4, "max/sum_over_row_threads combine 4 lanes");
 
 // The BF16 copies of q, k, v (contiguous [tokens, heads, D]) the kernel reads instead of p.q, p.k, p.v.
 struct Bf16Operands {
@@ -603,7 +597,7 @@ __global__ void __launch_bounds__(32 * kWarps)
     bool any_visible[2];
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
-      tile_max[r] = max_over_row_lanes(tile_max[r]);
+      tile_max[r] = max_over_row_threads(tile_max[r]);
       any_visible[r] = tile_max[r] != -INFINITY;
       const float new_max = fmaxf(running_max[r], tile_max[r]);
       rescale[r] = any_visible[r] ? expf(running_max[r] - new_max) : 1.0f;  // 0 on the first visible tile
@@ -619,7 +613,7 @@ __global__ void __launch_bounds__(32 * kWarps)
       }
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
-      sum[r] = sum_over_row_lanes(sum[r]);
+      sum[r] = sum_over_row_threads(sum[r]);
       if (any_visible[r]) running_sum[r] = running_sum[r] * rescale[r] + sum[r];
     }
 #pragma unroll
@@ -668,8 +662,7 @@ __global__ void __launch_bounds__(32 * kWarps)
 void to_bf16_heads(const HeadView& source, int64_t tokens, int heads, int dim, __nv_bfloat16* out) {
   const int64_t count = tokens * heads * dim;
   if (count == 0) return;
-  const unsigned blocks = unsigned(std::clamp<int64_t>((count + 255) / 256, 1, int64_t(1) << 20));
-  to_bf16_heads_kernel<<<blocks, 256>>>(source, tokens, heads, dim, out);
+  to_bf16_heads_kernel<<<grid_stride_blocks(count, 256), 256>>>(source, tokens, heads, dim, out);
   K5_CUDA_CHECK_LAUNCH("to_bf16_heads_kernel");
 }
 

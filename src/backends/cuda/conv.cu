@@ -17,6 +17,7 @@
 #include "backends/cuda/device_buffer.h"
 #include "backends/cuda/gemm.h"
 #include "backends/cuda/kernels.h"
+#include "backends/cuda/launchers.h"
 
 namespace k5::cuda {
 
@@ -24,10 +25,6 @@ namespace {
 
 constexpr int kThreads = 256;
 constexpr int64_t kIm2colRowBlocks = 64;  // grid.y of the gather: patch rows are shared out over this many
-
-unsigned blocks_for(int64_t count) {
-  return unsigned(std::clamp<int64_t>((count + kThreads - 1) / kThreads, 1, int64_t(1) << 20));
-}
 
 // Everything the gather needs to map (patch row r, output position p) to an input element.
 struct ConvShape {
@@ -93,8 +90,8 @@ void gemm_accumulate(const float* columns, int64_t ldc, const float* weight, flo
                   .n = n,
                   .k = k,
                   .accumulate = true};
-  K5_CHECK(try_gemm(gemm), "conv3d: cuBLASLt has no float32 algorithm for ", m, "x", n, "x", k,
-           " (leading dimensions ", ldc, ", ", k, ", ", ldd, ")");
+  K5_CHECK(try_gemm(gemm), "conv3d: cuBLASLt has no float32 algorithm for ", m, "x", n, "x", k, " (leading dimensions ",
+           ldc, ", ", k, ", ", ldd, ")");
 }
 
 void check_on_gpu(const Tensor& t, const char* what) {
@@ -124,8 +121,8 @@ void conv3d(Context&, const Tensor& x, const Tensor& weight, const Tensor* bias,
 
   // x: [C, T, H, W] -> out: [O, T', H', W'], starting from the bias (+ residual).
   if (bias || !accumulate) {
-    prefill_kernel<<<blocks_for(out_channels * plane), kThreads>>>(bias ? bias->data<float>() : nullptr, accumulate,
-                                                                   output, out_channels, plane);
+    prefill_kernel<<<grid_stride_blocks(out_channels * plane, kThreads), kThreads>>>(
+        bias ? bias->data<float>() : nullptr, accumulate, output, out_channels, plane);
     K5_CUDA_CHECK_LAUNCH("prefill_kernel");
   }
   if (reduction == 0) return;

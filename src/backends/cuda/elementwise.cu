@@ -1,7 +1,6 @@
 // Element-wise ops and softmax (the CUDA side of src/ops/elementwise.h), plus the small conversions the
 // GEMM wrapper needs. Simple grid-stride kernels: these are bandwidth-bound, and the fused versions belong in
 // the ops that use them. Functions use full-precision expf/erff/tanhf (no fast math) to match the CPU path.
-#include <algorithm>
 #include <cstring>
 
 #include "backends/cpu/rows.h"
@@ -16,10 +15,6 @@ namespace k5::cuda {
 namespace {
 
 constexpr int kThreads = 256;
-
-unsigned blocks_for(int64_t count) {
-  return unsigned(std::clamp<int64_t>((count + kThreads - 1) / kThreads, 1, int64_t(1) << 20));
-}
 
 template <Unary function>
 __device__ float apply(float x) {
@@ -108,7 +103,7 @@ using ops::contiguous_f32;
 void unary_rows(Unary function, const float* in, int64_t in_stride, float* out, int64_t out_stride, int64_t rows,
                 int64_t width) {
   if (rows * width == 0) return;
-  const unsigned blocks = blocks_for(rows * width);
+  const unsigned blocks = grid_stride_blocks(rows * width, kThreads);
   switch (function) {
     case Unary::silu:
       unary_kernel<Unary::silu><<<blocks, kThreads>>>(in, in_stride, out, out_stride, rows, width);
@@ -128,19 +123,19 @@ void unary_rows(Unary function, const float* in, int64_t in_stride, float* out, 
 
 void round_rows_to_bf16(const float* in, int64_t in_stride, uint16_t* out, int64_t rows, int64_t width) {
   if (rows * width == 0) return;
-  round_to_bf16_kernel<<<blocks_for(rows * width), kThreads>>>(in, in_stride, out, rows, width);
+  round_to_bf16_kernel<<<grid_stride_blocks(rows * width, kThreads), kThreads>>>(in, in_stride, out, rows, width);
   K5_CUDA_CHECK_LAUNCH("round_to_bf16_kernel");
 }
 
 void add_bias_rows(const float* bias, float* rows, int64_t stride, int64_t row_count, int64_t width) {
   if (row_count * width == 0) return;
-  add_bias_kernel<<<blocks_for(row_count * width), kThreads>>>(bias, rows, stride, row_count, width);
+  add_bias_kernel<<<grid_stride_blocks(row_count * width, kThreads), kThreads>>>(bias, rows, stride, row_count, width);
   K5_CUDA_CHECK_LAUNCH("add_bias_kernel");
 }
 
 void bf16_to_f32(const uint16_t* in, float* out, int64_t count) {
   if (count == 0) return;
-  bf16_to_f32_kernel<<<blocks_for(count), kThreads>>>(in, out, count);
+  bf16_to_f32_kernel<<<grid_stride_blocks(count, kThreads), kThreads>>>(in, out, count);
   K5_CUDA_CHECK_LAUNCH("bf16_to_f32_kernel");
 }
 
@@ -159,7 +154,7 @@ void swiglu(Context&, const Tensor& gate, const Tensor& up, Tensor& out) {
   float* result = contiguous_f32(out, "swiglu output");
   const int64_t count = gate.numel();
   if (count == 0) return;
-  swiglu_kernel<<<blocks_for(count), kThreads>>>(g, u, result, count);
+  swiglu_kernel<<<grid_stride_blocks(count, kThreads), kThreads>>>(g, u, result, count);
   K5_CUDA_CHECK_LAUNCH("swiglu_kernel");
 }
 
@@ -167,9 +162,9 @@ void binary(Context&, Binary function, const Tensor& a, const Tensor& b, Tensor&
   const auto [left, right, result, count, period] = ops::binary_operands(a, b, out);
   if (count == 0) return;
   if (function == Binary::add)
-    binary_kernel<Binary::add><<<blocks_for(count), kThreads>>>(left, right, period, result, count);
+    binary_kernel<Binary::add><<<grid_stride_blocks(count, kThreads), kThreads>>>(left, right, period, result, count);
   else
-    binary_kernel<Binary::mul><<<blocks_for(count), kThreads>>>(left, right, period, result, count);
+    binary_kernel<Binary::mul><<<grid_stride_blocks(count, kThreads), kThreads>>>(left, right, period, result, count);
   K5_CUDA_CHECK_LAUNCH("binary_kernel");
 }
 
@@ -178,7 +173,7 @@ void scale(Context&, const Tensor& x, float factor, Tensor& out) {
   const float* in = contiguous_f32(x, "scale input");
   float* result = contiguous_f32(out, "scale output");
   if (x.numel() == 0) return;
-  scale_kernel<<<blocks_for(x.numel()), kThreads>>>(in, factor, result, x.numel());
+  scale_kernel<<<grid_stride_blocks(x.numel(), kThreads), kThreads>>>(in, factor, result, x.numel());
   K5_CUDA_CHECK_LAUNCH("scale_kernel");
 }
 

@@ -13,6 +13,7 @@
 #include "backends/cuda/device.h"
 #include "backends/cuda/device_buffer.h"
 #include "backends/cuda/kernels.h"
+#include "backends/cuda/launchers.h"
 
 namespace k5::cuda {
 
@@ -21,10 +22,6 @@ namespace {
 constexpr int kThreads = 256;
 constexpr int64_t kMaxSlices = 1024;  // per group: bounds the partial-sum buffer
 constexpr int64_t kMinSliceValues = 16 * kThreads;
-
-unsigned blocks_for(int64_t count) {
-  return unsigned(std::clamp<int64_t>((count + kThreads - 1) / kThreads, 1, int64_t(1) << 20));
-}
 
 // partial[g * slices + s] = sum over slice s of group g of x (mean == null) or of (x - mean[g])^2.
 // Grid: (slices, groups).
@@ -125,17 +122,17 @@ void apply_with_device_moments(const Tensor& x, const double* mean_and_m2, int64
   const ScratchBuffer affine(size_t(2 * channels) * sizeof(float));
   float* scale = affine.as<float>();
   float* shift = scale + channels;
-  group_affine_kernel<<<blocks_for(channels), kThreads>>>(
+  group_affine_kernel<<<grid_stride_blocks(channels, kThreads), kThreads>>>(
       mean_and_m2, mean_and_m2 + groups, double(count), eps, weight ? weight->data<float>() : nullptr,
       bias ? bias->data<float>() : nullptr, channels, channels / groups, scale, shift);
   K5_CUDA_CHECK_LAUNCH("group_affine_kernel");
   const int64_t total = x.numel(), positions = total / channels;
   if (silu)
-    group_norm_apply_kernel<true>
-        <<<blocks_for(total), kThreads>>>(x.data<float>(), scale, shift, positions, total, out.data<float>());
+    group_norm_apply_kernel<true><<<grid_stride_blocks(total, kThreads), kThreads>>>(
+        x.data<float>(), scale, shift, positions, total, out.data<float>());
   else
-    group_norm_apply_kernel<false>
-        <<<blocks_for(total), kThreads>>>(x.data<float>(), scale, shift, positions, total, out.data<float>());
+    group_norm_apply_kernel<false><<<grid_stride_blocks(total, kThreads), kThreads>>>(
+        x.data<float>(), scale, shift, positions, total, out.data<float>());
   K5_CUDA_CHECK_LAUNCH("group_norm_apply_kernel");
 }
 

@@ -2,6 +2,7 @@
 // device pointers; rows are `rows` x `width` floats, `stride` elements apart.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 
@@ -9,6 +10,12 @@
 #include "backends/cuda/kernels.h"
 
 namespace k5::cuda {
+
+// Blocks of `threads` for a grid-stride loop over `count` items: one item per thread, at most 2^20 blocks (each
+// thread then loops over the rest), at least one.
+inline unsigned grid_stride_blocks(int64_t count, int threads) {
+  return unsigned(std::clamp<int64_t>((count + threads - 1) / threads, 1, int64_t(1) << 20));
+}
 
 void unary_rows(Unary function, const float* in, int64_t in_stride, float* out, int64_t out_stride, int64_t rows,
                 int64_t width);

@@ -19,10 +19,6 @@ namespace {
 
 constexpr int kThreads = 256;
 
-unsigned blocks_for(int64_t count) {
-  return unsigned(std::clamp<int64_t>((count + kThreads - 1) / kThreads, 1, int64_t(1) << 20));
-}
-
 __global__ void int8_to_bf16_kernel(const int8_t* in, uint16_t* out, int64_t count) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x)
     out[i] = uint16_t(__float_as_uint(float(in[i])) >> 16);  // exact: |v| <= 127 needs 7 significant bits
@@ -61,15 +57,15 @@ void linear_int8(Context& ctx, const Tensor& x, const ops::Int8Weight& weight, c
     const int64_t rows = std::min(block_rows, N - n0), count = rows * K;
     const int8_t* values = weight.values.data<int8_t>() + n0 * K;
     if (bf16)
-      int8_to_bf16_kernel<<<blocks_for(count), kThreads>>>(values, block.data<uint16_t>(), count);
+      int8_to_bf16_kernel<<<grid_stride_blocks(count, kThreads), kThreads>>>(values, block.data<uint16_t>(), count);
     else
-      int8_to_f32_kernel<<<blocks_for(count), kThreads>>>(values, block.data<float>(), count);
+      int8_to_f32_kernel<<<grid_stride_blocks(count, kThreads), kThreads>>>(values, block.data<float>(), count);
     K5_CUDA_CHECK_LAUNCH("int8 weight expansion");
     Tensor columns = out.slice(1, n0, n0 + rows);
     cuda::linear(ctx, x, block.slice(0, 0, rows), nullptr, columns, ops::Activation::none);
-    scale_columns_kernel<<<blocks_for(M * rows), kThreads>>>(columns.data<float>(), out.stride(0), M, rows,
-                                                             weight.scales.data<float>() + n0,
-                                                             bias_values ? bias_values + n0 : nullptr);
+    scale_columns_kernel<<<grid_stride_blocks(M * rows, kThreads), kThreads>>>(
+        columns.data<float>(), out.stride(0), M, rows, weight.scales.data<float>() + n0,
+        bias_values ? bias_values + n0 : nullptr);
     K5_CUDA_CHECK_LAUNCH("scale_columns_kernel");
   }
 }

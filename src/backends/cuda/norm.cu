@@ -1,12 +1,12 @@
 // Normalisations and the DiT's modulation ops (the CUDA side of src/ops/norm.h), all in float32. One block
 // per row; statistics in two passes (mean, then centred squares) as the CPU path does, with per-thread
 // partial sums combined in a tree, so float accumulation stays as accurate as the CPU's.
-#include <algorithm>
 
 #include "backends/cpu/rows.h"
 #include "backends/cuda/block_reduce.cuh"
 #include "backends/cuda/check.h"
 #include "backends/cuda/kernels.h"
+#include "backends/cuda/launchers.h"
 
 namespace k5::cuda {
 
@@ -139,7 +139,7 @@ void gated_residual(Context&, Tensor& x, const Tensor& h, const Tensor& gate) {
   const DeviceVector g = device_vector(&gate, target.width, "gated_residual gate");
   const int64_t total = target.count * target.width;
   if (total == 0) return;
-  const unsigned blocks = unsigned(std::clamp<int64_t>((total + 255) / 256, 1, int64_t(1) << 20));
+  const unsigned blocks = grid_stride_blocks(total, 256);
   gated_residual_kernel<<<blocks, 256>>>(target.data, target.stride, update.data, update.stride, g, target.count,
                                          target.width);
   K5_CUDA_CHECK_LAUNCH("gated_residual_kernel");

@@ -3,11 +3,11 @@
 // sums are written with the _rn intrinsics so nvcc cannot fuse them into FMAs, which keeps each value a
 // plain float32 evaluation of that formula. (The CPU build, GCC with -mfma and its default -ffp-contract=fast,
 // does contract cpu::rope into FMAs, so the two agree to a rounding or so, not bit for bit.)
-#include <algorithm>
 
 #include "backends/cpu/rows.h"
 #include "backends/cuda/check.h"
 #include "backends/cuda/kernels.h"
+#include "backends/cuda/launchers.h"
 
 namespace k5::cuda {
 
@@ -51,7 +51,7 @@ void rope(Context&, Tensor& x, const Tensor& cos, const Tensor& sin, bool interl
            x.describe(), ", cos ", cos.describe(), " and sin ", sin.describe(), " must all be on the GPU");
   const int64_t pairs = tokens * heads * half;
   if (pairs == 0) return;
-  const unsigned blocks = unsigned(std::clamp<int64_t>((pairs + kThreads - 1) / kThreads, 1, int64_t(1) << 20));
+  const unsigned blocks = grid_stride_blocks(pairs, kThreads);
   if (interleaved)
     rope_kernel<true><<<blocks, kThreads>>>(x.data<float>(), x.stride(0), x.stride(1), cos_rows.data, cos_rows.stride,
                                             sin_rows.data, sin_rows.stride, heads, half, pairs);

@@ -1,19 +1,15 @@
 // Nearest upsampling and strided placement on the GPU (the CUDA side of src/ops/conv.h): pure data movement,
 // one thread per written element (grid-stride), consecutive threads on consecutive output columns.
-#include <algorithm>
 
 #include "backends/cuda/check.h"
 #include "backends/cuda/kernels.h"
+#include "backends/cuda/launchers.h"
 
 namespace k5::cuda {
 
 namespace {
 
 constexpr int kThreads = 256;
-
-unsigned blocks_for(int64_t count) {
-  return unsigned(std::clamp<int64_t>((count + kThreads - 1) / kThreads, 1, int64_t(1) << 20));
-}
 
 struct Extent {
   int64_t frames, height, width;
@@ -61,8 +57,9 @@ void upsample_nearest(Context&, const Tensor& x, int factor_t, int factor_h, int
            "upsample_nearest: output ", out.describe(), " does not match input ", x.describe());
   const int64_t total = out.numel();
   if (total == 0) return;
-  upsample_nearest_kernel<<<blocks_for(total), kThreads>>>(x.data<float>(), extent_of(x), factor_t, factor_h, factor_w,
-                                                           first_frame_alone, extent_of(out), total, out.data<float>());
+  upsample_nearest_kernel<<<grid_stride_blocks(total, kThreads), kThreads>>>(x.data<float>(), extent_of(x), factor_t,
+                                                                             factor_h, factor_w, first_frame_alone,
+                                                                             extent_of(out), total, out.data<float>());
   K5_CUDA_CHECK_LAUNCH("upsample_nearest_kernel");
 }
 
@@ -76,9 +73,9 @@ void place_strided(Context&, const Tensor& x, std::array<int64_t, 3> offset, std
              "place_strided: ", x.describe(), " does not fit ", out.describe(), " on axis ", axis + 1);
   const int64_t total = x.numel();
   if (total == 0) return;
-  place_strided_kernel<<<blocks_for(total), kThreads>>>(x.data<float>(), extent_of(x),
-                                                        {offset[0], offset[1], offset[2]}, {step[0], step[1], step[2]},
-                                                        extent_of(out), total, out.data<float>());
+  place_strided_kernel<<<grid_stride_blocks(total, kThreads), kThreads>>>(
+      x.data<float>(), extent_of(x), {offset[0], offset[1], offset[2]}, {step[0], step[1], step[2]}, extent_of(out),
+      total, out.data<float>());
   K5_CUDA_CHECK_LAUNCH("place_strided_kernel");
 }
 

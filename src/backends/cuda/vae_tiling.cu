@@ -5,6 +5,7 @@
 
 #include "backends/cuda/check.h"
 #include "backends/cuda/kernels.h"
+#include "backends/cuda/launchers.h"
 
 namespace k5::cuda {
 
@@ -12,10 +13,6 @@ namespace {
 
 constexpr int kThreads = 256;
 constexpr int kMaxRank = 5;
-
-unsigned blocks_for(int64_t count) {
-  return unsigned(std::clamp<int64_t>((count + kThreads - 1) / kThreads, 1, int64_t(1) << 20));
-}
 
 // A strided view padded to kMaxRank axes at the front (size 1, stride 0).
 struct View {
@@ -69,8 +66,8 @@ void copy(Context&, const Tensor& source, Tensor& destination) {
            "copy: ", source.describe(), " into ", destination.describe(), " must be GPU views of one shape");
   const int64_t total = source.numel();
   if (total == 0) return;
-  copy_kernel<<<blocks_for(total), kThreads>>>(source.data<float>(), view_of(source), destination.data<float>(),
-                                               view_of(destination), total);
+  copy_kernel<<<grid_stride_blocks(total, kThreads), kThreads>>>(
+      source.data<float>(), view_of(source), destination.data<float>(), view_of(destination), total);
   K5_CUDA_CHECK_LAUNCH("copy_kernel");
 }
 
@@ -85,8 +82,8 @@ void blend(Context&, const Tensor& previous, Tensor& tile, int axis, int64_t ext
   for (int d = axis + 1; d < 4; ++d) inner *= previous.size(d);
   const int64_t total = outer * e * inner;
   if (total == 0) return;
-  blend_kernel<<<blocks_for(total), kThreads>>>(previous.data<float>(), previous.size(axis), tile.data<float>(),
-                                                tile.size(axis), outer, e, inner);
+  blend_kernel<<<grid_stride_blocks(total, kThreads), kThreads>>>(previous.data<float>(), previous.size(axis),
+                                                                  tile.data<float>(), tile.size(axis), outer, e, inner);
   K5_CUDA_CHECK_LAUNCH("blend_kernel");
 }
 
