@@ -1,24 +1,20 @@
 // The VAE ops (src/ops/conv.h) against direct, loop-by-loop reference implementations written from the
 // PyTorch definitions (Conv3d + F.pad, GroupNorm, F.interpolate nearest, masked softmax attention).
 // End-to-end parity with PyTorch itself is in tests/models/vae_*.
+#include "ops/conv.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <random>
 
-#include "ops/conv.h"
 #include "support/compare.h"
+#include "support/random.h"
 
 namespace k5 {
 namespace {
 
-Tensor random_tensor(Shape shape, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> normal;
-  std::vector<float> values(size_t(shape_numel(shape)));
-  for (float& v : values) v = normal(rng);
-  return Tensor::from_f32(values, shape);
-}
+using test::random_tensor;
 
 Tensor reference_conv3d(const Tensor& x, const Tensor& w, const Tensor* bias, const ops::ConvGeometry& g) {
   const Shape out_shape = ops::conv3d_output_shape(x.shape(), w.shape(), g);
@@ -28,7 +24,8 @@ Tensor reference_conv3d(const Tensor& x, const Tensor& w, const Tensor* bias, co
   std::vector<float> out(size_t(shape_numel(out_shape)));
   const auto read = [&](int64_t c, int64_t t, int64_t h, int64_t ww) -> double {
     if (g.pad_mode == ops::PadMode::replicate) {
-      t = std::clamp<int64_t>(t, 0, T - 1), h = std::clamp<int64_t>(h, 0, H - 1), ww = std::clamp<int64_t>(ww, 0, W - 1);
+      t = std::clamp<int64_t>(t, 0, T - 1), h = std::clamp<int64_t>(h, 0, H - 1),
+      ww = std::clamp<int64_t>(ww, 0, W - 1);
     } else if (t < 0 || t >= T || h < 0 || h >= H || ww < 0 || ww >= W) {
       return 0.0;
     }
@@ -52,7 +49,8 @@ Tensor reference_conv3d(const Tensor& x, const Tensor& w, const Tensor* bias, co
   return Tensor::from_f32(out, out_shape);
 }
 
-void check_conv(const Shape& x_shape, const Shape& w_shape, const ops::ConvGeometry& geometry, bool accumulate = false) {
+void check_conv(const Shape& x_shape, const Shape& w_shape, const ops::ConvGeometry& geometry,
+                bool accumulate = false) {
   Context ctx({.threads = 2, .precision = Precision::fp32});
   const Tensor x = random_tensor(x_shape, 1), w = random_tensor(w_shape, 2), bias = random_tensor({w_shape[0]}, 3);
   Tensor expected = reference_conv3d(x, w, &bias, geometry);
@@ -128,13 +126,15 @@ TEST(ConvOps, CausalUpsampleKeepsFirstFrameAlone) {
     for (int t = 0; t < 5; ++t)
       for (int h = 0; h < 4; ++h)
         for (int w = 0; w < 6; ++w)
-          ASSERT_EQ(ov[size_t(((c * 5 + t) * 4 + h) * 6 + w)], xv[size_t(((c * 3 + source_frame[t]) * 2 + h / 2) * 3 + w / 2)]);
+          ASSERT_EQ(ov[size_t(((c * 5 + t) * 4 + h) * 6 + w)],
+                    xv[size_t(((c * 3 + source_frame[t]) * 2 + h / 2) * 3 + w / 2)]);
 }
 
 TEST(ConvOps, FrameCausalAttention) {
   Context ctx({.threads = 2, .precision = Precision::fp32});
   const int64_t dim = 8, frames = 3, per_frame = 300, tokens = frames * per_frame;  // chunks cross 256
-  const Tensor q = random_tensor({dim, tokens}, 9), k = random_tensor({dim, tokens}, 10), v = random_tensor({dim, tokens}, 11);
+  const Tensor q = random_tensor({dim, tokens}, 9), k = random_tensor({dim, tokens}, 10),
+               v = random_tensor({dim, tokens}, 11);
   Tensor out = Tensor::empty(DType::F32, {dim, tokens});
   ops::frame_causal_attention(ctx, q, k, v, int(frames), out);
   const auto qv = q.to_f32_vector(), kv = k.to_f32_vector(), vv = v.to_f32_vector();

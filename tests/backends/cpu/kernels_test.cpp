@@ -10,17 +10,12 @@
 #include "ops/norm.h"
 #include "ops/rope.h"
 #include "support/compare.h"
+#include "support/random.h"
 
 namespace k5 {
 namespace {
 
-Tensor random_tensor(Shape shape, uint32_t seed, float scale = 1.0f) {
-  std::mt19937 generator(seed);
-  std::normal_distribution<float> normal(0.0f, scale);
-  Tensor t = Tensor::empty(DType::F32, std::move(shape));
-  for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = normal(generator);
-  return t;
-}
+using test::random_tensor;
 
 // Naive attention in double: q [Lq, Hq, D], k/v [Lk, Hkv, D].
 std::vector<float> reference_attention(const Tensor& q, const Tensor& k, const Tensor& v, const uint8_t* key_mask,
@@ -69,7 +64,8 @@ TEST(CpuKernels, AttentionDenseMaskCausalGqa) {
       options.causal = causal;
       options.key_mask = &mask;
       ops::attention(ctx, q, k, v, out, options);
-      EXPECT_LT(test::relative_l2(out.to_f32_vector(), reference_attention(q, k, v, mask.data<uint8_t>(), causal)), 1e-6)
+      EXPECT_LT(test::relative_l2(out.to_f32_vector(), reference_attention(q, k, v, mask.data<uint8_t>(), causal)),
+                1e-6)
           << "d=" << d << " causal=" << causal;
     }
   }
@@ -90,7 +86,8 @@ TEST(CpuKernels, BlockSparseAttentionMatchesMaskedReference) {
   Tensor q = random_tensor({l, heads, d}, 5), k = random_tensor({l, heads, d}, 6), v = random_tensor({l, heads, d}, 7);
   Tensor mask = Tensor::empty(DType::U8, {heads, blocks, blocks});
   std::vector<uint8_t> kept(size_t(heads * blocks * blocks));
-  for (size_t i = 0; i < kept.size(); ++i) kept[i] = mask.data<uint8_t>()[i] = (i % 3 == 0) || (i % blocks == i / blocks % blocks);
+  for (size_t i = 0; i < kept.size(); ++i)
+    kept[i] = mask.data<uint8_t>()[i] = (i % 3 == 0) || (i % blocks == i / blocks % blocks);
   Tensor out = Tensor::empty(DType::F32, {l, heads, d});
   ops::block_sparse_attention(ctx, q, k, v, mask, 64, out);
   EXPECT_LT(test::relative_l2(out.to_f32_vector(), reference_attention(q, k, v, nullptr, false, &kept)), 1e-6);
@@ -200,7 +197,8 @@ TEST(CpuKernels, ElementwiseAndRope) {
   ops::silu(ctx, x, out);
   for (int64_t i = 0; i < x.numel(); ++i) EXPECT_NEAR(out.data<float>()[i], a[i] / (1 + std::exp(-a[i])), 1e-6);
   ops::gelu(ctx, x, out);
-  for (int64_t i = 0; i < x.numel(); ++i) EXPECT_NEAR(out.data<float>()[i], 0.5 * a[i] * (1 + std::erf(a[i] / std::sqrt(2.0))), 1e-6);
+  for (int64_t i = 0; i < x.numel(); ++i)
+    EXPECT_NEAR(out.data<float>()[i], 0.5 * a[i] * (1 + std::erf(a[i] / std::sqrt(2.0))), 1e-6);
   ops::swiglu(ctx, x, y, out);
   for (int64_t i = 0; i < x.numel(); ++i)
     EXPECT_NEAR(out.data<float>()[i], a[i] / (1 + std::exp(-a[i])) * y.data<float>()[i], 1e-5);

@@ -10,6 +10,7 @@
 #include "core/context.h"
 #include "core/tensor.h"
 #include "support/compare.h"
+#include "support/random.h"
 
 namespace k5::test {
 
@@ -21,14 +22,6 @@ class GpuTest : public ::testing::Test {
   }
   Context ctx{{.threads = 2, .precision = Precision::fp32, .log_level = LogLevel::quiet}};
 };
-
-inline Tensor random_tensor(Shape shape, uint32_t seed, float scale = 1.0f, DType dtype = DType::F32) {
-  std::mt19937 generator(seed);
-  std::normal_distribution<float> normal(0.0f, scale);
-  Tensor t = Tensor::empty(DType::F32, std::move(shape));
-  for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = normal(generator);
-  return t.to(dtype);
-}
 
 inline Tensor on_gpu(const Tensor& t) { return t.to_device(Device::CUDA); }
 
