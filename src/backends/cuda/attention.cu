@@ -1,6 +1,8 @@
 // Dense and block-sparse (NABLA) attention on the GPU (the CUDA side of src/ops/attention.h): a
-// flash-attention style reference kernel on CUDA cores (float32, and BF16 roundings in Precision::bf16), and
-// a tensor-core version of it for Precision::bf16 (further down). Dense and block-sparse share both kernels.
+// flash-attention style reference kernel on CUDA cores (float32, and BF16 roundings in Precision::bf16), a WMMA
+// tensor-core version of it for Precision::bf16 (further down), and the choice between them and the
+// register-tiled tensor-core kernels of attention_mma.cuh and attention_wgmma.cuh. Dense and block-sparse share
+// every kernel.
 //
 // Tiling (flash_attention_64x64): a thread block owns 64 query rows of one query head (grid: x = query tiles,
 // y = heads) and streams the keys through shared memory 64 at a time, keeping a running max and sum per row
@@ -29,14 +31,19 @@
 // exactly the masked blocks are skipped; other block sizes also get a per-score test of the mask. A query
 // block whose mask row is all zero sees no key and gets zeros, as on the CPU.
 //
-// Which kernel: Precision::fp32 -> this reference kernel; Precision::bf16 -> the register-tiled tensor-core
-// kernel (mma.sync, at the end) for the models' head dims 64 and 128, else the WMMA tensor-core kernel when
-// D % 16 == 0, else this kernel with its BF16 roundings.
+// Which kernel (choose_kernel): Precision::fp32 -> this reference kernel; Precision::bf16 -> for the models' head
+// dims 64 and 128 the Hopper wgmma kernel on an sm_90 GPU (attention_wgmma.cuh), else the register-tiled mma.sync
+// kernel (attention_mma.cuh); other head dims: the WMMA tensor-core kernel when D % 16 == 0, else this kernel with
+// its BF16 roundings. K5_CUDA_ATTENTION=wgmma|mma|wmma|simt forces one (tests and benchmarks compare them).
 #include <cuda_bf16.h>
 #include <mma.h>
 
 #include <cmath>
+#include <cstdlib>
+#include <string>
 
+#include "backends/cuda/attention_mma.cuh"
+#include "backends/cuda/attention_tiles.cuh"
 #include "backends/cuda/check.h"
 #include "backends/cuda/device_buffer.h"
 #include "backends/cuda/kernels.h"
@@ -48,7 +55,6 @@ namespace k5::cuda {
 namespace {
 
 constexpr int kQueryTile = 64;   // query rows per thread block
-constexpr int kKeyTile = 64;     // keys per shared-memory tile
 constexpr int kThreadGrid = 16;  // threads form a 16 x 16 grid over the 64 x 64 score tile
 constexpr int kThreads = kThreadGrid * kThreadGrid;
 constexpr int kRowsPerThread = kQueryTile / kThreadGrid;      // 4
@@ -59,27 +65,7 @@ constexpr int kScoreStride = kKeyTile + 1;
 constexpr int kMaxHeadDim = 128;
 constexpr int64_t kMaxGridY = 65535;
 
-static_assert(kThreads % 32 == 0 && 32 % kThreadsPerSoftmaxRow == 0, "a softmax row's threads share one warp");
-
-// One of q, k, v: [tokens, heads, D] with a contiguous last dim.
-struct HeadView {
-  const float* data;
-  int64_t token_stride, head_stride;
-};
-
-struct AttentionParams {
-  HeadView q, k, v;
-  float* out;  // [q_tokens, heads, dim] contiguous
-  int64_t q_tokens, k_tokens;
-  int heads, group, dim;  // group = query heads per key/value head
-  float scale;
-  bool causal;
-  int64_t causal_offset;      // Lk - Lq: query i sees keys j <= i + causal_offset
-  const uint8_t* key_mask;    // [k_tokens], 0 = key invisible; null = all visible
-  const uint8_t* block_mask;  // [heads, query_blocks, key_blocks]; null = dense attention
-  int64_t block_size, query_blocks, key_blocks;
-  bool mask_per_score;  // block_size is not a multiple of the tiles: test the block mask for each score
-};
+static_assert(kThreadsPerSoftmaxRow == kLanesPerRow, "a softmax row's threads combine with max/sum_over_row_lanes");
 
 // Bit-for-bit k5::f32_to_bf16 (src/core/dtype.h) followed by the widening back to float: round to nearest
 // even, NaN kept quiet.
@@ -103,40 +89,6 @@ __device__ void load_tile(float* tile, int stride, const HeadView& source, int h
   }
 }
 
-__device__ bool block_kept(const AttentionParams& p, int head, int64_t query_block, int64_t key_block) {
-  return p.block_mask[(head * p.query_blocks + query_block) * p.key_blocks + key_block] != 0;
-}
-
-// Whether any kept (query block, key block) pair meets queries [q0, q0 + rows) x keys [k0, k0 + keys).
-__device__ bool key_tile_needed(const AttentionParams& p, int head, int64_t q0, int rows, int64_t k0, int keys) {
-  const int64_t first_query_block = q0 / p.block_size, last_query_block = (q0 + rows - 1) / p.block_size;
-  const int64_t first_key_block = k0 / p.block_size, last_key_block = (k0 + keys - 1) / p.block_size;
-  for (int64_t qb = first_query_block; qb <= last_query_block; ++qb)
-    for (int64_t kb = first_key_block; kb <= last_key_block; ++kb)
-      if (block_kept(p, head, qb, kb)) return true;
-  return false;
-}
-
-__device__ bool score_visible(const AttentionParams& p, int head, int64_t query, int64_t key, int64_t key_end) {
-  if (query >= p.q_tokens || key >= key_end) return false;
-  if (p.key_mask && !p.key_mask[key]) return false;
-  if (p.causal && key > query + p.causal_offset) return false;
-  if (p.block_mask && p.mask_per_score && !block_kept(p, head, query / p.block_size, key / p.block_size)) return false;
-  return true;
-}
-
-__device__ float sum_over_row_threads(float value) {
-  for (int offset = kThreadsPerSoftmaxRow / 2; offset > 0; offset /= 2)
-    value += __shfl_xor_sync(0xffffffffu, value, offset);
-  return value;
-}
-
-__device__ float max_over_row_threads(float value) {
-  for (int offset = kThreadsPerSoftmaxRow / 2; offset > 0; offset /= 2)
-    value = fmaxf(value, __shfl_xor_sync(0xffffffffu, value, offset));
-  return value;
-}
-
 // kDimSlots: output columns per thread (head dim up to 16 * kDimSlots). kBf16: Precision::bf16 roundings.
 template <int kDimSlots, bool kBf16>
 __global__ void __launch_bounds__(kThreads) flash_attention_64x64(const AttentionParams p) {
@@ -152,8 +104,7 @@ __global__ void __launch_bounds__(kThreads) flash_attention_64x64(const Attentio
   const int64_t q0 = int64_t(blockIdx.x) * kQueryTile;
   const int rows = int(min(int64_t(kQueryTile), p.q_tokens - q0));
 
-  int64_t key_end = p.k_tokens;
-  if (p.causal) key_end = max(int64_t(0), min(key_end, q0 + rows + p.causal_offset));
+  const int64_t key_end = visible_key_end(p, q0, rows);
 
   // Softmax state of row `softmax_row`, held (identically) by its kThreadsPerSoftmaxRow threads.
   const int softmax_row = threadIdx.x / kThreadsPerSoftmaxRow;
@@ -200,7 +151,7 @@ __global__ void __launch_bounds__(kThreads) flash_attention_64x64(const Attentio
       float* score_row = scores + softmax_row * kScoreStride + softmax_part * kKeysPerSoftmaxThread;
       float tile_max = -INFINITY;
       for (int j = 0; j < kKeysPerSoftmaxThread; ++j) tile_max = fmaxf(tile_max, score_row[j]);
-      tile_max = max_over_row_threads(tile_max);
+      tile_max = max_over_row_lanes(tile_max);
       // A row with nothing visible in this tile keeps its state (P = 0). The shuffles stay outside the branch:
       // the rows of one warp may take different sides of it.
       const bool any_visible = tile_max != -INFINITY;
@@ -211,7 +162,7 @@ __global__ void __launch_bounds__(kThreads) flash_attention_64x64(const Attentio
         sum += probability;
         score_row[j] = kBf16 ? round_to_bf16(probability) : probability;
       }
-      sum = sum_over_row_threads(sum);
+      sum = sum_over_row_lanes(sum);
       float rescale = 1.0f;
       if (any_visible) {
         rescale = expf(running_max - new_max);  // 0 on the first visible tile (running_max = -inf)
@@ -350,8 +301,7 @@ __global__ void __launch_bounds__(kWmmaThreads) flash_attention_bf16_wmma_64x64(
   const int head = blockIdx.y, kv_head = head / p.group;
   const int64_t q0 = int64_t(blockIdx.x) * kQueryTile;
   const int rows = int(min(int64_t(kQueryTile), p.q_tokens - q0));
-  int64_t key_end = p.k_tokens;
-  if (p.causal) key_end = max(int64_t(0), min(key_end, q0 + rows + p.causal_offset));
+  const int64_t key_end = visible_key_end(p, q0, rows);
 
   // Softmax state of row `softmax_row`, held by lanes 2r and 2r + 1 of its warp; each sees half the keys.
   const int softmax_row = warp * 16 + lane / 2, softmax_half = lane % 2;
@@ -449,24 +399,7 @@ void launch_flash_attention_bf16_wmma(const AttentionParams& p) {
   K5_CUDA_CHECK_LAUNCH("flash_attention_bf16_wmma_64x64");
 }
 
-// ---- Register-tiled tensor-core version (mma.sync) -----------------------------------------------------------
-//
-// flash_attention_bf16_mma<D, W>: the FlashAttention-2 arrangement for the models' head dims (64, 128) with PTX
-// mma.sync.m16n8k16 (BF16 inputs, float32 accumulation; sm_80+), whose fragment layouts the PTX ISA specifies,
-// so S, P and O stay in registers. W warps own 16 query rows each (a block: 16 W rows; W = 8 for dense attention,
-// 4 for block-sparse, so a skipped key tile is exactly a masked 64 x 64 block). With g = lane / 4 and
-// t = lane % 4, a thread holds, of each 16 x 8 accumulator tile, rows g and g + 8 at columns 2t and 2t + 1; a
-// row's 4 threads (lanes 4g .. 4g + 3) combine their maxima and sums with two shuffles. q, k and v are first
-// rounded to BF16 once, into contiguous copies (to_bf16_heads), so the kernel reads half the bytes, 16 at a time.
-// Per key tile: the block stages K and V [64, D] in shared memory; warp w computes S[16, 64] = Q_w K^T (Q_w's
-// fragments loaded once), the online softmax on S in registers, P as BF16 A fragments straight from the S
-// accumulators (the m16n8k16 A layout is two adjacent accumulator tiles), and O_w[16, D] += P V.
-// Shared memory: Q [16 W, D + 8], K and V [64, D + 8], BF16 (the 8 staggers rows over the banks: every fragment
-// load below is conflict-free): 68 KiB for D = 128, W = 8.
-// Numerics: those of the kernels above in BF16 mode (q, k, v and P rounded to nearest even).
-
-__host__ __device__ constexpr int mma_ld(int dim) { return dim + 8; }  // BF16 values per shared-memory row
-constexpr size_t mma_shared_bytes(int dim, int warps) { return size_t(16 * warps + 2 * kKeyTile) * mma_ld(dim) * 2; }
+// ---- Register-tiled tensor-core version (mma.sync): attention_mma.cuh -------------------------------------
 
 // out (contiguous [tokens, heads, dim] BF16) = source rounded to nearest even.
 __global__ void to_bf16_heads_kernel(const HeadView source, int64_t tokens, int heads, int dim, __nv_bfloat16* out) {
@@ -476,194 +409,6 @@ __global__ void to_bf16_heads_kernel(const HeadView source, int64_t tokens, int 
     const int head = int(i / dim % heads), d = int(i % dim);
     out[i] = __float2bfloat16_rn(source.data[token * source.token_stride + head * source.head_stride + d]);
   }
-}
-
-// tile[row][d] (rows mma_ld(D) apart) = token `first + row` of `head` of a contiguous [tokens, heads, D] BF16
-// tensor, zeros past `end`; 16-byte copies.
-template <int kDim, int kThreadCount>
-__device__ void load_bf16_rows(__nv_bfloat16* tile, int rows, const __nv_bfloat16* source, int heads, int head,
-                               int64_t first, int64_t end) {
-  constexpr int kChunks = kDim / 8;
-  for (int i = threadIdx.x; i < rows * kChunks; i += kThreadCount) {
-    const int row = i / kChunks, chunk = i % kChunks;
-    const int64_t token = first + row;
-    uint4 value = make_uint4(0u, 0u, 0u, 0u);
-    if (token < end) value = *reinterpret_cast<const uint4*>(source + (token * heads + head) * kDim + 8 * chunk);
-    *reinterpret_cast<uint4*>(tile + row * mma_ld(kDim) + 8 * chunk) = value;
-  }
-}
-
-__device__ inline uint32_t shared_word(const __nv_bfloat16* tile, int index) {
-  return *reinterpret_cast<const uint32_t*>(tile + index);
-}
-
-__device__ inline uint32_t pack_bf16(float low, float high) {
-  const __nv_bfloat162 pair = __floats2bfloat162_rn(low, high);
-  return *reinterpret_cast<const uint32_t*>(&pair);
-}
-
-// d[4] += a[4] (16 x 16, row-major) x b[2] (16 x 8, column-major).
-__device__ inline void mma_bf16_16x8x16(float* d, const uint32_t* a, const uint32_t* b) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-      "{%0, %1, %2, %3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-}
-
-// A row of an m16n8k16 accumulator spans 4 neighbouring lanes, as a softmax row of the reference kernel does:
-// the same shuffles combine it.
-static_assert(kThreadsPerSoftmaxRow == 4, "max/sum_over_row_threads combine 4 lanes");
-
-// The BF16 copies of q, k, v (contiguous [tokens, heads, D]) the kernel reads instead of p.q, p.k, p.v.
-struct Bf16Operands {
-  const __nv_bfloat16 *q, *k, *v;
-  int kv_heads;
-};
-
-template <int kDim, int kWarps>
-__global__ void __launch_bounds__(32 * kWarps)
-    flash_attention_bf16_mma(const AttentionParams p, const Bf16Operands in) {
-  constexpr int kThreadCount = 32 * kWarps, kQueryRows = 16 * kWarps;
-  constexpr int kLd = mma_ld(kDim), kDimSteps = kDim / 16, kDimTiles = kDim / 8, kKeyTiles = kKeyTile / 8;
-  extern __shared__ __align__(16) unsigned char shared_memory[];
-  auto* q_tile = reinterpret_cast<__nv_bfloat16*>(shared_memory);
-  __nv_bfloat16* k_tile = q_tile + kQueryRows * kLd;
-  __nv_bfloat16* v_tile = k_tile + kKeyTile * kLd;
-  const auto* v_values = reinterpret_cast<const uint16_t*>(v_tile);
-
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
-  const int head = blockIdx.y, kv_head = head / p.group;
-  const int64_t q0 = int64_t(blockIdx.x) * kQueryRows;
-  const int rows = int(min(int64_t(kQueryRows), p.q_tokens - q0));
-  int64_t key_end = p.k_tokens;
-  if (p.causal) key_end = max(int64_t(0), min(key_end, q0 + rows + p.causal_offset));
-  const bool per_score_mask = p.key_mask || p.causal || (p.block_mask && p.mask_per_score);
-  const int row0 = warp * 16 + g;  // this thread's rows in the block: row0 and row0 + 8
-  const int64_t queries[2] = {q0 + row0, q0 + row0 + 8};
-
-  load_bf16_rows<kDim, kThreadCount>(q_tile, kQueryRows, in.q, p.heads, head, q0, p.q_tokens);
-  __syncthreads();
-  uint32_t q_fragments[kDimSteps][4];
-#pragma unroll
-  for (int kk = 0; kk < kDimSteps; ++kk) {
-    const int column = kk * 16 + 2 * t;
-    q_fragments[kk][0] = shared_word(q_tile, row0 * kLd + column);
-    q_fragments[kk][1] = shared_word(q_tile, (row0 + 8) * kLd + column);
-    q_fragments[kk][2] = shared_word(q_tile, row0 * kLd + column + 8);
-    q_fragments[kk][3] = shared_word(q_tile, (row0 + 8) * kLd + column + 8);
-  }
-
-  float out[kDimTiles][4];
-#pragma unroll
-  for (int n = 0; n < kDimTiles; ++n) out[n][0] = out[n][1] = out[n][2] = out[n][3] = 0.0f;
-  float running_max[2] = {-INFINITY, -INFINITY}, running_sum[2] = {0.0f, 0.0f};
-
-  for (int64_t k0 = 0; k0 < key_end; k0 += kKeyTile) {
-    const int keys = int(min(int64_t(kKeyTile), key_end - k0));
-    if (p.block_mask && !key_tile_needed(p, head, q0, rows, k0, keys)) continue;  // uniform across the block
-    __syncthreads();  // every warp is done with the previous K and V
-    load_bf16_rows<kDim, kThreadCount>(k_tile, kKeyTile, in.k, in.kv_heads, kv_head, k0, key_end);
-    load_bf16_rows<kDim, kThreadCount>(v_tile, kKeyTile, in.v, in.kv_heads, kv_head, k0, key_end);
-    __syncthreads();
-
-    // S = Q_w K^T: accumulator tile n holds keys 8n .. 8n + 7.
-    float scores[kKeyTiles][4];
-#pragma unroll
-    for (int n = 0; n < kKeyTiles; ++n) {
-      scores[n][0] = scores[n][1] = scores[n][2] = scores[n][3] = 0.0f;
-#pragma unroll
-      for (int kk = 0; kk < kDimSteps; ++kk) {
-        const int index = (8 * n + g) * kLd + kk * 16 + 2 * t;
-        const uint32_t k_fragment[2] = {shared_word(k_tile, index), shared_word(k_tile, index + 8)};
-        mma_bf16_16x8x16(scores[n], q_fragments[kk], k_fragment);
-      }
-    }
-
-    // Scale and mask; element e of tile n is row queries[e / 2], key k0 + 8n + 2t + e % 2.
-    float tile_max[2] = {-INFINITY, -INFINITY};
-#pragma unroll
-    for (int n = 0; n < kKeyTiles; ++n)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int64_t key = k0 + 8 * n + 2 * t + e % 2;
-        const bool visible = per_score_mask ? score_visible(p, head, queries[e / 2], key, key_end) : key < key_end;
-        scores[n][e] = visible ? p.scale * scores[n][e] : -INFINITY;
-        tile_max[e / 2] = fmaxf(tile_max[e / 2], scores[n][e]);
-      }
-
-    // Online softmax per row; then P = exp(S - max), summed unrounded and rounded to BF16 for P V.
-    float rescale[2], sum[2] = {0.0f, 0.0f};
-    bool any_visible[2];
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      tile_max[r] = max_over_row_threads(tile_max[r]);
-      any_visible[r] = tile_max[r] != -INFINITY;
-      const float new_max = fmaxf(running_max[r], tile_max[r]);
-      rescale[r] = any_visible[r] ? expf(running_max[r] - new_max) : 1.0f;  // 0 on the first visible tile
-      if (any_visible[r]) running_max[r] = new_max;
-    }
-#pragma unroll
-    for (int n = 0; n < kKeyTiles; ++n)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const float probability = any_visible[e / 2] ? expf(scores[n][e] - running_max[e / 2]) : 0.0f;
-        sum[e / 2] += probability;
-        scores[n][e] = probability;
-      }
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      sum[r] = sum_over_row_threads(sum[r]);
-      if (any_visible[r]) running_sum[r] = running_sum[r] * rescale[r] + sum[r];
-    }
-#pragma unroll
-    for (int n = 0; n < kDimTiles; ++n) {
-      out[n][0] *= rescale[0];
-      out[n][1] *= rescale[0];
-      out[n][2] *= rescale[1];
-      out[n][3] *= rescale[1];
-    }
-
-    // O_w += P V. P's A fragment for keys 16j .. 16j + 15 is S tiles 2j and 2j + 1; V[key][d] is the B operand
-    // (keys 2t, 2t + 1 and 2t + 8, 2t + 9 of the step, column d = 8n + g).
-#pragma unroll
-    for (int j = 0; j < kKeyTile / 16; ++j) {
-      const uint32_t p_fragment[4] = {
-          pack_bf16(scores[2 * j][0], scores[2 * j][1]), pack_bf16(scores[2 * j][2], scores[2 * j][3]),
-          pack_bf16(scores[2 * j + 1][0], scores[2 * j + 1][1]), pack_bf16(scores[2 * j + 1][2], scores[2 * j + 1][3])};
-      const int key = 16 * j + 2 * t;
-#pragma unroll
-      for (int n = 0; n < kDimTiles; ++n) {
-        const int d = 8 * n + g;
-        const uint32_t v_fragment[2] = {
-            uint32_t(v_values[key * kLd + d]) | uint32_t(v_values[(key + 1) * kLd + d]) << 16,
-            uint32_t(v_values[(key + 8) * kLd + d]) | uint32_t(v_values[(key + 9) * kLd + d]) << 16};
-        mma_bf16_16x8x16(out[n], p_fragment, v_fragment);
-      }
-    }
-  }
-
-  // O / sum (0 for a row that saw no visible key, as the CPU op).
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    const int row = row0 + 8 * r;
-    if (row >= rows) continue;
-    const float inverse = running_sum[r] > 0.0f ? 1.0f / running_sum[r] : 0.0f;
-    float* target = p.out + ((q0 + row) * p.heads + head) * int64_t(kDim);
-#pragma unroll
-    for (int n = 0; n < kDimTiles; ++n) {
-      target[8 * n + 2 * t] = out[n][2 * r] * inverse;
-      target[8 * n + 2 * t + 1] = out[n][2 * r + 1] * inverse;
-    }
-  }
-}
-
-// A contiguous BF16 copy of one of q, k, v.
-void to_bf16_heads(const HeadView& source, int64_t tokens, int heads, int dim, __nv_bfloat16* out) {
-  const int64_t count = tokens * heads * dim;
-  if (count == 0) return;
-  to_bf16_heads_kernel<<<grid_stride_blocks(count, 256), 256>>>(source, tokens, heads, dim, out);
-  K5_CUDA_CHECK_LAUNCH("to_bf16_heads_kernel");
 }
 
 template <int kDim, int kWarps>
@@ -684,31 +429,56 @@ void launch_flash_attention_bf16_mma(const AttentionParams& p) {
   K5_CUDA_CHECK_LAUNCH("flash_attention_bf16_mma");
 }
 
-// The most dynamic shared memory one block of the current device may opt in to.
-size_t shared_memory_per_block() {
-  static const size_t bytes = [] {
-    int device = 0, value = 0;
-    K5_CUDA_CHECK(cudaGetDevice(&device));
-    K5_CUDA_CHECK(cudaDeviceGetAttribute(&value, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
-    return size_t(value);
-  }();
-  return bytes;
+enum class AttentionKernel { simt, wmma, mma, wgmma };
+
+// Which kernel runs a call (see the top of the file). In Precision::bf16, K5_CUDA_ATTENTION=wgmma|mma|wmma|simt
+// forces one (benchmarks and tests compare them; read at every call); auto or unset picks the fastest that runs.
+AttentionKernel choose_kernel(const AttentionParams& p, bool bf16) {
+  if (!bf16) return AttentionKernel::simt;
+  const bool mma_runs = (p.dim == 64 || p.dim == 128) && mma_shared_bytes(p.dim, 8) <= shared_memory_per_block();
+  const bool wmma_runs = p.dim % 16 == 0 && wmma_layout(p.dim).bytes <= shared_memory_per_block();
+  const char* forced = std::getenv("K5_CUDA_ATTENTION");
+  const std::string choice = forced ? forced : "";
+  if (choice.empty() || choice == "auto") {
+    if (wgmma_attention_available(p.dim)) return AttentionKernel::wgmma;
+    if (mma_runs) return AttentionKernel::mma;
+    return wmma_runs ? AttentionKernel::wmma : AttentionKernel::simt;
+  }
+  const auto refuse = [&](const char* needs) {
+    fail("K5_CUDA_ATTENTION=", choice, ": that kernel needs ", needs, " (head dim ", p.dim, ")");
+  };
+  if (choice == "wgmma") {
+    if (!wgmma_attention_available(p.dim)) refuse("head dim 64 or 128, an sm_90 GPU and a build for sm_90a");
+    return AttentionKernel::wgmma;
+  }
+  if (choice == "mma") {
+    if (!mma_runs) refuse("head dim 64 or 128");
+    return AttentionKernel::mma;
+  }
+  if (choice == "wmma") {
+    if (!wmma_runs) refuse("a head dim that is a multiple of 16");
+    return AttentionKernel::wmma;
+  }
+  if (choice == "simt") return AttentionKernel::simt;
+  fail("K5_CUDA_ATTENTION=", choice, " is not one of auto, wgmma, mma, wmma, simt");
 }
 
 void launch(Context& ctx, const AttentionParams& p) {
   if (p.q_tokens == 0 || p.heads == 0 || p.dim == 0) return;
   const bool bf16 = ctx.precision() == Precision::bf16;
-  if (bf16 && (p.dim == 64 || p.dim == 128) && mma_shared_bytes(p.dim, 8) <= shared_memory_per_block()) {
-    if (p.block_mask)  // 64-row blocks: a key tile is skipped exactly when its 64 x 64 block is masked
-      return p.dim == 64 ? launch_flash_attention_bf16_mma<64, 4>(p) : launch_flash_attention_bf16_mma<128, 4>(p);
-    return p.dim == 64 ? launch_flash_attention_bf16_mma<64, 8>(p) : launch_flash_attention_bf16_mma<128, 8>(p);
+  switch (choose_kernel(p, bf16)) {
+    case AttentionKernel::wgmma:
+      return launch_flash_attention_bf16_wgmma(p);
+    case AttentionKernel::mma:
+      if (p.block_mask)  // 64-row blocks: a key tile is skipped exactly when its 64 x 64 block is masked
+        return p.dim == 64 ? launch_flash_attention_bf16_mma<64, 4>(p) : launch_flash_attention_bf16_mma<128, 4>(p);
+      return p.dim == 64 ? launch_flash_attention_bf16_mma<64, 8>(p) : launch_flash_attention_bf16_mma<128, 8>(p);
+    case AttentionKernel::wmma:
+      return launch_flash_attention_bf16_wmma(p);
+    case AttentionKernel::simt:
+      if (p.dim <= 64) return bf16 ? launch_flash_attention<4, true>(p) : launch_flash_attention<4, false>(p);
+      return bf16 ? launch_flash_attention<8, true>(p) : launch_flash_attention<8, false>(p);
   }
-  if (bf16 && p.dim % 16 == 0 && wmma_layout(p.dim).bytes <= shared_memory_per_block())
-    return launch_flash_attention_bf16_wmma(p);
-  if (p.dim <= 64)
-    bf16 ? launch_flash_attention<4, true>(p) : launch_flash_attention<4, false>(p);
-  else
-    bf16 ? launch_flash_attention<8, true>(p) : launch_flash_attention<8, false>(p);
 }
 
 HeadView head_view(const Tensor& t, const char* op, const char* what) {
@@ -756,6 +526,23 @@ const uint8_t* byte_mask(const Tensor& mask, const char* op, const char* what, c
 }
 
 }  // namespace
+
+void to_bf16_heads(const HeadView& source, int64_t tokens, int heads, int dim, __nv_bfloat16* out) {
+  const int64_t count = tokens * heads * dim;
+  if (count == 0) return;
+  to_bf16_heads_kernel<<<grid_stride_blocks(count, 256), 256>>>(source, tokens, heads, dim, out);
+  K5_CUDA_CHECK_LAUNCH("to_bf16_heads_kernel");
+}
+
+size_t shared_memory_per_block() {
+  static const size_t bytes = [] {
+    int device = 0, value = 0;
+    K5_CUDA_CHECK(cudaGetDevice(&device));
+    K5_CUDA_CHECK(cudaDeviceGetAttribute(&value, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+    return size_t(value);
+  }();
+  return bytes;
+}
 
 void attention(Context& ctx, const Tensor& q, const Tensor& k, const Tensor& v, Tensor& out,
                const ops::AttentionOptions& options) {

@@ -60,8 +60,9 @@ void upsample_nearest(Context& ctx, const Tensor& x, int factor_t, int factor_h,
 void place_strided(Context& ctx, const Tensor& x, std::array<int64_t, 3> offset, std::array<int64_t, 3> step,
                    Tensor& out);
 
-// Attention and rotary embeddings (src/ops/attention.h, src/ops/rope.h): attention.cu, rope.cu.
-// Flash-attention style: float32 on CUDA cores; Precision::bf16 on tensor cores (WMMA). Head dim up to 128.
+// Attention and rotary embeddings (src/ops/attention.h, src/ops/rope.h): attention.cu (+ attention_mma.cuh,
+// attention_wgmma.cu/.cuh), rope.cu. Flash-attention style: float32 on CUDA cores; Precision::bf16 on tensor cores
+// (wgmma on Hopper, mma.sync, WMMA). Head dim up to 128.
 void attention(Context& ctx, const Tensor& q, const Tensor& k, const Tensor& v, Tensor& out,
                const ops::AttentionOptions& options);
 void block_sparse_attention(Context& ctx, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& block_mask,

@@ -2,8 +2,13 @@
 #include "ops/attention.h"
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <optional>
 #include <random>
 #include <sstream>
+#include <string>
 
 #include "gpu_test_util.h"
 #include "ops/rope.h"
@@ -67,6 +72,37 @@ void check_dense(Context& ctx, const DenseCase& c, uint32_t seed) {
   SCOPED_TRACE(describe(c));
   const DenseResults results = run_dense(ctx, c, seed);
   EXPECT_LE(gpu_vs_cpu(results.gpu, results.cpu), kF32Tolerance);
+}
+
+// K5_CUDA_ATTENTION set for a scope (the CUDA op reads it at every call), the previous value restored after.
+class ForcedKernel {
+ public:
+  explicit ForcedKernel(const std::string& kernel) {
+    if (const char* previous = std::getenv(kVariable)) previous_ = previous;
+    setenv(kVariable, kernel.c_str(), 1);
+  }
+  ~ForcedKernel() { previous_ ? setenv(kVariable, previous_->c_str(), 1) : unsetenv(kVariable); }
+  ForcedKernel(const ForcedKernel&) = delete;
+  ForcedKernel& operator=(const ForcedKernel&) = delete;
+
+ private:
+  static constexpr const char* kVariable = "K5_CUDA_ATTENTION";
+  std::optional<std::string> previous_;
+};
+
+// Runs `check` with the automatic kernel choice and with each BF16 kernel forced; a kernel this GPU or this head
+// dim cannot run (the op refuses it with an error naming K5_CUDA_ATTENTION) is left out, and said so.
+void for_each_bf16_kernel(const std::function<void()>& check) {
+  for (const std::string kernel : {"auto", "wgmma", "mma", "wmma", "simt"}) {
+    SCOPED_TRACE("K5_CUDA_ATTENTION=" + kernel);
+    const ForcedKernel forced(kernel);
+    try {
+      check();
+    } catch (const Error& e) {
+      if (std::string(e.what()).find("K5_CUDA_ATTENTION") == std::string::npos) throw;
+      std::printf("[ note ] %s\n", e.what());
+    }
+  }
 }
 
 // Lengths that are not multiples of the 64-row tiles, Lq != Lk both ways, and the models' head dims.
@@ -169,6 +205,11 @@ TEST_F(CudaAttention, Bf16PrecisionStaysWithinTheBf16Budget) {
        {DenseCase{.q_tokens = 197, .k_tokens = 197, .q_heads = 4, .kv_heads = 2, .dim = 64, .causal = true},
         DenseCase{.q_tokens = 77, .k_tokens = 340, .q_heads = 2, .kv_heads = 2, .dim = 128, .key_mask = true},
         DenseCase{.q_tokens = 340, .k_tokens = 340, .q_heads = 2, .kv_heads = 2, .dim = 64, .q_spread = 3.0f},
+        // Many key tiles (the tensor-core kernels double-buffer them), grouped heads, query rows past the last
+        // full block of the two-warpgroup kernel.
+        DenseCase{.q_tokens = 1100, .k_tokens = 1300, .q_heads = 4, .kv_heads = 2, .dim = 128},
+        DenseCase{
+            .q_tokens = 700, .k_tokens = 700, .q_heads = 2, .kv_heads = 1, .dim = 64, .causal = true, .key_mask = true},
         // D % 16 == 0 but neither 64 nor 128: the WMMA tensor-core kernel instead of the mma.sync one.
         DenseCase{.q_tokens = 130, .k_tokens = 200, .q_heads = 2, .kv_heads = 2, .dim = 96, .key_mask = true},
         // D % 16 != 0: the CUDA-core kernel's BF16 mode instead of the tensor-core kernel.
@@ -176,11 +217,13 @@ TEST_F(CudaAttention, Bf16PrecisionStaysWithinTheBf16Budget) {
     SCOPED_TRACE(describe(c));
     seed += 3;
     const DenseResults f32 = run_dense(ctx, c, seed);
-    const DenseResults bf16 = run_dense(bf16_ctx, c, seed);
     EXPECT_LE(gpu_vs_cpu(f32.gpu, f32.cpu), kF32Tolerance);
-    EXPECT_LE(gpu_vs_cpu(bf16.gpu, f32.cpu), kBf16VsF32Tolerance);
-    EXPECT_LE(gpu_vs_cpu(bf16.gpu, bf16.cpu), kBf16VsCpuBf16Tolerance);
-    EXPECT_GE(relative_l2(bf16.gpu.to_device(Device::CPU), f32.gpu.to_device(Device::CPU)), kBf16MinimumEffect);
+    for_each_bf16_kernel([&] {
+      const DenseResults bf16 = run_dense(bf16_ctx, c, seed);
+      EXPECT_LE(gpu_vs_cpu(bf16.gpu, f32.cpu), kBf16VsF32Tolerance);
+      EXPECT_LE(gpu_vs_cpu(bf16.gpu, bf16.cpu), kBf16VsCpuBf16Tolerance);
+      EXPECT_GE(relative_l2(bf16.gpu.to_device(Device::CPU), f32.gpu.to_device(Device::CPU)), kBf16MinimumEffect);
+    });
   }
 }
 
@@ -258,19 +301,66 @@ TEST_F(CudaAttention, BlockSparseBoolMaskAndBf16) {
 
   // BF16 with the models' blocks and with blocks that straddle the kernel's tiles.
   Context bf16_ctx{{.threads = 2, .precision = Precision::bf16, .log_level = LogLevel::quiet}};
-  for (int block_size : {64, 48}) {
-    SCOPED_TRACE(::testing::Message() << "bf16, block " << block_size);
-    const int64_t bf16_blocks = (tokens + block_size - 1) / block_size;
-    const Tensor bf16_mask = random_block_mask(heads, bf16_blocks, bf16_blocks, 2, 974 + uint32_t(block_size));
+  for (int block_size : {64, 48})
+    for_each_bf16_kernel([&] {
+      SCOPED_TRACE(::testing::Message() << "bf16, block " << block_size);
+      const int64_t bf16_blocks = (tokens + block_size - 1) / block_size;
+      const Tensor bf16_mask = random_block_mask(heads, bf16_blocks, bf16_blocks, 2, 974 + uint32_t(block_size));
+      Tensor expected_f32 = Tensor::empty(DType::F32, {tokens, heads, dim});
+      ops::block_sparse_attention(ctx, q, k, v, bf16_mask, block_size, expected_f32);
+      Tensor expected_bf16 = Tensor::empty(DType::F32, {tokens, heads, dim});
+      ops::block_sparse_attention(bf16_ctx, q, k, v, bf16_mask, block_size, expected_bf16);
+      Tensor out_bf16 = Tensor::empty(DType::F32, {tokens, heads, dim}, Device::CUDA);
+      ops::block_sparse_attention(bf16_ctx, on_gpu(q), on_gpu(k), on_gpu(v), on_gpu(bf16_mask), block_size, out_bf16);
+      EXPECT_LE(gpu_vs_cpu(out_bf16, expected_f32), kBf16VsF32Tolerance);
+      EXPECT_LE(gpu_vs_cpu(out_bf16, expected_bf16), kBf16VsCpuBf16Tolerance);
+    });
+}
+
+// NABLA in BF16 at the models' head dims with many blocks: the tensor-core kernels skip masked 64 x 64 blocks
+// (several in a row, so the next visited tile is further on) and double-buffer the kept ones.
+TEST_F(CudaAttention, BlockSparseBf16ModelHeadDims) {
+  Context bf16_ctx{{.threads = 2, .precision = Precision::bf16, .log_level = LogLevel::quiet}};
+  for (const int64_t dim : {64, 128}) {
+    SCOPED_TRACE(::testing::Message() << "D " << dim);
+    const int64_t tokens = 64 * 11 + 30, heads = 3, blocks = 12;
+    const Tensor q = random_tensor({tokens, heads, dim}, 1000), k = random_tensor({tokens, heads, dim}, 1001);
+    const Tensor v = random_tensor({tokens, heads, dim}, 1002);
+    const Tensor mask = random_block_mask(heads, blocks, blocks, 4, 1003);
     Tensor expected_f32 = Tensor::empty(DType::F32, {tokens, heads, dim});
-    ops::block_sparse_attention(ctx, q, k, v, bf16_mask, block_size, expected_f32);
+    ops::block_sparse_attention(ctx, q, k, v, mask, 64, expected_f32);
     Tensor expected_bf16 = Tensor::empty(DType::F32, {tokens, heads, dim});
-    ops::block_sparse_attention(bf16_ctx, q, k, v, bf16_mask, block_size, expected_bf16);
-    Tensor out_bf16 = Tensor::empty(DType::F32, {tokens, heads, dim}, Device::CUDA);
-    ops::block_sparse_attention(bf16_ctx, on_gpu(q), on_gpu(k), on_gpu(v), on_gpu(bf16_mask), block_size, out_bf16);
-    EXPECT_LE(gpu_vs_cpu(out_bf16, expected_f32), kBf16VsF32Tolerance);
-    EXPECT_LE(gpu_vs_cpu(out_bf16, expected_bf16), kBf16VsCpuBf16Tolerance);
+    ops::block_sparse_attention(bf16_ctx, q, k, v, mask, 64, expected_bf16);
+    for_each_bf16_kernel([&] {
+      Tensor out = Tensor::empty(DType::F32, {tokens, heads, dim}, Device::CUDA);
+      ops::block_sparse_attention(bf16_ctx, on_gpu(q), on_gpu(k), on_gpu(v), on_gpu(mask), 64, out);
+      EXPECT_LE(gpu_vs_cpu(out, expected_f32), kBf16VsF32Tolerance);
+      EXPECT_LE(gpu_vs_cpu(out, expected_bf16), kBf16VsCpuBf16Tolerance);
+      // Query block 4 of the last head sees nothing: zeros.
+      const Tensor result = out.to_device(Device::CPU);
+      for (int64_t token = 4 * 64; token < 5 * 64; ++token)
+        for (int64_t d = 0; d < dim; ++d)
+          ASSERT_EQ(result.data<float>()[(token * heads + heads - 1) * dim + d], 0.0f) << "token " << token;
+    });
   }
+}
+
+TEST_F(CudaAttention, UnknownOrImpossibleForcedKernelIsAnError) {
+  Context bf16_ctx{{.threads = 2, .precision = Precision::bf16, .log_level = LogLevel::quiet}};
+  const Tensor q = on_gpu(random_tensor({70, 2, 96}, 1010));
+  Tensor out = Tensor::empty(DType::F32, {70, 2, 96}, Device::CUDA);
+  {
+    const ForcedKernel forced("fastest");
+    EXPECT_THROW(ops::attention(bf16_ctx, q, q, q, out), Error);
+  }
+  const ForcedKernel forced("mma");  // mma.sync (and wgmma) only take head dims 64 and 128
+  try {
+    ops::attention(bf16_ctx, q, q, q, out);
+    ADD_FAILURE() << "K5_CUDA_ATTENTION=mma ran head dim 96";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("head dim 96"), std::string::npos) << e.what();
+  }
+  ops::attention(ctx, q, q, q, out);  // float32 precision always runs the reference kernel
 }
 
 // Every kept block on: block-sparse attention is dense attention.
