@@ -1,0 +1,194 @@
+// The CUDA backend's register-tiled attention kernels (mma.sync and Hopper wgmma) run on the CPU under the warp
+// emulator, against the CPU attention op: CI has no GPU, and this runs the kernels' own device code (indexing,
+// tiling, masks, double buffering, swizzled layouts, online softmax) every time. What the emulator cannot show
+// (the hardware's reading of the PTX, timing) the GPU tests (tests/backends/cuda/attention_test.cpp) check.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "backends/cuda_emulated/emulated_attention_kernels.h"
+#include "core/context.h"
+#include "core/dtype.h"
+#include "ops/attention.h"
+#include "support/compare.h"
+#include "support/random.h"
+
+namespace k5::test {
+namespace {
+
+// As the GPU tests: both BF16 results land ~3e-3 from the float32 one; between the two BF16 results only where
+// the probabilities are rounded (against a running max that moves every 64 keys here, every 512 on the CPU).
+constexpr double kBf16VsF32Tolerance = 1e-2;
+constexpr double kBf16VsCpuBf16Tolerance = 4e-3;
+
+struct Case {
+  int64_t q_tokens, k_tokens, q_heads, kv_heads, dim;
+  bool causal = false, key_mask = false, block_sparse = false;
+  float q_spread = 1.0f;
+};
+
+// The inputs of one case, with the BF16 copies the kernels read (what to_bf16_heads and the transposing copy make
+// on the GPU).
+struct Inputs {
+  Tensor q, k, v, key_mask, block_mask, q_bf16, k_bf16;
+  std::vector<uint16_t> v_transposed;
+  int64_t padded_keys = 0;
+};
+
+Inputs make_inputs(const Case& c, uint32_t seed) {
+  Inputs in;
+  in.q = random_tensor({c.q_tokens, c.q_heads, c.dim}, seed, c.q_spread);
+  in.k = random_tensor({c.k_tokens, c.kv_heads, c.dim}, seed + 1);
+  in.v = random_tensor({c.k_tokens, c.kv_heads, c.dim}, seed + 2);
+  in.q_bf16 = in.q.to(DType::BF16);
+  in.k_bf16 = in.k.to(DType::BF16);
+  in.padded_keys = (c.k_tokens + 63) / 64 * 64;
+  in.v_transposed.assign(size_t(c.kv_heads * c.dim * in.padded_keys), 0);
+  for (int64_t token = 0; token < c.k_tokens; ++token)
+    for (int64_t h = 0; h < c.kv_heads; ++h)
+      for (int64_t d = 0; d < c.dim; ++d)
+        in.v_transposed[size_t((h * c.dim + d) * in.padded_keys + token)] =
+            f32_to_bf16(in.v.data<float>()[(token * c.kv_heads + h) * c.dim + d]);
+  in.key_mask = Tensor::empty(DType::U8, {c.k_tokens});
+  for (int64_t j = 0; j < c.k_tokens; ++j)
+    in.key_mask.data<uint8_t>()[j] = j < c.k_tokens - c.k_tokens / 5 && j % 7 != 3;
+  if (c.block_sparse) {
+    // The diagonal and ~40% of the other blocks; query block 1 of the last head sees nothing.
+    const int64_t blocks = (c.q_tokens + 63) / 64;
+    std::mt19937 generator(seed + 3);
+    std::bernoulli_distribution keep(0.4);
+    in.block_mask = Tensor::empty(DType::U8, {c.q_heads, blocks, blocks});
+    for (int64_t h = 0; h < c.q_heads; ++h)
+      for (int64_t i = 0; i < blocks; ++i)
+        for (int64_t j = 0; j < blocks; ++j)
+          in.block_mask.data<uint8_t>()[(h * blocks + i) * blocks + j] =
+              (i == j || keep(generator)) && !(h == c.q_heads - 1 && i == 1);
+  }
+  return in;
+}
+
+Tensor cpu_attention(const Case& c, const Inputs& in, Precision precision) {
+  Context ctx({.threads = 2, .precision = precision, .log_level = LogLevel::quiet});
+  Tensor out = Tensor::empty(DType::F32, {c.q_tokens, c.q_heads, c.dim});
+  if (c.block_sparse)
+    ops::block_sparse_attention(ctx, in.q, in.k, in.v, in.block_mask, 64, out);
+  else
+    ops::attention(ctx, in.q, in.k, in.v, out, {.causal = c.causal, .key_mask = c.key_mask ? &in.key_mask : nullptr});
+  return out;
+}
+
+// What attention.cu's common_params and the two ops fill in.
+cuda::AttentionParams params(const Case& c, const Inputs& in, Tensor& out) {
+  cuda::AttentionParams p{};
+  p.q = {in.q.data<float>(), c.q_heads * c.dim, c.dim};
+  p.k = {in.k.data<float>(), c.kv_heads * c.dim, c.dim};
+  p.v = {in.v.data<float>(), c.kv_heads * c.dim, c.dim};
+  p.out = out.data<float>();
+  p.q_tokens = c.q_tokens;
+  p.k_tokens = c.k_tokens;
+  p.heads = int(c.q_heads);
+  p.group = int(c.q_heads / c.kv_heads);
+  p.dim = int(c.dim);
+  p.scale = 1.0f / std::sqrt(float(c.dim));
+  p.causal = c.causal;
+  p.causal_offset = c.k_tokens - c.q_tokens;
+  p.key_mask = c.key_mask ? in.key_mask.data<uint8_t>() : nullptr;
+  if (c.block_sparse) {
+    p.block_mask = in.block_mask.data<uint8_t>();
+    p.block_size = 64;
+    p.query_blocks = p.key_blocks = (c.q_tokens + 63) / 64;
+  }
+  return p;
+}
+
+const __nv_bfloat16* bf16(const Tensor& t) { return reinterpret_cast<const __nv_bfloat16*>(t.data<uint16_t>()); }
+
+template <int kDim>
+Tensor run_mma(const Case& c, const Inputs& in, emulation::Schedule order) {
+  Tensor out = Tensor::empty(DType::F32, {c.q_tokens, c.q_heads, c.dim});
+  constexpr int kDenseWarps = 8, kSparseWarps = 4;  // as attention.cu launches them
+  const int warps = c.block_sparse ? kSparseWarps : kDenseWarps;
+  const emulation::Dim3 grid{unsigned((c.q_tokens + 16 * warps - 1) / (16 * warps)), unsigned(c.q_heads), 1};
+  const Tensor v_bf16 = in.v.to(DType::BF16);
+  const cuda::Bf16Operands operands{bf16(in.q_bf16), bf16(in.k_bf16), bf16(v_bf16), int(c.kv_heads)};
+  const cuda::AttentionParams p = params(c, in, out);
+  if (c.block_sparse)
+    emulation::launch(grid, {32 * kSparseWarps, 1, 1}, cuda::mma_shared_bytes(kDim, kSparseWarps), order,
+                      cuda::flash_attention_bf16_mma<kDim, kSparseWarps>, p, operands);
+  else
+    emulation::launch(grid, {32 * kDenseWarps, 1, 1}, cuda::mma_shared_bytes(kDim, kDenseWarps), order,
+                      cuda::flash_attention_bf16_mma<kDim, kDenseWarps>, p, operands);
+  return out;
+}
+
+template <int kDim>
+Tensor run_wgmma(const Case& c, const Inputs& in, emulation::Schedule order) {
+  Tensor out = Tensor::empty(DType::F32, {c.q_tokens, c.q_heads, c.dim});
+  const int warpgroups = c.block_sparse ? 1 : 2;  // as attention_wgmma.cu launches them
+  const emulation::Dim3 grid{unsigned((c.q_tokens + 64 * warpgroups - 1) / (64 * warpgroups)), unsigned(c.q_heads), 1};
+  const cuda::WgmmaOperands operands{bf16(in.q_bf16), bf16(in.k_bf16),
+                                     reinterpret_cast<const __nv_bfloat16*>(in.v_transposed.data()), int(c.kv_heads),
+                                     in.padded_keys};
+  const cuda::AttentionParams p = params(c, in, out);
+  if (c.block_sparse)
+    emulation::launch(grid, {128, 1, 1}, cuda::wgmma_shared_bytes(kDim, 1), order,
+                      cuda::flash_attention_bf16_wgmma<kDim, 1>, p, operands);
+  else
+    emulation::launch(grid, {256, 1, 1}, cuda::wgmma_shared_bytes(kDim, 2), order,
+                      cuda::flash_attention_bf16_wgmma<kDim, 2>, p, operands);
+  return out;
+}
+
+void check(const Case& c, uint32_t seed) {
+  SCOPED_TRACE(::testing::Message() << "Lq " << c.q_tokens << " Lk " << c.k_tokens << " Hq " << c.q_heads << " Hkv "
+                                    << c.kv_heads << " D " << c.dim << " causal " << c.causal << " key_mask "
+                                    << c.key_mask << " NABLA " << c.block_sparse);
+  const Inputs in = make_inputs(c, seed);
+  const Tensor f32 = cpu_attention(c, in, Precision::fp32), bf16_reference = cpu_attention(c, in, Precision::bf16);
+  const auto run = [&](bool wgmma, emulation::Schedule order) {
+    if (c.dim == 64) return wgmma ? run_wgmma<64>(c, in, order) : run_mma<64>(c, in, order);
+    return wgmma ? run_wgmma<128>(c, in, order) : run_mma<128>(c, in, order);
+  };
+  for (const bool wgmma : {false, true})
+    for (const auto order : {emulation::Schedule::first_warps_ahead, emulation::Schedule::last_warps_ahead}) {
+      SCOPED_TRACE(::testing::Message() << (wgmma ? "wgmma kernel, " : "mma.sync kernel, ")
+                                        << (order == emulation::Schedule::first_warps_ahead ? "first" : "last")
+                                        << " warps ahead");
+      const Tensor out = run(wgmma, order);
+      EXPECT_LE(relative_l2(out, f32), kBf16VsF32Tolerance);
+      EXPECT_LE(relative_l2(out, bf16_reference), kBf16VsCpuBf16Tolerance);
+      // Rows that see no key are zeros, as on the CPU: the first Lq - Lk causal queries, NABLA's empty block row.
+      for (int64_t token = 0; token < c.q_tokens; ++token)
+        for (int64_t h = 0; h < c.q_heads; ++h) {
+          const bool sees_nothing = (c.causal && token < c.q_tokens - c.k_tokens) ||
+                                    (c.block_sparse && h == c.q_heads - 1 && token / 64 == 1);
+          if (!sees_nothing) continue;
+          for (int64_t d = 0; d < c.dim; ++d)
+            ASSERT_EQ(out.data<float>()[(token * c.q_heads + h) * c.dim + d], 0.0f) << "token " << token;
+        }
+    }
+}
+
+TEST(EmulatedCudaAttention, DenseGroupedHeadsAndKeyMask) {
+  check({.q_tokens = 150, .k_tokens = 200, .q_heads = 2, .kv_heads = 1, .dim = 64, .key_mask = true}, 10);
+  check({.q_tokens = 70, .k_tokens = 130, .q_heads = 2, .kv_heads = 2, .dim = 128, .q_spread = 2.0f}, 20);
+}
+
+TEST(EmulatedCudaAttention, Causal) {
+  check({.q_tokens = 130, .k_tokens = 150, .q_heads = 2, .kv_heads = 2, .dim = 128, .causal = true}, 30);
+  // Lq > Lk: the first 53 queries see no key.
+  check({.q_tokens = 130, .k_tokens = 77, .q_heads = 1, .kv_heads = 1, .dim = 64, .causal = true}, 40);
+}
+
+TEST(EmulatedCudaAttention, BlockSparse) {
+  check(
+      {.q_tokens = 64 * 4 + 20, .k_tokens = 64 * 4 + 20, .q_heads = 2, .kv_heads = 2, .dim = 64, .block_sparse = true},
+      50);
+  check({.q_tokens = 64 * 3 + 5, .k_tokens = 64 * 3 + 5, .q_heads = 2, .kv_heads = 2, .dim = 128, .block_sparse = true},
+        60);
+}
+
+}  // namespace
+}  // namespace k5::test

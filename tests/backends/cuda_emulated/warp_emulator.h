@@ -1,0 +1,128 @@
+// A CPU stand-in for the CUDA features the register-tiled attention kernels use, so that their device code
+// (src/backends/cuda/attention_mma.cuh, attention_wgmma.cuh) runs, unchanged, in the CPU test suite: CI has no
+// GPU. Every thread of a block is a fiber (ucontext); blocks run one after another. Include this header before
+// the kernel headers, which then compile with K5_CUDA_EMULATION defined and call the `emulation::` functions
+// below where the GPU code has PTX.
+//
+// What is emulated, and how faithfully:
+// - __syncthreads, and the warp (32 lanes) and warpgroup (128 threads) collectives, as barriers: a thread that
+//   arrives waits until its whole group has. Divergent barriers are reported as a deadlock.
+// - __shfl_xor_sync, mma.sync.m16n8k16 (BF16 in, float32 accumulation) and wgmma.m64nNk16 (A from registers or a
+//   shared-memory descriptor, B from a descriptor) with the register layouts of the PTX ISA; products are
+//   summed in float32 in k order (the hardware's order may differ in the last bits).
+// - wgmma descriptors are decoded as the hardware reads them (start address, stride byte offset between 8-row
+//   groups, 128-byte rows, the 128-byte swizzle applied to the address: bits 4-6 ^= bits 7-9); only the K-major
+//   128-byte-swizzle form the kernels use is accepted, anything else fails the test.
+// - cp.async copies land when cp.async.wait_group retires their group (proxy fences are no-ops); a thread that
+//   ends with copies in flight is an error. Shared memory is filled with 0xFF (BF16 NaN) before each block, and,
+//   under AddressSanitizer, everything past the bytes the launch asked for is poisoned.
+// Not emulated: timing, bank conflicts, register limits, asynchrony of wgmma beyond its fences.
+#pragma once
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <functional>
+
+namespace k5::emulation {
+
+struct Dim3 {
+  unsigned x = 1, y = 1, z = 1;
+};
+
+const Dim3& thread_index();
+const Dim3& block_index();
+const Dim3& block_dim();
+const Dim3& grid_dim();
+
+void sync_threads();
+float shuffle_xor(float value, int lane_mask);
+size_t shared_offset(const void* pointer);  // __cvta_generic_to_shared
+
+// mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 d, a, b, d (a[4], b[2] BF16 pairs; d[4]).
+void mma_m16n8k16_bf16(float* d, const uint32_t* a, const uint32_t* b);
+// wgmma.mma_async m64nNk16 f32.bf16.bf16 with scale-d 1 and no transposes: d (N / 2 floats) += A x B, A from
+// `a` (this thread's 4 registers) or, when `a` is null, from the descriptor `a_descriptor`.
+void wgmma_m64k16_bf16(float* d, int n, const uint32_t* a, uint64_t a_descriptor, uint64_t b_descriptor);
+// cp.async 16 bytes (zeros when !valid) to a shared-memory offset; cp.async.commit_group; cp.async.wait_group.
+// A copy lands only when a wait retires its group (the latest moment the GPU allows), so shared memory read before
+// the wait still holds what was there.
+void copy_16(uint32_t shared_address, const void* global, bool valid);
+void commit_copies();
+void wait_copies(int pending_groups);
+
+// Which thread runs next: always the first runnable one, counting from the first warp or from the last. Either
+// lets one end of the block run ahead until a barrier stops it, so a barrier missing between a write and
+// another warp's read of the same shared memory gives wrong results in one of the two orders.
+enum class Schedule { first_warps_ahead, last_warps_ahead };
+
+// Runs kernel(args...) on a grid of blocks with `shared_bytes` of dynamic shared memory (k5::cuda::shared_memory).
+void run_grid(Dim3 grid, Dim3 block, size_t shared_bytes, Schedule order, const std::function<void()>& kernel);
+
+template <typename... Params, typename... Args>
+void launch(Dim3 grid, Dim3 block, size_t shared_bytes, Schedule order, void (*kernel)(Params...),
+            const Args&... args) {
+  run_grid(grid, block, shared_bytes, order, [&] { kernel(args...); });
+}
+
+}  // namespace k5::emulation
+
+namespace k5::cuda {
+// `extern __shared__ unsigned char shared_memory[]` in the kernels names this (1024-byte aligned).
+constexpr size_t kEmulatedSharedBytes = 227 * 1024;
+extern unsigned char shared_memory[kEmulatedSharedBytes];
+}  // namespace k5::cuda
+
+// ---- The CUDA vocabulary the kernels are written in -----------------------------------------------------------
+#define K5_CUDA_EMULATION 1
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __shared__
+#define __launch_bounds__(...)
+#define __align__(n) __attribute__((aligned(n)))
+#define threadIdx (::k5::emulation::thread_index())
+#define blockIdx (::k5::emulation::block_index())
+#define blockDim (::k5::emulation::block_dim())
+#define gridDim (::k5::emulation::grid_dim())
+
+inline void __syncthreads() { k5::emulation::sync_threads(); }
+inline float __shfl_xor_sync(unsigned, float value, int lane_mask) {
+  return k5::emulation::shuffle_xor(value, lane_mask);
+}
+inline size_t __cvta_generic_to_shared(const void* pointer) { return k5::emulation::shared_offset(pointer); }
+[[noreturn]] inline void __trap() { std::abort(); }
+
+template <typename T>
+T min(T a, T b) {
+  return b < a ? b : a;
+}
+template <typename T>
+T max(T a, T b) {
+  return a < b ? b : a;
+}
+
+struct uint4 {
+  unsigned x, y, z, w;
+};
+inline uint4 make_uint4(unsigned x, unsigned y, unsigned z, unsigned w) { return {x, y, z, w}; }
+
+struct __nv_bfloat16 {
+  uint16_t bits;
+};
+struct __nv_bfloat162 {
+  __nv_bfloat16 x, y;
+};
+// Round to nearest even (NaN kept quiet), as the GPU's cvt.rn.bf16x2.f32.
+inline __nv_bfloat16 emulated_bf16_rn(float value) {
+  uint32_t word;
+  __builtin_memcpy(&word, &value, 4);
+  if ((word & 0x7fffffffu) > 0x7f800000u) return {uint16_t((word >> 16) | 0x40u)};
+  word += 0x7fffu + ((word >> 16) & 1u);
+  return {uint16_t(word >> 16)};
+}
+inline __nv_bfloat162 __floats2bfloat162_rn(float low, float high) {
+  return {emulated_bf16_rn(low), emulated_bf16_rn(high)};
+}
