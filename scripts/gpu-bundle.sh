@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prepares what a session sends to the GPU machine of the `device` tool, which has nvcc, CMake and PyTorch but
-# not k5's Debian libraries: k5_gpu_tests and bench_dit built here (sm_80 and sm_90a), the shared libraries they
-# load that such a machine lacks (oneDNN and its OpenMP/OpenCL, yaml-cpp, ICU; the CUDA libraries are there),
+# not k5's Debian libraries: k5_gpu_tests, bench_dit and bench_cuda_attention built here (sm_80 and sm_90a), the
+# shared libraries they load that such a machine lacks (oneDNN and its OpenMP/OpenCL, yaml-cpp, ICU; the CUDA libraries are there),
 # the official configs of the DiT timings and the Qwen2.5 tokenizer the text-encoder GPU tests use. All in one
 # xz archive, since what travels is limited to 64 MiB. The k5 binary stays behind (FFmpeg and its libraries
 # are ~200 MB): the GPU tests of the CLI skip without it. Also the official code's kandinsky/ package, which
@@ -15,14 +15,14 @@ cd "$(dirname "$0")/.."
 build=${1:-build}
 official=${2:-/work/.mirror/kandinskylab+kandinsky-5/repo}
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DK5_CUDA=ON >/dev/null
-cmake --build "$build" --target k5_gpu_tests bench_dit
+cmake --build "$build" --target k5_gpu_tests bench_dit bench_cuda_attention
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 mkdir -p "$stage/lib" "$stage/configs" "$stage/shared/tokenizers/qwen2.5"
-cp "$build/tests/k5_gpu_tests" "$build/bench/bench_dit" "$stage/"
-strip "$stage/k5_gpu_tests" "$stage/bench_dit"
+cp "$build/tests/k5_gpu_tests" "$build/bench/bench_dit" "$build/bench/bench_cuda_attention" "$stage/"
+strip "$stage/k5_gpu_tests" "$stage/bench_dit" "$stage/bench_cuda_attention"
 # Everything they link except glibc, the C++ runtime and CUDA's own libraries.
-ldd "$stage/k5_gpu_tests" "$stage/bench_dit" | awk '/=> \// {print $3}' | sort -u |
+ldd "$stage/k5_gpu_tests" "$stage/bench_dit" "$stage/bench_cuda_attention" | awk '/=> \// {print $3}' | sort -u |
   grep -v -E '/(libc|libm|libdl|librt|libpthread|libstdc\+\+|libgcc_s|ld-linux[^/]*)\.so|/libcu' |
   xargs -r -I{} cp -L {} "$stage/lib/"
 for name in k5_lite_t2v_5s_sft_sd k5_lite_t2v_10s_sft_sd k5_lite_t2i_sft_hd; do

@@ -3,12 +3,17 @@
 # in one call of at most ~9.5 minutes (every stage is cut at a shared deadline, the most important first):
 #   1. every GPU test (each CUDA op, the CrossDiT forward, the text encoders and the VAEs against the CPU / the
 #      goldens; the --device cuda CLI tests skip: the bundle has no k5 binary);
-#   2. k5's copy of torch's CUDA generator against torch there (tools/golden/torch_random_cuda.py);
-#   3. issue 6's DiT shapes, k5 (bench_dit, bf16) then the official code (bench/torch_dit_official.py) on the same
+#   2. the attention kernels at the models' shapes, each k5 kernel (bench_cuda_attention: wgmma, mma, wmma) and
+#      PyTorch's SDPA backends / flex_attention (bench/torch_cuda_attention.py): Video Lite 5 s (47,616 tokens,
+#      28 heads of 64), Video Pro 5 s SD (32 heads of 128), Image Lite 1024x1024 (4,096 tokens, 20 heads of 128),
+#      Video Lite 10 s with NABLA keeping ~10% of the blocks (93,696 tokens);
+#   3. k5's copy of torch's CUDA generator against torch there (tools/golden/torch_random_cuda.py);
+#   4. issue 6's DiT shapes, k5 (bench_dit, bf16) then the official code (bench/torch_dit_official.py) on the same
 #      random full-size weights and the same inputs: Video Lite 5 s 768x512 dense, Image Lite 1024x1024, Video
 #      Lite 10 s 768x512 with NABLA; 256 text tokens (the official padding, 100 real). A step with guidance is two
 #      forwards.
-# Logs go to $OUT (or /tmp/k5-gpu-check): gpu-tests.txt, torch-cuda-rng.txt, dit-bench.txt, device.txt.
+# Logs go to $OUT (or /tmp/k5-gpu-check): gpu-tests.txt, attention-bench.txt, torch-cuda-rng.txt, dit-bench.txt,
+# device.txt.
 set -uo pipefail
 out=${OUT:-/tmp/k5-gpu-check}
 mkdir -p "$out"
@@ -32,6 +37,12 @@ export K5_SOURCE_DIR=$PWD K5_SHARED_DIR=$bundle/shared PYTHONUNBUFFERED=1
 { nvidia-smi -L; nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv; nproc; } |
   tee "$out/device.txt"
 timeout "$(budget 150)" "$bundle/k5_gpu_tests" --gtest_brief=1 2>&1 | tee "$out/gpu-tests.txt"
+for shape in "47616 28 64" "47616 32 128" "4096 20 128" "93696 28 64 5 0.1"; do
+  set -- $shape
+  timeout "$(budget 40)" "$bundle/bench_cuda_attention" "$1" "$2" "$3" "${4:-5}" "${5:-1}" 2>&1
+  timeout "$(budget 60)" python3 bench/torch_cuda_attention.py "$1" "$2" "$3" "${4:-5}" "${5:-1}" 2>&1 |
+    grep -E '^torch|Error'
+done | tee "$out/attention-bench.txt"
 timeout "$(budget 60)" python3 tools/golden/torch_random_cuda.py "$out/torch_cuda_rng.safetensors" &&
   K5_TORCH_CUDA_GOLDEN="$out/torch_cuda_rng.safetensors" timeout "$(budget 30)" "$bundle/k5_gpu_tests" \
     --gtest_filter='CudaGolden.*' 2>&1 | tee "$out/torch-cuda-rng.txt"
