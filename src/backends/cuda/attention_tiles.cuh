@@ -93,21 +93,35 @@ struct RowSoftmax {
 
 // One key tile [k0, k0 + 64): scores (Q K^T) -> scaled and masked -> P = exp(S - running max) in place
 // (unrounded), running max and sum updated, and the output rows rescaled. `queries` are this thread's two rows.
+// The exponentials are exp2 of scores pre-multiplied by log2(e) (the running max lives in that domain too): one
+// special-function instruction each instead of expf's range reduction; the probabilities are rounded to BF16
+// afterwards, far coarser than the difference.
 template <int kKeyTiles, int kDimTiles>
 __device__ inline void online_softmax_tile(const AttentionParams& p, int head, const int64_t (&queries)[2], int64_t k0,
                                            int64_t key_end, bool per_score_mask, float (&scores)[kKeyTiles][4],
                                            float (&out)[kDimTiles][4], RowSoftmax& state) {
   const int t = threadIdx.x % 32 % 4;
+  const float scale = p.scale * 1.4426950408889634f;  // log2(e)
   float tile_max[2] = {-INFINITY, -INFINITY};
+  if (!per_score_mask && k0 + 8 * kKeyTiles <= key_end) {  // every key of the tile visible (uniform)
 #pragma unroll
-  for (int n = 0; n < kKeyTiles; ++n)
+    for (int n = 0; n < kKeyTiles; ++n)
 #pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      const int64_t key = k0 + 8 * n + 2 * t + e % 2;
-      const bool visible = per_score_mask ? score_visible(p, head, queries[e / 2], key, key_end) : key < key_end;
-      scores[n][e] = visible ? p.scale * scores[n][e] : -INFINITY;
-      tile_max[e / 2] = fmaxf(tile_max[e / 2], scores[n][e]);
-    }
+      for (int e = 0; e < 4; ++e) {
+        scores[n][e] *= scale;
+        tile_max[e / 2] = fmaxf(tile_max[e / 2], scores[n][e]);
+      }
+  } else {
+#pragma unroll
+    for (int n = 0; n < kKeyTiles; ++n)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int64_t key = k0 + 8 * n + 2 * t + e % 2;
+        const bool visible = per_score_mask ? score_visible(p, head, queries[e / 2], key, key_end) : key < key_end;
+        scores[n][e] = visible ? scale * scores[n][e] : -INFINITY;
+        tile_max[e / 2] = fmaxf(tile_max[e / 2], scores[n][e]);
+      }
+  }
   // A row with nothing visible in this tile keeps its state (P = 0); the shuffles stay outside the branches.
   float rescale[2], sum[2] = {0.0f, 0.0f};
   bool any_visible[2];
@@ -116,14 +130,14 @@ __device__ inline void online_softmax_tile(const AttentionParams& p, int head, c
     tile_max[r] = max_over_row_lanes(tile_max[r]);
     any_visible[r] = tile_max[r] != -INFINITY;
     const float new_max = fmaxf(state.running_max[r], tile_max[r]);
-    rescale[r] = any_visible[r] ? expf(state.running_max[r] - new_max) : 1.0f;  // 0 on the first visible tile
+    rescale[r] = any_visible[r] ? exp2f(state.running_max[r] - new_max) : 1.0f;  // 0 on the first visible tile
     if (any_visible[r]) state.running_max[r] = new_max;
   }
 #pragma unroll
   for (int n = 0; n < kKeyTiles; ++n)
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
-      const float probability = any_visible[e / 2] ? expf(scores[n][e] - state.running_max[e / 2]) : 0.0f;
+      const float probability = any_visible[e / 2] ? exp2f(scores[n][e] - state.running_max[e / 2]) : 0.0f;
       sum[e / 2] += probability;
       scores[n][e] = probability;
     }
