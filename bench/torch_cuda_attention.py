@@ -1,6 +1,8 @@
-"""PyTorch's attention at the shape bench_cuda_attention times, on the same GPU, in the same run. Dense: torch.nn.functional.scaled_dot_product_attention on BF16 q, k, v
-[1, H, L, D] with each SDPA backend this PyTorch has (flash, cuDNN, efficient); NABLA (KEEP < 1): flex_attention
-with a 64x64 block mask keeping the same fraction, compiled, as the official code runs NABLA.
+"""PyTorch's attention at the shape bench_cuda_attention times, on the same GPU, in the same run. Dense:
+torch.nn.functional.scaled_dot_product_attention on BF16 q, k, v [1, H, L, D] with each SDPA backend this PyTorch
+has (flash, cuDNN, efficient); NABLA (KEEP < 1, TOKENS a multiple of
+64): flex_attention, compiled, with a BlockMask of full 64x64 blocks keeping about the same fraction, built as the
+official nablaT_v2 builds it.
 
     python3 bench/torch_cuda_attention.py TOKENS HEADS DIM [REPEAT] [KEEP]
 
@@ -45,16 +47,16 @@ def main(tokens, heads, dim, repeat, keep):
                 continue
             results.append((name.lower(), seconds, 1.0))
     else:
-        from torch.nn.attention.flex_attention import create_block_mask, flex_attention
-        blocks = (tokens + 63) // 64
+        from torch.nn.attention.flex_attention import BlockMask, flex_attention
+        blocks = tokens // 64
         kept = torch.rand(heads, blocks, blocks, generator=torch.Generator().manual_seed(7)) < keep
         kept |= torch.eye(blocks, dtype=torch.bool).unsqueeze(0)
-        kept = kept.cuda()
-
-        def mask_mod(b, h, q_index, kv_index):
-            return kept[h, q_index // 64, kv_index // 64]
-
-        block_mask = create_block_mask(mask_mod, 1, heads, tokens, tokens, device="cuda", BLOCK_SIZE=64)
+        kept = kept.cuda().unsqueeze(0)
+        # As the official nablaT_v2 builds it: every kept 64x64 block a full block, no mask_mod.
+        kv_count = kept.sum(-1).to(torch.int32)
+        kv_indices = kept.int().argsort(dim=-1, descending=True).to(torch.int32)
+        block_mask = BlockMask.from_kv_blocks(torch.zeros_like(kv_count), kv_indices, kv_count, kv_indices,
+                                              BLOCK_SIZE=64, mask_mod=None)
         compiled = torch.compile(flex_attention, dynamic=False)
         seconds = best_seconds(repeat, lambda: compiled(q, k, v, block_mask=block_mask))
         results.append(("flex_attention", seconds, kept.float().mean().item()))
