@@ -1,6 +1,9 @@
 // The CUDA attention kernels at one of the models' shapes, in Precision::bf16 (BF16 products, float32 softmax and
 // accumulation): every tensor-core kernel k5 has for it (K5_CUDA_ATTENTION=wgmma|mma|wmma), best of REPEAT
-// after a warm-up. TFLOP/s counts 4 L^2 D H per dense call, the kept fraction of that for NABLA.
+// after a warm-up. TFLOP/s counts 4 L^2 D H per dense call, the kept fraction of that for NABLA. A call is what
+// the DiT pays: the op on float32 q, k, v [L, H, D] (strided views in the model), so it includes their rounding
+// to BF16 copies (and V's transposition for wgmma) and the float32 output: by arithmetic ~1% of the time here;
+// PyTorch starts from BF16 [1, H, L, D] tensors.
 // bench/torch_cuda_attention.py times PyTorch's scaled_dot_product_attention at the same shape.
 //
 //   bench_cuda_attention TOKENS HEADS DIM [REPEAT] [KEEP]   KEEP < 1: NABLA keeping ~KEEP of the 64x64 blocks

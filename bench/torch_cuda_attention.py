@@ -1,8 +1,7 @@
 """PyTorch's attention at the shape bench_cuda_attention times, on the same GPU, in the same run. Dense:
 torch.nn.functional.scaled_dot_product_attention on BF16 q, k, v [1, H, L, D] with each SDPA backend this PyTorch
-has (flash, cuDNN, efficient); NABLA (KEEP < 1, TOKENS a multiple of
-64): flex_attention, compiled, with a BlockMask of full 64x64 blocks keeping about the same fraction, built as the
-official nablaT_v2 builds it.
+has (flash, cuDNN, efficient); NABLA (KEEP < 1, TOKENS a multiple of 64): flex_attention, compiled, with a
+BlockMask of full 64x64 blocks keeping about the same fraction, built as the official nablaT_v2 builds it.
 
     python3 bench/torch_cuda_attention.py TOKENS HEADS DIM [REPEAT] [KEEP]
 

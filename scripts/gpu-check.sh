@@ -4,9 +4,9 @@
 #   1. every GPU test (each CUDA op, the CrossDiT forward, the text encoders and the VAEs against the CPU / the
 #      goldens; the --device cuda CLI tests skip: the bundle has no k5 binary);
 #   2. the attention kernels at the models' shapes, each k5 kernel (bench_cuda_attention: wgmma, mma, wmma) and
-#      PyTorch's SDPA backends / flex_attention (bench/torch_cuda_attention.py): Video Lite 5 s (47,616 tokens,
-#      28 heads of 64), Video Pro 5 s SD (32 heads of 128), Image Lite 1024x1024 (4,096 tokens, 20 heads of 128),
-#      Video Lite 10 s with NABLA keeping ~10% of the blocks (93,696 tokens);
+#      PyTorch's SDPA backends / flex_attention (bench/torch_cuda_attention.py), at most 2 minutes in all: Video
+#      Lite 5 s (47,616 tokens, 28 heads of 64), Video Lite 10 s with NABLA keeping ~10% of the blocks (93,696
+#      tokens), Image Lite 1024x1024 (4,096 tokens, 20 heads of 128), Video Pro 5 s SD (32 heads of 128);
 #   3. k5's copy of torch's CUDA generator against torch there (tools/golden/torch_random_cuda.py);
 #   4. issue 6's DiT shapes, k5 (bench_dit, bf16) then the official code (bench/torch_dit_official.py) on the same
 #      random full-size weights and the same inputs: Video Lite 5 s 768x512 dense, Image Lite 1024x1024, Video
@@ -18,8 +18,10 @@ set -uo pipefail
 out=${OUT:-/tmp/k5-gpu-check}
 mkdir -p "$out"
 deadline=$((SECONDS + ${K5_GPU_CHECK_SECONDS:-560}))
-budget() {  # seconds left for a stage: at most $1, never past the deadline
-  local left=$((deadline - SECONDS))
+budget() {  # seconds for a command: at most $1, never past the deadline nor past $2 (a stage's own end) if given
+  local end=${2:-$deadline}
+  ((end > deadline)) && end=$deadline
+  local left=$((end - SECONDS))
   ((left < $1)) && echo $((left > 1 ? left : 1)) || echo "$1"
 }
 bundle=/tmp/k5-bundle
@@ -37,10 +39,12 @@ export K5_SOURCE_DIR=$PWD K5_SHARED_DIR=$bundle/shared PYTHONUNBUFFERED=1
 { nvidia-smi -L; nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv; nproc; } |
   tee "$out/device.txt"
 timeout "$(budget 150)" "$bundle/k5_gpu_tests" --gtest_brief=1 2>&1 | tee "$out/gpu-tests.txt"
-for shape in "47616 28 64" "47616 32 128" "4096 20 128" "93696 28 64 5 0.1"; do
+attention_end=$((SECONDS + 120))  # the whole stage, so the DiT timings keep their time
+for shape in "47616 28 64" "93696 28 64 5 0.1" "4096 20 128" "47616 32 128"; do
+  ((attention_end - SECONDS > 5)) || break
   set -- $shape
-  timeout "$(budget 40)" "$bundle/bench_cuda_attention" "$1" "$2" "$3" "${4:-5}" "${5:-1}" 2>&1
-  timeout "$(budget 60)" python3 bench/torch_cuda_attention.py "$1" "$2" "$3" "${4:-5}" "${5:-1}" 2>&1 |
+  timeout "$(budget 30 $attention_end)" "$bundle/bench_cuda_attention" "$1" "$2" "$3" "${4:-5}" "${5:-1}" 2>&1
+  timeout "$(budget 60 $attention_end)" python3 bench/torch_cuda_attention.py "$1" "$2" "$3" "${4:-5}" "${5:-1}" 2>&1 |
     grep -E '^torch|Error'
 done | tee "$out/attention-bench.txt"
 timeout "$(budget 60)" python3 tools/golden/torch_random_cuda.py "$out/torch_cuda_rng.safetensors" &&

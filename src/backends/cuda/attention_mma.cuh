@@ -1,5 +1,5 @@
 // The register-tiled tensor-core attention kernel on mma.sync (sm_80+), launched by attention.cu; a header so
-// that tests/backends/cuda/attention_emulation_test.cpp can also run it on the CPU under the warp emulator.
+// that tests/backends/cuda_emulated/attention_kernels_test.cpp also runs it on the CPU, under the warp emulator.
 //
 // flash_attention_bf16_mma<D, W>: the FlashAttention-2 arrangement for the models' head dims (64, 128) with PTX
 // mma.sync.m16n8k16 (BF16 inputs, float32 accumulation; sm_80+), whose fragment layouts the PTX ISA specifies,
@@ -13,7 +13,8 @@
 // accumulators (the m16n8k16 A layout is two adjacent accumulator tiles), and O_w[16, D] += P V.
 // Shared memory: Q [16 W, D + 8], K and V [64, D + 8], BF16 (the 8 staggers rows over the banks: every fragment
 // load below is conflict-free): 68 KiB for D = 128, W = 8.
-// Numerics: those of attention.cu's kernels in BF16 mode (q, k, v and P rounded to nearest even).
+// Numerics: the roundings of attention.cu's kernels in BF16 mode (q, k, v and P rounded to nearest even); the
+// exponentials are exp2 of log2(e)-scaled scores (attention_tiles.cuh).
 #pragma once
 
 #include <cstddef>

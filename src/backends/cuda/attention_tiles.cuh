@@ -3,7 +3,7 @@
 // kernels (mma.sync and wgmma), whose score and output tiles are held in the m16n8 accumulator layout.
 #pragma once
 
-#ifndef K5_CUDA_EMULATION  // tests/support/cuda_emulator.h stands in for the CUDA headers
+#ifndef K5_CUDA_EMULATION  // tests/backends/cuda_emulated/warp_emulator.h stands in for the CUDA headers
 #include <cuda_bf16.h>
 #endif
 

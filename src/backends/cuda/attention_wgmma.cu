@@ -38,20 +38,21 @@ __global__ void wgmma_compiled_kernel(int* answer) {
 #endif
 }
 
-// Whether this binary holds the wgmma code for the current device (an sm_90 GPU and a build for sm_90a).
+// Whether this binary holds the wgmma code for the current device (an sm_90 GPU and a build for sm_90a). A probe
+// that cannot run (no image for this device) says no.
 bool wgmma_compiled_for_device() {
   static const bool compiled = [] {
-    int device = 0;
-    cudaDeviceProp properties{};
-    K5_CUDA_CHECK(cudaGetDevice(&device));
-    K5_CUDA_CHECK(cudaGetDeviceProperties(&properties, device));
-    if (properties.major != 9) return false;
-    const ScratchBuffer answer(sizeof(int));
-    wgmma_compiled_kernel<<<1, 1>>>(answer.as<int>());
-    K5_CUDA_CHECK_LAUNCH("wgmma_compiled_kernel");
-    int value = 0;
-    copy_device_to_host(&value, answer.as<int>(), sizeof(int));
-    return value == 1;
+    if (compute_capability() / 10 != 9) return false;
+    try {
+      const ScratchBuffer answer(sizeof(int));
+      wgmma_compiled_kernel<<<1, 1>>>(answer.as<int>());
+      K5_CUDA_CHECK_LAUNCH("wgmma_compiled_kernel");
+      int value = 0;
+      copy_device_to_host(&value, answer.as<int>(), sizeof(int));
+      return value == 1;
+    } catch (const Error&) {
+      return false;
+    }
   }();
   return compiled;
 }

@@ -1,6 +1,6 @@
 // Dense and block-sparse (NABLA) attention on Hopper (sm_90a): the kernel attention.cu picks for Precision::bf16
 // and the models' head dims (64, 128) on an sm_90 GPU, launched by attention_wgmma.cu (a header so that
-// tests/backends/cuda/attention_emulation_test.cpp can also run it on the CPU, under the warp emulator). Same
+// tests/backends/cuda_emulated/attention_kernels_test.cpp also runs it on the CPU, under the warp emulator). Same
 // numerics as the mma.sync kernel (q, k, v and P rounded to BF16, float32 accumulation), with both products on
 // the warpgroup tensor-core instruction wgmma, which runs about twice the mma.sync rate on an H100.
 //
@@ -65,7 +65,6 @@ __device__ inline uint64_t step_descriptor(const unsigned char* tile, int rows, 
   return tile_descriptor(tile + (step / 4) * rows * 128 + row0 * 128 + (step % 4) * 32);
 }
 
-// Under the emulator (tests/backends/cuda_emulated/) copies land when waited for, products run at once.
 __device__ inline void copy_16_async(uint32_t shared_address, const void* global, bool valid) {
 #ifdef K5_CUDA_EMULATION
   emulation::copy_16(shared_address, global, valid);
@@ -113,17 +112,23 @@ __device__ inline void copy_tile_async(unsigned char* tile, const __nv_bfloat16*
 }
 
 __device__ inline void wgmma_fence() {
-#ifndef K5_CUDA_EMULATION
+#ifdef K5_CUDA_EMULATION
+  emulation::wgmma_fence();
+#else
   asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
 #endif
 }
 __device__ inline void wgmma_commit() {
-#ifndef K5_CUDA_EMULATION
+#ifdef K5_CUDA_EMULATION
+  emulation::wgmma_commit();
+#else
   asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
 #endif
 }
 __device__ inline void wgmma_wait_all() {
-#ifndef K5_CUDA_EMULATION
+#ifdef K5_CUDA_EMULATION
+  emulation::wgmma_wait(0);
+#else
   asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
 #endif
 }

@@ -88,6 +88,15 @@ int device_count() {
   return count;
 }
 
+int compute_capability() {
+  if (device_count() == 0) return 0;
+  int device = 0, major = 0, minor = 0;
+  K5_CUDA_CHECK(cudaGetDevice(&device));
+  K5_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  K5_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
+  return 10 * major + minor;
+}
+
 std::shared_ptr<Storage> allocate_storage(size_t bytes) {
   K5_CHECK(device_count() > 0, "cuda: no CUDA device available (allocating ", bytes, " bytes)");
   return std::make_shared<DeviceStorage>(bytes);

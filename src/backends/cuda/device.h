@@ -12,6 +12,8 @@ namespace k5::cuda {
 // Number of usable CUDA devices; 0 when there is no driver, no device, or any other CUDA error (so callers
 // and tests can ask without a GPU present).
 int device_count();
+// The current device's compute capability as 10 major + minor (90 for an H100), 0 without a device.
+int compute_capability();
 
 // Zero-filled device memory on the current device, given back to the pool when the last tensor lets go.
 std::shared_ptr<Storage> allocate_storage(size_t bytes);

@@ -91,7 +91,8 @@ class ForcedKernel {
 };
 
 // Runs `check` with the automatic kernel choice and with each BF16 kernel forced; a kernel this GPU or this head
-// dim cannot run (the op refuses it with an error naming K5_CUDA_ATTENTION) is left out, and said so.
+// dim cannot run (the op refuses it with an error naming K5_CUDA_ATTENTION) is left out, and said so. An sm_90 GPU
+// refusing the wgmma kernel a head dim it takes is a failure (a build without sm_90a would pass unnoticed).
 void for_each_bf16_kernel(const std::function<void()>& check) {
   for (const std::string kernel : {"auto", "wgmma", "mma", "wmma", "simt"}) {
     SCOPED_TRACE("K5_CUDA_ATTENTION=" + kernel);
@@ -99,8 +100,13 @@ void for_each_bf16_kernel(const std::function<void()>& check) {
     try {
       check();
     } catch (const Error& e) {
-      if (std::string(e.what()).find("K5_CUDA_ATTENTION") == std::string::npos) throw;
-      std::printf("[ note ] %s\n", e.what());
+      const std::string message = e.what();
+      if (message.find("K5_CUDA_ATTENTION") == std::string::npos) throw;
+      const bool model_head_dim =
+          message.find("(head dim 64)") != std::string::npos || message.find("(head dim 128)") != std::string::npos;
+      if (kernel == "wgmma" && model_head_dim && cuda::compute_capability() / 10 == 9)
+        ADD_FAILURE() << "an sm_90 GPU refused the wgmma kernel: " << message;
+      std::printf("[ note ] %s\n", message.c_str());
     }
   }
 }

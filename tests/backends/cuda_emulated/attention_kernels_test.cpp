@@ -26,6 +26,7 @@ constexpr double kBf16VsCpuBf16Tolerance = 4e-3;
 struct Case {
   int64_t q_tokens, k_tokens, q_heads, kv_heads, dim;
   bool causal = false, key_mask = false, block_sparse = false;
+  int block_size = 64;  // NABLA's; others than 64 take the per-score mask test
   float q_spread = 1.0f;
 };
 
@@ -56,7 +57,7 @@ Inputs make_inputs(const Case& c, uint32_t seed) {
     in.key_mask.data<uint8_t>()[j] = j < c.k_tokens - c.k_tokens / 5 && j % 7 != 3;
   if (c.block_sparse) {
     // The diagonal and ~40% of the other blocks; query block 1 of the last head sees nothing.
-    const int64_t blocks = (c.q_tokens + 63) / 64;
+    const int64_t blocks = (c.q_tokens + c.block_size - 1) / c.block_size;
     std::mt19937 generator(seed + 3);
     std::bernoulli_distribution keep(0.4);
     in.block_mask = Tensor::empty(DType::U8, {c.q_heads, blocks, blocks});
@@ -73,7 +74,7 @@ Tensor cpu_attention(const Case& c, const Inputs& in, Precision precision) {
   Context ctx({.threads = 2, .precision = precision, .log_level = LogLevel::quiet});
   Tensor out = Tensor::empty(DType::F32, {c.q_tokens, c.q_heads, c.dim});
   if (c.block_sparse)
-    ops::block_sparse_attention(ctx, in.q, in.k, in.v, in.block_mask, 64, out);
+    ops::block_sparse_attention(ctx, in.q, in.k, in.v, in.block_mask, c.block_size, out);
   else
     ops::attention(ctx, in.q, in.k, in.v, out, {.causal = c.causal, .key_mask = c.key_mask ? &in.key_mask : nullptr});
   return out;
@@ -97,8 +98,9 @@ cuda::AttentionParams params(const Case& c, const Inputs& in, Tensor& out) {
   p.key_mask = c.key_mask ? in.key_mask.data<uint8_t>() : nullptr;
   if (c.block_sparse) {
     p.block_mask = in.block_mask.data<uint8_t>();
-    p.block_size = 64;
-    p.query_blocks = p.key_blocks = (c.q_tokens + 63) / 64;
+    p.block_size = c.block_size;
+    p.query_blocks = p.key_blocks = (c.q_tokens + c.block_size - 1) / c.block_size;
+    p.mask_per_score = c.block_size % cuda::kKeyTile != 0;
   }
   return p;
 }
@@ -106,7 +108,7 @@ cuda::AttentionParams params(const Case& c, const Inputs& in, Tensor& out) {
 const __nv_bfloat16* bf16(const Tensor& t) { return reinterpret_cast<const __nv_bfloat16*>(t.data<uint16_t>()); }
 
 template <int kDim>
-Tensor run_mma(const Case& c, const Inputs& in, emulation::Schedule order) {
+Tensor run_mma(const Case& c, const Inputs& in, emulation::LaunchOrder order) {
   Tensor out = Tensor::empty(DType::F32, {c.q_tokens, c.q_heads, c.dim});
   constexpr int kDenseWarps = 8, kSparseWarps = 4;  // as attention.cu launches them
   const int warps = c.block_sparse ? kSparseWarps : kDenseWarps;
@@ -124,7 +126,7 @@ Tensor run_mma(const Case& c, const Inputs& in, emulation::Schedule order) {
 }
 
 template <int kDim>
-Tensor run_wgmma(const Case& c, const Inputs& in, emulation::Schedule order) {
+Tensor run_wgmma(const Case& c, const Inputs& in, emulation::LaunchOrder order) {
   Tensor out = Tensor::empty(DType::F32, {c.q_tokens, c.q_heads, c.dim});
   const int warpgroups = c.block_sparse ? 1 : 2;  // as attention_wgmma.cu launches them
   const emulation::Dim3 grid{unsigned((c.q_tokens + 64 * warpgroups - 1) / (64 * warpgroups)), unsigned(c.q_heads), 1};
@@ -144,18 +146,23 @@ Tensor run_wgmma(const Case& c, const Inputs& in, emulation::Schedule order) {
 void check(const Case& c, uint32_t seed) {
   SCOPED_TRACE(::testing::Message() << "Lq " << c.q_tokens << " Lk " << c.k_tokens << " Hq " << c.q_heads << " Hkv "
                                     << c.kv_heads << " D " << c.dim << " causal " << c.causal << " key_mask "
-                                    << c.key_mask << " NABLA " << c.block_sparse);
+                                    << c.key_mask << " NABLA " << c.block_sparse << " block " << c.block_size);
   const Inputs in = make_inputs(c, seed);
   const Tensor f32 = cpu_attention(c, in, Precision::fp32), bf16_reference = cpu_attention(c, in, Precision::bf16);
-  const auto run = [&](bool wgmma, emulation::Schedule order) {
+  const auto run = [&](bool wgmma, emulation::LaunchOrder order) {
     if (c.dim == 64) return wgmma ? run_wgmma<64>(c, in, order) : run_mma<64>(c, in, order);
     return wgmma ? run_wgmma<128>(c, in, order) : run_mma<128>(c, in, order);
   };
+  using emulation::CopyLanding, emulation::LaunchOrder, emulation::Schedule;
   for (const bool wgmma : {false, true})
-    for (const auto order : {emulation::Schedule::first_warps_ahead, emulation::Schedule::last_warps_ahead}) {
+    for (const LaunchOrder order : {LaunchOrder{Schedule::first_warps_ahead, CopyLanding::at_wait},
+                                    LaunchOrder{Schedule::last_warps_ahead, CopyLanding::at_wait},
+                                    LaunchOrder{Schedule::first_warps_ahead, CopyLanding::at_issue},
+                                    LaunchOrder{Schedule::last_warps_ahead, CopyLanding::at_issue}}) {
       SCOPED_TRACE(::testing::Message() << (wgmma ? "wgmma kernel, " : "mma.sync kernel, ")
-                                        << (order == emulation::Schedule::first_warps_ahead ? "first" : "last")
-                                        << " warps ahead");
+                                        << (order.schedule == Schedule::first_warps_ahead ? "first" : "last")
+                                        << " warps ahead, copies land at "
+                                        << (order.copies == CopyLanding::at_issue ? "issue" : "wait"));
       const Tensor out = run(wgmma, order);
       EXPECT_LE(relative_l2(out, f32), kBf16VsF32Tolerance);
       EXPECT_LE(relative_l2(out, bf16_reference), kBf16VsCpuBf16Tolerance);
@@ -163,7 +170,7 @@ void check(const Case& c, uint32_t seed) {
       for (int64_t token = 0; token < c.q_tokens; ++token)
         for (int64_t h = 0; h < c.q_heads; ++h) {
           const bool sees_nothing = (c.causal && token < c.q_tokens - c.k_tokens) ||
-                                    (c.block_sparse && h == c.q_heads - 1 && token / 64 == 1);
+                                    (c.block_sparse && h == c.q_heads - 1 && token / c.block_size == 1);
           if (!sees_nothing) continue;
           for (int64_t d = 0; d < c.dim; ++d)
             ASSERT_EQ(out.data<float>()[(token * c.q_heads + h) * c.dim + d], 0.0f) << "token " << token;
@@ -188,6 +195,16 @@ TEST(EmulatedCudaAttention, BlockSparse) {
       50);
   check({.q_tokens = 64 * 3 + 5, .k_tokens = 64 * 3 + 5, .q_heads = 2, .kv_heads = 2, .dim = 128, .block_sparse = true},
         60);
+  // Blocks of 48 straddle the 64-key tiles: tiles are skipped only when no kept block touches them, and each score
+  // is tested against the mask.
+  check({.q_tokens = 200,
+         .k_tokens = 200,
+         .q_heads = 2,
+         .kv_heads = 2,
+         .dim = 64,
+         .block_sparse = true,
+         .block_size = 48},
+        70);
 }
 
 }  // namespace

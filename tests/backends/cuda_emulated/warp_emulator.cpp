@@ -6,7 +6,6 @@
 #include <cstdio>
 #include <cstring>
 #include <memory>
-#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -43,10 +42,19 @@ struct PendingCopy {
   bool valid;
 };
 
+// A wgmma's result, added to its accumulator registers when its group is waited for.
+struct PendingProduct {
+  float* accumulators;
+  std::vector<float> values;
+};
+
 struct Fiber {
   ucontext_t context{};
-  std::vector<std::vector<PendingCopy>> copy_groups;  // committed groups, oldest first
-  std::vector<PendingCopy> open_copies;               // issued since the last commit
+  std::vector<std::vector<PendingCopy>> copy_groups;        // committed groups, oldest first
+  std::vector<PendingCopy> open_copies;                     // issued since the last commit
+  std::vector<std::vector<PendingProduct>> product_groups;  // committed wgmma groups, oldest first
+  std::vector<PendingProduct> open_products;                // issued since the last commit
+  bool fenced = false;                                      // a wgmma.fence since the last wait
   std::unique_ptr<char[]> stack;
   Dim3 index;
   int linear = 0;
@@ -70,6 +78,7 @@ struct WarpgroupSlots {
 struct Grid {
   Dim3 grid, block, block_index;
   size_t shared_bytes = 0;
+  LaunchOrder order;
   std::vector<Fiber> fibers;
   Fiber* current = nullptr;
   ucontext_t scheduler{};
@@ -128,6 +137,8 @@ void fiber_main() {
   Fiber& fiber = current();
   if (!fiber.copy_groups.empty() || !fiber.open_copies.empty())
     fail("a thread ends with cp.async copies that no wait_group retired");
+  if (!fiber.product_groups.empty() || !fiber.open_products.empty())
+    fail("a thread ends with wgmma products that no wait_group retired");
   fiber.done = true;
 #ifdef K5_EMULATOR_ASAN
   __sanitizer_start_switch_fiber(nullptr, grid->scheduler_stack_bottom, grid->scheduler_stack_size);
@@ -181,8 +192,6 @@ __attribute__((noinline)) void start_fiber(Fiber& fiber, ucontext_t& scheduler) 
 
 const Dim3& thread_index() { return current().index; }
 const Dim3& block_index() { return grid->block_index; }
-const Dim3& block_dim() { return grid->block; }
-const Dim3& grid_dim() { return grid->grid; }
 
 void sync_threads() { arrive_and_wait(grid->block_barrier); }
 
@@ -230,6 +239,8 @@ void mma_m16n8k16_bf16(float* d, const uint32_t* a, const uint32_t* b) {
 
 void wgmma_m64k16_bf16(float* d, int n, const uint32_t* a, uint64_t a_descriptor, uint64_t b_descriptor) {
   const int thread = linear_thread(), group = thread / 128, member = thread % 128;
+  if (grid->warpgroup_barriers[group].expected != 128) fail("wgmma in a block that is not whole warpgroups");
+  if (!current().fenced) fail("wgmma issued without a wgmma.fence since the last wait_group");
   WarpgroupSlots& slots = grid->warpgroup_slots[group];
   if (a) std::memcpy(slots.a[member], a, sizeof(slots.a[member]));
   slots.descriptors[member][0] = a ? 0 : a_descriptor;
@@ -257,20 +268,55 @@ void wgmma_m64k16_bf16(float* d, int n, const uint32_t* a, uint64_t a_descriptor
         slots.product[row * n + column] = sum;
       }
   });
-  // D: warp w, lane 4g + t: d[4i + e] is row 16w + g + 8 (e / 2), column 8i + 2t + e % 2.
+  // D: warp w, lane 4g + t: d[4i + e] is row 16w + g + 8 (e / 2), column 8i + 2t + e % 2. Added at the wait.
   const int warp = member / 32, g = member % 32 / 4, t = member % 4;
+  PendingProduct product{d, std::vector<float>(size_t(n / 2))};
   for (int i = 0; i < n / 8; ++i)
     for (int e = 0; e < 4; ++e)
-      d[4 * i + e] += slots.product[(16 * warp + g + 8 * (e / 2)) * n + 8 * i + 2 * t + e % 2];
+      product.values[size_t(4 * i + e)] = slots.product[(16 * warp + g + 8 * (e / 2)) * n + 8 * i + 2 * t + e % 2];
+  current().open_products.push_back(std::move(product));
   arrive_and_wait(grid->warpgroup_barriers[group]);
 }
+
+void wgmma_fence() { current().fenced = true; }
+
+void wgmma_commit() {
+  Fiber& fiber = current();
+  fiber.product_groups.push_back(std::move(fiber.open_products));
+  fiber.open_products.clear();
+}
+
+void wgmma_wait(int pending_groups) {
+  Fiber& fiber = current();
+  if (!fiber.open_products.empty()) fail("wgmma.wait_group with wgmma products not committed");
+  while (int(fiber.product_groups.size()) > pending_groups) {
+    for (const PendingProduct& product : fiber.product_groups.front())
+      for (size_t i = 0; i < product.values.size(); ++i) product.accumulators[i] += product.values[i];
+    fiber.product_groups.erase(fiber.product_groups.begin());
+  }
+  fiber.fenced = false;
+}
+
+namespace {
+
+void land(const PendingCopy& copy) {
+  if (copy.valid)
+    std::memcpy(cuda::shared_memory + copy.shared_address, copy.global, 16);
+  else
+    std::memset(cuda::shared_memory + copy.shared_address, 0, 16);
+}
+
+}  // namespace
 
 void copy_16(uint32_t shared_address, const void* global, bool valid) {
   if (shared_address % 16 != 0 || shared_address + 16 > grid->shared_bytes)
     fail("cp.async to shared offset " + std::to_string(shared_address) + " (misaligned or past the launch's " +
          std::to_string(grid->shared_bytes) + " bytes)");
   if (valid && reinterpret_cast<uintptr_t>(global) % 16 != 0) fail("cp.async from a misaligned global address");
-  current().open_copies.push_back({shared_address, global, valid});
+  if (grid->order.copies == CopyLanding::at_issue)
+    land(PendingCopy{shared_address, global, valid});
+  else
+    current().open_copies.push_back({shared_address, global, valid});
 }
 
 void commit_copies() {
@@ -282,17 +328,13 @@ void commit_copies() {
 void wait_copies(int pending_groups) {
   Fiber& fiber = current();
   while (int(fiber.copy_groups.size()) > pending_groups) {
-    for (const PendingCopy& copy : fiber.copy_groups.front()) {
-      if (copy.valid)
-        std::memcpy(cuda::shared_memory + copy.shared_address, copy.global, 16);
-      else
-        std::memset(cuda::shared_memory + copy.shared_address, 0, 16);
-    }
+    for (const PendingCopy& copy : fiber.copy_groups.front()) land(copy);
     fiber.copy_groups.erase(fiber.copy_groups.begin());
   }
 }
 
-void run_grid(Dim3 grid_shape, Dim3 block, size_t shared_bytes, Schedule order, const std::function<void()>& kernel) {
+void run_grid(Dim3 grid_shape, Dim3 block, size_t shared_bytes, LaunchOrder order,
+              const std::function<void()>& kernel) {
   if (shared_bytes > cuda::kEmulatedSharedBytes) fail("a launch asks for more shared memory than a GPU block has");
   const int threads = int(block.x * block.y * block.z);
   if (threads % 32 != 0) fail("the emulator runs whole warps only");
@@ -300,6 +342,7 @@ void run_grid(Dim3 grid_shape, Dim3 block, size_t shared_bytes, Schedule order, 
   state.grid = grid_shape;
   state.block = block;
   state.shared_bytes = shared_bytes;
+  state.order = order;
   state.kernel = &kernel;
   state.fibers.resize(size_t(threads));
   for (Fiber& fiber : state.fibers) fiber.stack.reset(new char[kFiberStackBytes]);
@@ -328,15 +371,18 @@ void run_grid(Dim3 grid_shape, Dim3 block, size_t shared_bytes, Schedule order, 
           fiber.waits_on = nullptr;
           fiber.copy_groups.clear();
           fiber.open_copies.clear();
+          fiber.product_groups.clear();
+          fiber.open_products.clear();
+          fiber.fenced = false;
           start_fiber(fiber, state.scheduler);
         }
-        // Always the first runnable thread in schedule order: the first warps run as far ahead as the barriers
-        // let them, which is where a missing barrier shows.
+        // Always the first runnable thread in schedule order: one end of the block runs as far ahead as the
+        // barriers let it, which is where a missing barrier shows.
         for (int remaining = threads; remaining > 0;) {
           bool ran = false;
           for (int position = 0; position < threads && !ran; ++position) {
             Fiber& fiber =
-                state.fibers[size_t(order == Schedule::first_warps_ahead ? position : threads - 1 - position)];
+                state.fibers[size_t(order.schedule == Schedule::first_warps_ahead ? position : threads - 1 - position)];
             if (fiber.done || (fiber.waits_on && *fiber.waits_on == fiber.waited_generation)) continue;
             fiber.waits_on = nullptr;
             state.current = &fiber;

@@ -6,17 +6,25 @@
 //
 // What is emulated, and how faithfully:
 // - __syncthreads, and the warp (32 lanes) and warpgroup (128 threads) collectives, as barriers: a thread that
-//   arrives waits until its whole group has. Divergent barriers are reported as a deadlock.
+//   arrives waits until its whole group has (the barriers are counted, not told apart by call site).
 // - __shfl_xor_sync, mma.sync.m16n8k16 (BF16 in, float32 accumulation) and wgmma.m64nNk16 (A from registers or a
 //   shared-memory descriptor, B from a descriptor) with the register layouts of the PTX ISA; products are
 //   summed in float32 in k order (the hardware's order may differ in the last bits).
+// - wgmma is asynchronous as on the GPU: its operands are read at issue, its result is added to the accumulator
+//   registers only when wgmma.wait_group retires its group, so registers read before the wait hold old values.
+//   A product issued without a wgmma.fence since the last wait, a wait with products not committed, and a thread
+//   that ends with products in flight are errors.
 // - wgmma descriptors are decoded as the hardware reads them (start address, stride byte offset between 8-row
 //   groups, 128-byte rows, the 128-byte swizzle applied to the address: bits 4-6 ^= bits 7-9); only the K-major
 //   128-byte-swizzle form the kernels use is accepted, anything else fails the test.
-// - cp.async copies land when cp.async.wait_group retires their group (proxy fences are no-ops); a thread that
-//   ends with copies in flight is an error. Shared memory is filled with 0xFF (BF16 NaN) before each block, and,
-//   under AddressSanitizer, everything past the bytes the launch asked for is poisoned.
-// Not emulated: timing, bank conflicts, register limits, asynchrony of wgmma beyond its fences.
+// - cp.async: a copy lands either at issue or only when cp.async.wait_group retires its group (the earliest and
+//   the latest moments the GPU allows; the launch says which), so both a read before the wait and an overwrite
+//   of data another warp still reads show; a thread that ends with copies in flight is an error. Proxy fences
+//   are no-ops. Shared memory is filled with 0xFF (BF16 NaN) before each block, and, under AddressSanitizer,
+//   everything past the bytes the launch asked for is poisoned.
+// - Scheduling: always the first runnable thread, counting from the first warp or from the last (the launch says
+//   which), so one end of the block runs ahead until a barrier stops it.
+// Not emulated: timing, bank conflicts, register limits.
 #pragma once
 
 #include <cmath>
@@ -33,8 +41,6 @@ struct Dim3 {
 
 const Dim3& thread_index();
 const Dim3& block_index();
-const Dim3& block_dim();
-const Dim3& grid_dim();
 
 void sync_threads();
 float shuffle_xor(float value, int lane_mask);
@@ -43,25 +49,29 @@ size_t shared_offset(const void* pointer);  // __cvta_generic_to_shared
 // mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 d, a, b, d (a[4], b[2] BF16 pairs; d[4]).
 void mma_m16n8k16_bf16(float* d, const uint32_t* a, const uint32_t* b);
 // wgmma.mma_async m64nNk16 f32.bf16.bf16 with scale-d 1 and no transposes: d (N / 2 floats) += A x B, A from
-// `a` (this thread's 4 registers) or, when `a` is null, from the descriptor `a_descriptor`.
+// `a` (this thread's 4 registers) or, when `a` is null, from the descriptor `a_descriptor`; wgmma.fence,
+// wgmma.commit_group, wgmma.wait_group.
 void wgmma_m64k16_bf16(float* d, int n, const uint32_t* a, uint64_t a_descriptor, uint64_t b_descriptor);
+void wgmma_fence();
+void wgmma_commit();
+void wgmma_wait(int pending_groups);
 // cp.async 16 bytes (zeros when !valid) to a shared-memory offset; cp.async.commit_group; cp.async.wait_group.
-// A copy lands only when a wait retires its group (the latest moment the GPU allows), so shared memory read before
-// the wait still holds what was there.
 void copy_16(uint32_t shared_address, const void* global, bool valid);
 void commit_copies();
 void wait_copies(int pending_groups);
 
-// Which thread runs next: always the first runnable one, counting from the first warp or from the last. Either
-// lets one end of the block run ahead until a barrier stops it, so a barrier missing between a write and
-// another warp's read of the same shared memory gives wrong results in one of the two orders.
 enum class Schedule { first_warps_ahead, last_warps_ahead };
+enum class CopyLanding { at_issue, at_wait };
+struct LaunchOrder {
+  Schedule schedule = Schedule::first_warps_ahead;
+  CopyLanding copies = CopyLanding::at_wait;
+};
 
 // Runs kernel(args...) on a grid of blocks with `shared_bytes` of dynamic shared memory (k5::cuda::shared_memory).
-void run_grid(Dim3 grid, Dim3 block, size_t shared_bytes, Schedule order, const std::function<void()>& kernel);
+void run_grid(Dim3 grid, Dim3 block, size_t shared_bytes, LaunchOrder order, const std::function<void()>& kernel);
 
 template <typename... Params, typename... Args>
-void launch(Dim3 grid, Dim3 block, size_t shared_bytes, Schedule order, void (*kernel)(Params...),
+void launch(Dim3 grid, Dim3 block, size_t shared_bytes, LaunchOrder order, void (*kernel)(Params...),
             const Args&... args) {
   run_grid(grid, block, shared_bytes, order, [&] { kernel(args...); });
 }
@@ -85,8 +95,6 @@ extern unsigned char shared_memory[kEmulatedSharedBytes];
 #define __align__(n) __attribute__((aligned(n)))
 #define threadIdx (::k5::emulation::thread_index())
 #define blockIdx (::k5::emulation::block_index())
-#define blockDim (::k5::emulation::block_dim())
-#define gridDim (::k5::emulation::grid_dim())
 
 inline void __syncthreads() { k5::emulation::sync_threads(); }
 inline float __shfl_xor_sync(unsigned, float value, int lane_mask) {
