@@ -48,13 +48,37 @@ struct PendingProduct {
   std::vector<float> values;
 };
 
+// A thread's asynchronous operations of one kind (cp.async copies, wgmma products): those issued since the last
+// commit, then the committed groups, oldest first.
+template <typename Operation>
+struct AsyncGroups {
+  std::vector<Operation> open;
+  std::vector<std::vector<Operation>> committed;
+
+  void commit() {
+    committed.push_back(std::move(open));
+    open.clear();
+  }
+  // wait_group: completes every committed group but the newest `pending`.
+  template <typename Complete>
+  void wait(int pending, const Complete& complete) {
+    while (int(committed.size()) > pending) {
+      for (const Operation& operation : committed.front()) complete(operation);
+      committed.erase(committed.begin());
+    }
+  }
+  bool empty() const { return open.empty() && committed.empty(); }
+  void clear() {
+    open.clear();
+    committed.clear();
+  }
+};
+
 struct Fiber {
   ucontext_t context{};
-  std::vector<std::vector<PendingCopy>> copy_groups;        // committed groups, oldest first
-  std::vector<PendingCopy> open_copies;                     // issued since the last commit
-  std::vector<std::vector<PendingProduct>> product_groups;  // committed wgmma groups, oldest first
-  std::vector<PendingProduct> open_products;                // issued since the last commit
-  bool fenced = false;                                      // a wgmma.fence since the last wait
+  AsyncGroups<PendingCopy> copies;
+  AsyncGroups<PendingProduct> products;
+  bool fenced = false;  // a wgmma.fence since the last wait
   std::unique_ptr<char[]> stack;
   Dim3 index;
   int linear = 0;
@@ -135,10 +159,8 @@ void fiber_main() {
 #endif
   (*grid->kernel)();
   Fiber& fiber = current();
-  if (!fiber.copy_groups.empty() || !fiber.open_copies.empty())
-    fail("a thread ends with cp.async copies that no wait_group retired");
-  if (!fiber.product_groups.empty() || !fiber.open_products.empty())
-    fail("a thread ends with wgmma products that no wait_group retired");
+  if (!fiber.copies.empty()) fail("a thread ends with cp.async copies that no wait_group retired");
+  if (!fiber.products.empty()) fail("a thread ends with wgmma products that no wait_group retired");
   fiber.done = true;
 #ifdef K5_EMULATOR_ASAN
   __sanitizer_start_switch_fiber(nullptr, grid->scheduler_stack_bottom, grid->scheduler_stack_size);
@@ -274,26 +296,20 @@ void wgmma_m64k16_bf16(float* d, int n, const uint32_t* a, uint64_t a_descriptor
   for (int i = 0; i < n / 8; ++i)
     for (int e = 0; e < 4; ++e)
       product.values[size_t(4 * i + e)] = slots.product[(16 * warp + g + 8 * (e / 2)) * n + 8 * i + 2 * t + e % 2];
-  current().open_products.push_back(std::move(product));
+  current().products.open.push_back(std::move(product));
   arrive_and_wait(grid->warpgroup_barriers[group]);
 }
 
 void wgmma_fence() { current().fenced = true; }
 
-void wgmma_commit() {
-  Fiber& fiber = current();
-  fiber.product_groups.push_back(std::move(fiber.open_products));
-  fiber.open_products.clear();
-}
+void wgmma_commit() { current().products.commit(); }
 
 void wgmma_wait(int pending_groups) {
   Fiber& fiber = current();
-  if (!fiber.open_products.empty()) fail("wgmma.wait_group with wgmma products not committed");
-  while (int(fiber.product_groups.size()) > pending_groups) {
-    for (const PendingProduct& product : fiber.product_groups.front())
-      for (size_t i = 0; i < product.values.size(); ++i) product.accumulators[i] += product.values[i];
-    fiber.product_groups.erase(fiber.product_groups.begin());
-  }
+  if (!fiber.products.open.empty()) fail("wgmma.wait_group with wgmma products not committed");
+  fiber.products.wait(pending_groups, [](const PendingProduct& product) {
+    for (size_t i = 0; i < product.values.size(); ++i) product.accumulators[i] += product.values[i];
+  });
   fiber.fenced = false;
 }
 
@@ -316,22 +332,12 @@ void copy_16(uint32_t shared_address, const void* global, bool valid) {
   if (grid->order.copies == CopyLanding::at_issue)
     land(PendingCopy{shared_address, global, valid});
   else
-    current().open_copies.push_back({shared_address, global, valid});
+    current().copies.open.push_back({shared_address, global, valid});
 }
 
-void commit_copies() {
-  Fiber& fiber = current();
-  fiber.copy_groups.push_back(std::move(fiber.open_copies));
-  fiber.open_copies.clear();
-}
+void commit_copies() { current().copies.commit(); }
 
-void wait_copies(int pending_groups) {
-  Fiber& fiber = current();
-  while (int(fiber.copy_groups.size()) > pending_groups) {
-    for (const PendingCopy& copy : fiber.copy_groups.front()) land(copy);
-    fiber.copy_groups.erase(fiber.copy_groups.begin());
-  }
-}
+void wait_copies(int pending_groups) { current().copies.wait(pending_groups, land); }
 
 void run_grid(Dim3 grid_shape, Dim3 block, size_t shared_bytes, LaunchOrder order,
               const std::function<void()>& kernel) {
@@ -369,10 +375,8 @@ void run_grid(Dim3 grid_shape, Dim3 block, size_t shared_bytes, LaunchOrder orde
           fiber.index = {unsigned(i) % block.x, unsigned(i) / block.x % block.y, unsigned(i) / (block.x * block.y)};
           fiber.done = false;
           fiber.waits_on = nullptr;
-          fiber.copy_groups.clear();
-          fiber.open_copies.clear();
-          fiber.product_groups.clear();
-          fiber.open_products.clear();
+          fiber.copies.clear();
+          fiber.products.clear();
           fiber.fenced = false;
           start_fiber(fiber, state.scheduler);
         }
