@@ -2,7 +2,7 @@
 // and the models' head dims (64, 128) on an sm_90 GPU, launched by attention_wgmma.cu (a header so that
 // tests/backends/cuda_emulated/attention_kernels_test.cpp also runs it on the CPU, under the warp emulator). Same
 // numerics as the mma.sync kernel (q, k, v and P rounded to BF16, float32 accumulation), with both products on
-// the warpgroup tensor-core instruction wgmma, which runs about twice the mma.sync rate on an H100.
+// the warpgroup tensor-core instruction wgmma, the only one that reaches an H100's full tensor-core rate.
 //
 // A block is W warpgroups (128 threads each) over 64 W query rows of one head (W = 2 for dense attention, 1 for
 // NABLA, so a key tile skipped is exactly a masked 64 x 64 block). Per key tile of 64:
