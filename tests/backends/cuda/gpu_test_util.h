@@ -4,8 +4,6 @@
 
 #include <gtest/gtest.h>
 
-#include <random>
-
 #include "backends/cuda/device.h"
 #include "core/context.h"
 #include "core/tensor.h"

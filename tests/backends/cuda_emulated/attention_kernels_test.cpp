@@ -33,7 +33,7 @@ struct Case {
 // The inputs of one case, with the BF16 copies the kernels read (what to_bf16_heads and the transposing copy make
 // on the GPU).
 struct Inputs {
-  Tensor q, k, v, key_mask, block_mask, q_bf16, k_bf16;
+  Tensor q, k, v, key_mask, block_mask, q_bf16, k_bf16, v_bf16;
   std::vector<uint16_t> v_transposed;
   int64_t padded_keys = 0;
 };
@@ -45,6 +45,7 @@ Inputs make_inputs(const Case& c, uint32_t seed) {
   in.v = random_tensor({c.k_tokens, c.kv_heads, c.dim}, seed + 2);
   in.q_bf16 = in.q.to(DType::BF16);
   in.k_bf16 = in.k.to(DType::BF16);
+  in.v_bf16 = in.v.to(DType::BF16);
   in.padded_keys = (c.k_tokens + 63) / 64 * 64;
   in.v_transposed.assign(size_t(c.kv_heads * c.dim * in.padded_keys), 0);
   for (int64_t token = 0; token < c.k_tokens; ++token)
@@ -113,8 +114,7 @@ Tensor run_mma(const Case& c, const Inputs& in, emulation::LaunchOrder order) {
   constexpr int kDenseWarps = 8, kSparseWarps = 4;  // as attention.cu launches them
   const int warps = c.block_sparse ? kSparseWarps : kDenseWarps;
   const emulation::Dim3 grid{unsigned((c.q_tokens + 16 * warps - 1) / (16 * warps)), unsigned(c.q_heads), 1};
-  const Tensor v_bf16 = in.v.to(DType::BF16);
-  const cuda::Bf16Operands operands{bf16(in.q_bf16), bf16(in.k_bf16), bf16(v_bf16), int(c.kv_heads)};
+  const cuda::Bf16Operands operands{bf16(in.q_bf16), bf16(in.k_bf16), bf16(in.v_bf16), int(c.kv_heads)};
   const cuda::AttentionParams p = params(c, in, out);
   if (c.block_sparse)
     emulation::launch(grid, {32 * kSparseWarps, 1, 1}, cuda::mma_shared_bytes(kDim, kSparseWarps), order,

@@ -100,7 +100,7 @@ struct WarpgroupSlots {
 };
 
 struct Grid {
-  Dim3 grid, block, block_index;
+  Dim3 block_index;
   size_t shared_bytes = 0;
   LaunchOrder order;
   std::vector<Fiber> fibers;
@@ -345,8 +345,6 @@ void run_grid(Dim3 grid_shape, Dim3 block, size_t shared_bytes, LaunchOrder orde
   const int threads = int(block.x * block.y * block.z);
   if (threads % 32 != 0) fail("the emulator runs whole warps only");
   Grid state;
-  state.grid = grid_shape;
-  state.block = block;
   state.shared_bytes = shared_bytes;
   state.order = order;
   state.kernel = &kernel;
