@@ -20,4 +20,11 @@ void rope_half_split(Context& ctx, Tensor& x, const Tensor& cos, const Tensor& s
   cpu::rope(ctx, x, cos, sin, false);
 }
 
+void rms_norm_rope_interleaved(Context& ctx, Tensor& x, const HeadRmsNorm& norm, const Tensor& cos, const Tensor& sin) {
+  if constexpr (kCudaBuild)
+    if (on_cuda("rms_norm_rope_interleaved", x, cos, sin)) return cuda::rope(ctx, x, cos, sin, true, &norm);
+  device_of("rms_norm_rope_interleaved", x, cos, sin);
+  cpu::rope(ctx, x, cos, sin, true, &norm);
+}
+
 }  // namespace k5::ops

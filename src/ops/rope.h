@@ -12,4 +12,13 @@ void rope_interleaved(Context& ctx, Tensor& x, const Tensor& cos, const Tensor& 
 // Half-split pairs (Qwen/LLaMA "rotate_half" form): (x[i], x[i + D/2]) rotated by angle i.
 void rope_half_split(Context& ctx, Tensor& x, const Tensor& cos, const Tensor& sin);
 
+// RMSNorm of each head's D values before the rotation (the CrossDiT's q/k norm): weight [D] F32 or null.
+struct HeadRmsNorm {
+  const Tensor* weight;
+  float eps;
+};
+// rms_norm over each head (as ops::rms_norm on x) then rope_interleaved, in one pass over x: the same values as
+// the two ops one after the other, with half the memory traffic.
+void rms_norm_rope_interleaved(Context& ctx, Tensor& x, const HeadRmsNorm& norm, const Tensor& cos, const Tensor& sin);
+
 }  // namespace k5::ops

@@ -118,39 +118,46 @@ void softmax(Context& ctx, const Tensor& x, Tensor& out) {
                           });
 }
 
-void rope(Context& ctx, Tensor& x, const Tensor& cos, const Tensor& sin, bool interleaved) {
-  K5_CHECK(x.dtype() == DType::F32 && x.dim() == 3 && x.stride(2) == 1, "rope: expected F32 [L, H, D] with a contiguous "
-           "last dim, got ", x.describe());
+void rope(Context& ctx, Tensor& x, const Tensor& cos, const Tensor& sin, bool interleaved,
+          const ops::HeadRmsNorm* norm) {
+  K5_CHECK(x.dtype() == DType::F32 && x.dim() == 3 && x.stride(2) == 1,
+           "rope: expected F32 [L, H, D] with a contiguous last dim, got ", x.describe());
   const int64_t tokens = x.size(0), heads = x.size(1), dim = x.size(2), half = dim / 2;
   K5_CHECK(dim % 2 == 0, "rope: head dim ", dim, " is odd");
   const Rows cos_rows = rows_of(cos, "rope cos"), sin_rows = rows_of(sin, "rope sin");
   K5_CHECK(cos_rows.count == tokens && cos_rows.width == half && sin_rows.count == tokens && sin_rows.width == half,
            "rope: cos/sin must be [", tokens, ", ", half, "], got ", cos.describe(), " and ", sin.describe());
+  const Vector gamma =
+      norm && norm->weight ? vector_of(*norm->weight, dim, "rope norm weight") : Vector{nullptr, dim, 1};
   const int64_t token_stride = x.stride(0), head_stride = x.stride(1);
   float* base = x.data<float>();
-  ctx.pool().parallel_for(0, tokens, std::max<int64_t>(1, 2048 / std::max<int64_t>(1, heads * dim)),
-                          [&](int64_t begin, int64_t end) {
-    for (int64_t token = begin; token < end; ++token) {
-      const float* c = cos_rows.row(token);
-      const float* s = sin_rows.row(token);
-      for (int64_t head = 0; head < heads; ++head) {
-        float* v = base + token * token_stride + head * head_stride;
-        if (interleaved) {
-          for (int64_t i = 0; i < half; ++i) {
-            const float a = v[2 * i], b = v[2 * i + 1];
-            v[2 * i] = c[i] * a - s[i] * b;
-            v[2 * i + 1] = s[i] * a + c[i] * b;
-          }
-        } else {
-          for (int64_t i = 0; i < half; ++i) {
-            const float a = v[i], b = v[i + half];
-            v[i] = a * c[i] - b * s[i];
-            v[i + half] = b * c[i] + a * s[i];
+  ctx.pool().parallel_for(
+      0, tokens, std::max<int64_t>(1, 2048 / std::max<int64_t>(1, heads * dim)), [&](int64_t begin, int64_t end) {
+        for (int64_t token = begin; token < end; ++token) {
+          const float* c = cos_rows.row(token);
+          const float* s = sin_rows.row(token);
+          for (int64_t head = 0; head < heads; ++head) {
+            float* v = base + token * token_stride + head * head_stride;
+            // The normalised value of element i, as rms_norm computes it (the same expression, so the same float).
+            float inverse = 1.0f;
+            if (norm) {
+              double squares = 0;
+              for (int64_t i = 0; i < dim; ++i) squares += double(v[i]) * v[i];
+              inverse = float(1.0 / std::sqrt(squares / double(dim) + double(norm->eps)));
+            }
+            auto value = [&](int64_t i) {
+              if (!norm) return v[i];
+              return gamma.data ? v[i] * inverse * gamma[i] : v[i] * inverse;
+            };
+            for (int64_t i = 0; i < half; ++i) {
+              const int64_t first = interleaved ? 2 * i : i, second = interleaved ? 2 * i + 1 : i + half;
+              const float a = value(first), b = value(second);
+              v[first] = c[i] * a - s[i] * b;
+              v[second] = s[i] * a + c[i] * b;
+            }
           }
         }
-      }
-    }
-  });
+      });
 }
 
 }  // namespace k5::cpu

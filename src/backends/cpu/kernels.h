@@ -5,6 +5,7 @@
 #include "core/tensor.h"
 #include "ops/attention.h"
 #include "ops/linear.h"
+#include "ops/rope.h"
 
 namespace k5::cpu {
 
@@ -32,7 +33,8 @@ void binary(Context& ctx, Binary function, const Tensor& a, const Tensor& b, Ten
 void scale(Context& ctx, const Tensor& x, float factor, Tensor& out);
 void softmax(Context& ctx, const Tensor& x, Tensor& out);
 
-void rope(Context& ctx, Tensor& x, const Tensor& cos, const Tensor& sin, bool interleaved);
+void rope(Context& ctx, Tensor& x, const Tensor& cos, const Tensor& sin, bool interleaved,
+          const ops::HeadRmsNorm* norm = nullptr);
 
 void block_mean_pool(Context& ctx, const Tensor& x, int64_t block, Tensor& out);
 

@@ -10,6 +10,7 @@
 #include "ops/conv.h"
 #include "ops/linear.h"
 #include "ops/linear_int8.h"
+#include "ops/rope.h"
 
 namespace k5::cuda {
 
@@ -67,8 +68,10 @@ void attention(Context& ctx, const Tensor& q, const Tensor& k, const Tensor& v, 
                const ops::AttentionOptions& options);
 void block_sparse_attention(Context& ctx, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& block_mask,
                             int block_size, Tensor& out, float scale);
-// In place on x [L, H, D]; cos, sin [L, D/2]. interleaved: pairs (2i, 2i+1), else (i, i + D/2).
-void rope(Context& ctx, Tensor& x, const Tensor& cos, const Tensor& sin, bool interleaved);
+// In place on x [L, H, D]; cos, sin [L, D/2]. interleaved: pairs (2i, 2i+1), else (i, i + D/2). With `norm`,
+// each head's D values are RMS-normalised first, in the same pass (one warp per head).
+void rope(Context& ctx, Tensor& x, const Tensor& cos, const Tensor& sin, bool interleaved,
+          const ops::HeadRmsNorm* norm = nullptr);
 
 // VAE mid-block attention and tiling (src/ops/conv.h): vae_attention.cu, vae_tiling.cu.
 // Frame-causal attention as two float32 cuBLASLt GEMMs per chunk of queries (scores, then values) around a

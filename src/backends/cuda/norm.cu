@@ -1,6 +1,7 @@
-// Normalisations and the DiT's modulation ops (the CUDA side of src/ops/norm.h), all in float32. One block
-// per row; statistics in two passes (mean, then centred squares) as the CPU path does, with per-thread
-// partial sums combined in a tree, so float accumulation stays as accurate as the CPU's.
+// Normalisations and the DiT's modulation ops (the CUDA side of src/ops/norm.h), all in float32. One block per
+// row, or one warp for an RMSNorm row of at most 512 values; statistics in two passes (mean, then centred squares)
+// as the CPU path does, with per-thread partial sums combined in a tree, so float accumulation stays as accurate as
+// the CPU's.
 
 #include "backends/cpu/rows.h"
 #include "backends/cuda/block_reduce.cuh"
@@ -69,6 +70,25 @@ __global__ void rms_norm_kernel(const float* x, int64_t x_stride, DeviceVector w
     target[i] = weight.data ? row[i] * inverse * weight[i] : row[i] * inverse;
 }
 
+// Rows too narrow to keep a block busy (the models' per-head q/k norms: 64 or 128 values) take one warp each.
+constexpr int64_t kWarpRowWidthLimit = 512;
+constexpr int kWarpRowsPerBlock = 8;
+
+__global__ void rms_norm_warp_rows_kernel(const float* x, int64_t x_stride, DeviceVector weight, float eps, float* out,
+                                          int64_t out_stride, int64_t rows, int64_t width) {
+  const int lane = int(threadIdx.x % 32), warp = int(threadIdx.x / 32);
+  for (int64_t r = int64_t(blockIdx.x) * kWarpRowsPerBlock + warp; r < rows;
+       r += int64_t(gridDim.x) * kWarpRowsPerBlock) {
+    const float* row = x + r * x_stride;
+    float* target = out + r * out_stride;
+    float squares = 0.0f;
+    for (int64_t i = lane; i < width; i += 32) squares += row[i] * row[i];
+    const float inverse = 1.0f / sqrtf(warp_reduce(squares, SumOp<float>{}) / float(width) + eps);
+    for (int64_t i = lane; i < width; i += 32)
+      target[i] = weight.data ? row[i] * inverse * weight[i] : row[i] * inverse;
+  }
+}
+
 __global__ void scale_shift_norm_kernel(const float* x, int64_t x_stride, DeviceVector scale, DeviceVector shift,
                                         float eps, float* out, int64_t out_stride, int64_t width) {
   const float* row = x + blockIdx.x * x_stride;
@@ -117,6 +137,12 @@ void rms_norm(Context&, const Tensor& x, const Tensor* weight, float eps, Tensor
   const auto [in, result] = matching_rows(x, out, "rms_norm");
   const DeviceVector gamma = device_vector(weight, in.width, "rms_norm weight");
   if (in.count == 0 || in.width == 0) return;
+  if (in.width <= kWarpRowWidthLimit) {
+    rms_norm_warp_rows_kernel<<<grid_stride_blocks(in.count, kWarpRowsPerBlock), 32 * kWarpRowsPerBlock>>>(
+        in.data, in.stride, gamma, eps, result.data, result.stride, in.count, in.width);
+    K5_CUDA_CHECK_LAUNCH("rms_norm_warp_rows_kernel");
+    return;
+  }
   rms_norm_kernel<<<unsigned(in.count), kRowThreads>>>(in.data, in.stride, gamma, eps, result.data, result.stride,
                                                        in.width);
   K5_CUDA_CHECK_LAUNCH("rms_norm_kernel");

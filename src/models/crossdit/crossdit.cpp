@@ -112,18 +112,18 @@ struct SparsePlan {
 
 // One (self- or cross-) attention sublayer on normalised tokens: projections, q/k RMSNorm, RoPE (self only),
 // attention, output projection. x_q [Lq, d], x_kv [Lk, d] -> [Lq, d] (workspace).
-Tensor attention_sublayer(Context& ctx, const AttentionWeights& w, int64_t heads, const Tensor& x_q,
-                          const Tensor& x_kv, const RopeTables* rope, const Tensor* key_mask,
-                          const SparsePlan* sparse, int layer) {
+Tensor attention_sublayer(Context& ctx, const AttentionWeights& w, int64_t heads, const Tensor& x_q, const Tensor& x_kv,
+                          const RopeTables* rope, const Tensor* key_mask, const SparsePlan* sparse, int layer) {
   const int64_t Lq = x_q.size(0), Lk = x_kv.size(0), d = x_q.size(1), hd = d / heads;
   Tensor q = ops::linear(ctx, x_q, w.to_query.weight, w.to_query.bias_or_null()).reshape({Lq, heads, hd});
   Tensor k = ops::linear(ctx, x_kv, w.to_key.weight, w.to_key.bias_or_null()).reshape({Lk, heads, hd});
   Tensor v = ops::linear(ctx, x_kv, w.to_value.weight, w.to_value.bias_or_null()).reshape({Lk, heads, hd});
-  ops::rms_norm(ctx, q, &w.query_norm, kQkNormEps, q);
-  ops::rms_norm(ctx, k, &w.key_norm, kQkNormEps, k);
   if (rope) {
-    ops::rope_interleaved(ctx, q, rope->cos, rope->sin);
-    ops::rope_interleaved(ctx, k, rope->cos, rope->sin);
+    ops::rms_norm_rope_interleaved(ctx, q, {&w.query_norm, kQkNormEps}, rope->cos, rope->sin);
+    ops::rms_norm_rope_interleaved(ctx, k, {&w.key_norm, kQkNormEps}, rope->cos, rope->sin);
+  } else {
+    ops::rms_norm(ctx, q, &w.query_norm, kQkNormEps, q);
+    ops::rms_norm(ctx, k, &w.key_norm, kQkNormEps, k);
   }
   Tensor out = ctx.workspace(x_q.device()).tensor(DType::F32, {Lq, heads, hd});
   if (sparse) {
@@ -213,8 +213,8 @@ CrossDit CrossDit::load(const KandinskyConfig& config, const std::string& weight
   model.checkpoint_ = Checkpoint::open(weights_path);
   model.weights_ = load_crossdit_weights(model.checkpoint_, p, precision, device);
   if (device != Device::CPU) model.checkpoint_ = {};  // everything was copied to the device
-  model.nabla_ = attention == DitAttention::nabla ||
-                 (attention == DitAttention::automatic && config.attention.type == "nabla");
+  model.nabla_ =
+      attention == DitAttention::nabla || (attention == DitAttention::automatic && config.attention.type == "nabla");
   if (model.nabla_)
     K5_CHECK(p.patch_size[0] == 1, config.source, ": NABLA needs patch_size[0] == 1 (as the official code)");
   return model;
@@ -230,8 +230,8 @@ void CrossDit::check_inputs(const DitInputs& in) const {
            "input 'x' shape ", shape(in.x), " is not divisible by the patch size");
   K5_CHECK(in.text_embed.defined() && in.text_embed.dim() == 2 && in.text_embed.size(1) == p.in_text_dim &&
                in.text_embed.size(0) > 0,
-           "input 'text_embed' has shape ", in.text_embed.defined() ? shape(in.text_embed) : "none",
-           ", expected [L, ", p.in_text_dim, "]");
+           "input 'text_embed' has shape ", in.text_embed.defined() ? shape(in.text_embed) : "none", ", expected [L, ",
+           p.in_text_dim, "]");
   K5_CHECK(in.pooled_text_embed.defined() && (in.pooled_text_embed.shape() == Shape{1, p.in_text_dim2}),
            "input 'pooled_text_embed' has shape ",
            in.pooled_text_embed.defined() ? shape(in.pooled_text_embed) : "none", ", expected [1, ", p.in_text_dim2,
@@ -315,8 +315,7 @@ Tensor CrossDit::forward(Context& ctx, const DitInputs& in) const {
     });
   }
   Tensor visual = ops::linear(ctx, host_patches.to_device(device), w.visual_in.weight, w.visual_in.bias_or_null());
-  const RopeTables visual_rope_tables =
-      visual_rope(order, H, W, p.axes_dims, config_.scale_factor).to_device(device);
+  const RopeTables visual_rope_tables = visual_rope(order, H, W, p.axes_dims, config_.scale_factor).to_device(device);
   if (in.visual_residual && in.reuse_visual_residual) {
     K5_CHECK(in.visual_residual->defined() && in.visual_residual->shape() == visual.shape(),
              "MagCache: no cached residual of shape ", shape_string(visual.shape()), " to reuse");

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "gpu_test_util.h"
+#include "ops/norm.h"
 #include "ops/rope.h"
 
 namespace k5::test {
@@ -462,6 +463,31 @@ TEST_F(CudaRope, InPlaceOnStridedViews) {
     const Tensor result = gpu_qkv.to_device(Device::CPU);
     EXPECT_EQ(relative_l2(result.select(1, 1).contiguous(), qkv.select(1, 1).contiguous()), 0.0);
     EXPECT_EQ(relative_l2(result.select(1, 2).contiguous(), qkv.select(1, 2).contiguous()), 0.0);
+  }
+}
+
+// The CrossDiT's q/k: RMSNorm of each head fused into the rotation, on the q slice of a fused projection with a
+// strided weight, against the CPU's rms_norm then rope_interleaved.
+TEST_F(CudaRope, RmsNormFusedIntoTheRotation) {
+  for (int64_t dim : {64, 128, 200}) {
+    SCOPED_TRACE(::testing::Message() << "D " << dim);
+    const int64_t tokens = 300, heads = 5;
+    const Tensor qkv = random_tensor({tokens, 3, heads, dim}, 1020 + uint32_t(dim), 3.0f);
+    const Tensor cos = random_tensor({tokens, dim / 2}, 1021), sin = random_tensor({tokens, dim / 2}, 1022);
+    const Tensor weights = random_tensor({dim, 2}, 1023);
+    for (bool weighted : {true, false}) {
+      Tensor expected = qkv.select(1, 0).contiguous();
+      const Tensor weight = weights.select(1, 1);
+      ops::rms_norm(ctx, expected, weighted ? &weight : nullptr, 1e-6f, expected);
+      ops::rope_interleaved(ctx, expected, cos, sin);
+      Tensor gpu_qkv = on_gpu(qkv);
+      Tensor gpu_q = gpu_qkv.select(1, 0);
+      const Tensor gpu_weights = on_gpu(weights), gpu_weight = gpu_weights.select(1, 1);
+      ops::rms_norm_rope_interleaved(ctx, gpu_q, {weighted ? &gpu_weight : nullptr, 1e-6f}, on_gpu(cos), on_gpu(sin));
+      const Tensor result = gpu_qkv.to_device(Device::CPU);
+      EXPECT_LE(relative_l2(result.select(1, 0).contiguous(), expected), kF32Tolerance) << "weighted " << weighted;
+      EXPECT_EQ(relative_l2(result.select(1, 1).contiguous(), qkv.select(1, 1).contiguous()), 0.0);
+    }
   }
 }
 

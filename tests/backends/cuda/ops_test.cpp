@@ -85,8 +85,8 @@ TEST_F(CudaOps, LayerNormWithAndWithoutAffine) {
 }
 
 TEST_F(CudaOps, RmsNorm) {
-  // Head-dim rows (the DiT's query/key norm) and a model-width row.
-  for (const Shape& shape : {Shape{256, 128}, Shape{9, 3584}}) {
+  // Head-dim rows (the DiT's query/key norm; one warp per row up to 512 values) and model-width rows (a block each).
+  for (const Shape& shape : {Shape{256, 128}, Shape{1000, 64}, Shape{7, 512}, Shape{5, 513}, Shape{9, 3584}}) {
     const Tensor x = random_tensor(shape, 21, 3.0f), weight = random_tensor({shape[1]}, 22);
     const Tensor gpu_weight = on_gpu(weight);
     for (bool affine : {false, true}) {

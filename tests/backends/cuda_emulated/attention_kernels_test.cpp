@@ -8,7 +8,7 @@
 #include <random>
 #include <vector>
 
-#include "backends/cuda_emulated/emulated_attention_kernels.h"
+#include "backends/cuda_emulated/emulated_kernels.h"
 #include "core/context.h"
 #include "core/dtype.h"
 #include "ops/attention.h"

@@ -100,7 +100,7 @@ struct WarpgroupSlots {
 };
 
 struct Grid {
-  Dim3 block_index;
+  Dim3 shape, block_shape, block_index;
   size_t shared_bytes = 0;
   LaunchOrder order;
   std::vector<Fiber> fibers;
@@ -214,6 +214,8 @@ __attribute__((noinline)) void start_fiber(Fiber& fiber, ucontext_t& scheduler) 
 
 const Dim3& thread_index() { return current().index; }
 const Dim3& block_index() { return grid->block_index; }
+const Dim3& block_dim() { return grid->block_shape; }
+const Dim3& grid_dim() { return grid->shape; }
 
 void sync_threads() { arrive_and_wait(grid->block_barrier); }
 
@@ -345,6 +347,8 @@ void run_grid(Dim3 grid_shape, Dim3 block, size_t shared_bytes, LaunchOrder orde
   const int threads = int(block.x * block.y * block.z);
   if (threads % 32 != 0) fail("the emulator runs whole warps only");
   Grid state;
+  state.shape = grid_shape;
+  state.block_shape = block;
   state.shared_bytes = shared_bytes;
   state.order = order;
   state.kernel = &kernel;

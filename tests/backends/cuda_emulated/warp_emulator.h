@@ -1,8 +1,8 @@
-// A CPU stand-in for the CUDA features the register-tiled attention kernels use, so that their device code
-// (src/backends/cuda/attention_mma.cuh, attention_wgmma.cuh) runs, unchanged, in the CPU test suite: CI has no
-// GPU. Every thread of a block is a fiber (ucontext); blocks run one after another. Include this header before
-// the kernel headers, which then compile with K5_CUDA_EMULATION defined and call the `emulation::` functions
-// below where the GPU code has PTX.
+// A CPU stand-in for the CUDA features the register-tiled attention kernels and the rotary-embedding kernel use, so
+// that their device code (src/backends/cuda/attention_mma.cuh, attention_wgmma.cuh, rope.cuh) runs, unchanged, in
+// the CPU test suite: CI has no GPU. Every thread of a block is a fiber (ucontext); blocks run one after another.
+// Include this header before the kernel headers, which then compile with K5_CUDA_EMULATION defined and call the
+// `emulation::` functions below where the GPU code has PTX.
 //
 // What is emulated, and how faithfully:
 // - __syncthreads, and the warp (32 lanes) and warpgroup (128 threads) collectives, as barriers: a thread that
@@ -41,6 +41,8 @@ struct Dim3 {
 
 const Dim3& thread_index();
 const Dim3& block_index();
+const Dim3& block_dim();
+const Dim3& grid_dim();
 
 void sync_threads();
 float shuffle_xor(float value, int lane_mask);
@@ -95,6 +97,8 @@ extern unsigned char shared_memory[kEmulatedSharedBytes];
 #define __align__(n) __attribute__((aligned(n)))
 #define threadIdx (::k5::emulation::thread_index())
 #define blockIdx (::k5::emulation::block_index())
+#define blockDim (::k5::emulation::block_dim())
+#define gridDim (::k5::emulation::grid_dim())
 
 inline void __syncthreads() { k5::emulation::sync_threads(); }
 inline float __shfl_xor_sync(unsigned, float value, int lane_mask) {
@@ -102,6 +106,10 @@ inline float __shfl_xor_sync(unsigned, float value, int lane_mask) {
 }
 inline size_t __cvta_generic_to_shared(const void* pointer) { return k5::emulation::shared_offset(pointer); }
 [[noreturn]] inline void __trap() { std::abort(); }
+// Float32 products and sums, not contracted into FMAs where the test is compiled with -ffp-contract=off.
+inline float __fmul_rn(float a, float b) { return a * b; }
+inline float __fadd_rn(float a, float b) { return a + b; }
+inline float __fsub_rn(float a, float b) { return a - b; }
 
 template <typename T>
 T min(T a, T b) {
