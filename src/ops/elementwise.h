@@ -6,8 +6,9 @@
 
 namespace k5::ops {
 
+// The activations may also write a contiguous BF16 `out`: the float32 results rounded to nearest even.
 void silu(Context& ctx, const Tensor& x, Tensor& out);
-void gelu(Context& ctx, const Tensor& x, Tensor& out);  // exact: 0.5 x (1 + erf(x / sqrt 2))
+void gelu(Context& ctx, const Tensor& x, Tensor& out);        // exact: 0.5 x (1 + erf(x / sqrt 2))
 void quick_gelu(Context& ctx, const Tensor& x, Tensor& out);  // x * sigmoid(1.702 x)
 // out = silu(gate) * up  (SwiGLU)
 void swiglu(Context& ctx, const Tensor& gate, const Tensor& up, Tensor& out);

@@ -12,7 +12,9 @@ void layer_norm(Context& ctx, const Tensor& x, const Tensor* weight, const Tenso
 void rms_norm(Context& ctx, const Tensor& x, const Tensor* weight, float eps, Tensor& out);
 
 // out = layer_norm_noaffine(x) * (1 + scale) + shift, with x [M, D] and scale/shift [D] (broadcast over
-// rows; may be strided views of a modulation vector). out may alias x.
+// rows; may be strided views of a modulation vector). out may alias x, or be a contiguous BF16 tensor: the float32
+// results rounded to nearest even, exactly what a linear with BF16 weights rounds an F32 input to (so a
+// normalised input feeding several such linears is rounded once).
 void scale_shift_norm(Context& ctx, const Tensor& x, const Tensor& scale, const Tensor& shift, float eps, Tensor& out);
 
 // x += gate * h, with x, h [M, D] and gate [D] broadcast over rows.

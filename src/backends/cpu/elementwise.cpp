@@ -55,6 +55,20 @@ void unary_inplace(Unary function, float* values, int64_t count) {
 void unary(Context& ctx, Unary function, const Tensor& x, Tensor& out) {
   check_same_shape(x, out, "unary op");
   const float* in = contiguous_f32(x, "unary op input");
+  if (out.dtype() == DType::BF16) {  // the float32 results, rounded
+    K5_CHECK(out.is_contiguous(), "unary op output: expected a contiguous tensor, got ", out.describe());
+    uint16_t* result = out.data<uint16_t>();
+    ctx.pool().parallel_for(0, x.numel(), kGrain, [&](int64_t begin, int64_t end) {
+      float values[1024];
+      for (int64_t first = begin; first < end; first += 1024) {
+        const int64_t count = std::min<int64_t>(1024, end - first);
+        std::copy(in + first, in + first + count, values);
+        unary_inplace(function, values, count);
+        convert_from_f32(values, result + first, DType::BF16, size_t(count));
+      }
+    });
+    return;
+  }
   float* result = contiguous_f32(out, "unary op output");
   ctx.pool().parallel_for(0, x.numel(), kGrain, [&](int64_t begin, int64_t end) {
     if (result != in) std::copy(in + begin, in + end, result + begin);

@@ -66,10 +66,9 @@ void linear(Context& ctx, const Tensor& x, const Tensor& weight, const Tensor* b
             ops::Activation activation) {
   // BF16 activations (with BF16 weights) go to the GEMM as they are; F32 ones are rounded to BF16 first.
   const bool bf16_input = x.dtype() == DType::BF16;
-  K5_CHECK(!bf16_input || (weight.dtype() == DType::BF16 && x.is_contiguous() && x.dim() >= 1),
-           "linear: BF16 input ", x.describe(), " needs contiguous rows and BF16 weights, got ", weight.describe());
-  const Rows input = bf16_input ? Rows{nullptr, x.numel() / std::max<int64_t>(1, x.size(-1)), x.size(-1), x.size(-1)}
-                                : rows_of(x, "linear input");
+  K5_CHECK(!bf16_input || (weight.dtype() == DType::BF16 && x.is_contiguous() && x.dim() >= 1), "linear: BF16 input ",
+           x.describe(), " needs contiguous rows and BF16 weights, got ", weight.describe());
+  const Rows input = bf16_input ? bf16_rows_of(x, "linear input") : rows_of(x, "linear input");
   const Rows output = rows_of(out, "linear output");
   K5_CHECK(weight.dim() == 2 && weight.is_contiguous(), "linear: weight must be a contiguous [N, K] matrix, got ",
            weight.describe());
@@ -96,8 +95,16 @@ void linear(Context& ctx, const Tensor& x, const Tensor& weight, const Tensor* b
     if (m <= kGemvMaxRows)
       gemv_bf16(ctx, x_bf16, m, k, weight.data<uint16_t>(), n, bias ? bias_values.data() : nullptr, output);
     else
-      matmul_bf16({.m = m, .n = n, .k = k, .a = x_bf16, .lda = k, .b = weight.data<uint16_t>(), .ldb = k,
-                   .b_transposed = true, .c = output.data, .ldc = output.stride,
+      matmul_bf16({.m = m,
+                   .n = n,
+                   .k = k,
+                   .a = x_bf16,
+                   .lda = k,
+                   .b = weight.data<uint16_t>(),
+                   .ldb = k,
+                   .b_transposed = true,
+                   .c = output.data,
+                   .ldc = output.stride,
                    .bias = bias ? bias_values.data() : nullptr});
     if (activation == ops::Activation::none) return;
   } else {
@@ -112,11 +119,20 @@ void linear(Context& ctx, const Tensor& x, const Tensor& weight, const Tensor* b
       if (bias_pending)
         for (int64_t j = 0; j < n; ++j) row[j] += bias_values[size_t(j)];
       switch (activation) {
-        case ops::Activation::none: break;
-        case ops::Activation::gelu_erf: unary_inplace(Unary::gelu_erf, row, n); break;
-        case ops::Activation::gelu_tanh: unary_inplace(Unary::gelu_tanh, row, n); break;
-        case ops::Activation::silu: unary_inplace(Unary::silu, row, n); break;
-        case ops::Activation::quick_gelu: unary_inplace(Unary::quick_gelu, row, n); break;
+        case ops::Activation::none:
+          break;
+        case ops::Activation::gelu_erf:
+          unary_inplace(Unary::gelu_erf, row, n);
+          break;
+        case ops::Activation::gelu_tanh:
+          unary_inplace(Unary::gelu_tanh, row, n);
+          break;
+        case ops::Activation::silu:
+          unary_inplace(Unary::silu, row, n);
+          break;
+        case ops::Activation::quick_gelu:
+          unary_inplace(Unary::quick_gelu, row, n);
+          break;
       }
     }
   });
@@ -124,8 +140,8 @@ void linear(Context& ctx, const Tensor& x, const Tensor& weight, const Tensor* b
 
 void matmul(Context&, const Tensor& a, const Tensor& b, Tensor& out) {
   const Rows left = rows_of(a, "matmul a"), right = rows_of(b, "matmul b"), result = rows_of(out, "matmul out");
-  K5_CHECK(left.width == right.count && result.count == left.count && result.width == right.width, "matmul: ",
-           a.describe(), " x ", b.describe(), " -> ", out.describe());
+  K5_CHECK(left.width == right.count && result.count == left.count && result.width == right.width,
+           "matmul: ", a.describe(), " x ", b.describe(), " -> ", out.describe());
   if (result.count == 0 || result.width == 0) return;
   K5_CHECK(dnnl_sgemm('N', 'N', left.count, right.width, left.width, 1.0f, left.data, left.stride, right.data,
                       right.stride, 0.0f, result.data, result.stride) == dnnl_success,

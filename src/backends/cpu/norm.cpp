@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "backends/cpu/kernels.h"
 #include "backends/cpu/rows.h"
@@ -24,8 +25,10 @@ std::pair<float, float> row_statistics(const float* row, int64_t width, float ep
   __m256 partial[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
   int64_t i = 0;
   for (; i + 32 <= width; i += 32)
-    for (int lane = 0; lane < 4; ++lane) partial[lane] = _mm256_add_ps(partial[lane], _mm256_loadu_ps(row + i + 8 * lane));
-  double sum = horizontal_sum(_mm256_add_ps(_mm256_add_ps(partial[0], partial[1]), _mm256_add_ps(partial[2], partial[3])));
+    for (int lane = 0; lane < 4; ++lane)
+      partial[lane] = _mm256_add_ps(partial[lane], _mm256_loadu_ps(row + i + 8 * lane));
+  double sum =
+      horizontal_sum(_mm256_add_ps(_mm256_add_ps(partial[0], partial[1]), _mm256_add_ps(partial[2], partial[3])));
   for (; i < width; ++i) sum += row[i];
   const float mean = float(sum / double(width));
   const __m256 centre = _mm256_set1_ps(mean);
@@ -88,15 +91,18 @@ void rms_norm(Context& ctx, const Tensor& x, const Tensor* weight, float eps, Te
 }
 
 void scale_shift_norm(Context& ctx, const Tensor& x, const Tensor& scale, const Tensor& shift, float eps, Tensor& out) {
-  const Rows in = rows_of(x, "scale_shift_norm input"), result = rows_of(out, "scale_shift_norm output");
+  const bool bf16_out = out.dtype() == DType::BF16;
+  const Rows in = rows_of(x, "scale_shift_norm input");
+  const Rows result = bf16_out ? bf16_rows_of(out, "scale_shift_norm output") : rows_of(out, "scale_shift_norm output");
   K5_CHECK(in.count == result.count && in.width == result.width, "scale_shift_norm: output ", out.describe(),
            " does not match input ", x.describe());
   const Vector scale_vector = vector_of(scale, in.width, "scale_shift_norm scale");
   const Vector shift_vector = vector_of(shift, in.width, "scale_shift_norm shift");
   ctx.pool().parallel_for(0, in.count, row_grain(in.width), [&](int64_t begin, int64_t end) {
+    std::vector<float> rounded_row(bf16_out ? size_t(in.width) : 0);  // a BF16 row before its rounding
     for (int64_t r = begin; r < end; ++r) {
       const float* row = in.row(r);
-      float* target = result.row(r);
+      float* target = bf16_out ? rounded_row.data() : result.row(r);
       const auto [mean, inverse_std] = row_statistics(row, in.width, eps);
       int64_t i = 0;
       if (scale_vector.stride == 1 && shift_vector.stride == 1) {
@@ -107,8 +113,8 @@ void scale_shift_norm(Context& ctx, const Tensor& x, const Tensor& scale, const 
           _mm256_storeu_ps(target + i, _mm256_fmadd_ps(normed, factor, _mm256_loadu_ps(shift_vector.data + i)));
         }
       }
-      for (; i < in.width; ++i)
-        target[i] = (row[i] - mean) * inverse_std * (1.0f + scale_vector[i]) + shift_vector[i];
+      for (; i < in.width; ++i) target[i] = (row[i] - mean) * inverse_std * (1.0f + scale_vector[i]) + shift_vector[i];
+      if (bf16_out) convert_from_f32(target, out.data<uint16_t>() + r * in.width, DType::BF16, size_t(in.width));
     }
   });
 }

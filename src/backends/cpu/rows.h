@@ -38,6 +38,14 @@ inline Rows rows_of(const Tensor& t, const char* what) {
   return {t.data<float>(), count, width, stride};
 }
 
+// The shape of a contiguous BF16 tensor [..., D] as rows (`data` is null: the values are the tensor's uint16_t data).
+inline Rows bf16_rows_of(const Tensor& t, const char* what) {
+  K5_CHECK(t.dtype() == DType::BF16 && t.is_contiguous() && t.dim() >= 1, what,
+           ": expected a contiguous BF16 tensor, got ", t.describe());
+  const int64_t width = t.size(-1);
+  return {nullptr, width == 0 ? 0 : t.numel() / width, width, width};
+}
+
 // A [D] (or [1, D], or a strided view) vector as a plain float pointer with an element stride.
 struct Vector {
   const float* data;

@@ -44,6 +44,7 @@
 
 #include "backends/cuda/attention_mma.cuh"
 #include "backends/cuda/attention_tiles.cuh"
+#include "backends/cuda/bf16.cuh"
 #include "backends/cuda/check.h"
 #include "backends/cuda/device_buffer.h"
 #include "backends/cuda/kernels.h"
@@ -67,14 +68,8 @@ constexpr int64_t kMaxGridY = 65535;
 
 static_assert(kThreadsPerSoftmaxRow == kLanesPerRow, "a softmax row's threads combine with max/sum_over_row_lanes");
 
-// Bit-for-bit k5::f32_to_bf16 (src/core/dtype.h) followed by the widening back to float: round to nearest
-// even, NaN kept quiet.
-__device__ float round_to_bf16(float value) {
-  uint32_t word = __float_as_uint(value);
-  if ((word & 0x7fffffffu) > 0x7f800000u) return __uint_as_float((word | 0x00400000u) & 0xffff0000u);
-  word += 0x7fffu + ((word >> 16) & 1u);
-  return __uint_as_float(word & 0xffff0000u);
-}
+// k5::f32_to_bf16 followed by the widening back to float.
+__device__ float round_to_bf16(float value) { return __uint_as_float(uint32_t(to_bf16(value)) << 16); }
 
 // tile[row][d] (rows `stride` floats apart) = source token `first + row` of `head`, zeros past `end`.
 template <bool kBf16>

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "backends/cpu/rows.h"
+#include "backends/cuda/bf16.cuh"
 #include "backends/cuda/block_reduce.cuh"
 #include "backends/cuda/check.h"
 #include "backends/cuda/kernels.h"
@@ -26,15 +27,37 @@ __device__ float apply(float x) {
   return x;
 }
 
-// in/out: rows x width, rows `stride` apart (a contiguous tensor is one row). out may alias in.
-template <Unary function>
-__global__ void unary_kernel(const float* in, int64_t in_stride, float* out, int64_t out_stride, int64_t rows,
+// in/out: rows x width, rows `stride` apart (a contiguous tensor is one row). out (F32 or BF16) may alias in.
+template <Unary function, typename Out>
+__global__ void unary_kernel(const float* in, int64_t in_stride, Out* out, int64_t out_stride, int64_t rows,
                              int64_t width) {
   const int64_t total = rows * width;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t row = i / width, column = i % width;
-    out[row * out_stride + column] = apply<function>(in[row * in_stride + column]);
+    store(&out[row * out_stride + column], apply<function>(in[row * in_stride + column]));
   }
+}
+
+template <typename Out>
+void launch_unary(Unary function, const float* in, int64_t in_stride, Out* out, int64_t out_stride, int64_t rows,
+                  int64_t width) {
+  if (rows * width == 0) return;
+  const unsigned blocks = grid_stride_blocks(rows * width, kThreads);
+  switch (function) {
+    case Unary::silu:
+      unary_kernel<Unary::silu><<<blocks, kThreads>>>(in, in_stride, out, out_stride, rows, width);
+      break;
+    case Unary::gelu_erf:
+      unary_kernel<Unary::gelu_erf><<<blocks, kThreads>>>(in, in_stride, out, out_stride, rows, width);
+      break;
+    case Unary::gelu_tanh:
+      unary_kernel<Unary::gelu_tanh><<<blocks, kThreads>>>(in, in_stride, out, out_stride, rows, width);
+      break;
+    case Unary::quick_gelu:
+      unary_kernel<Unary::quick_gelu><<<blocks, kThreads>>>(in, in_stride, out, out_stride, rows, width);
+      break;
+  }
+  K5_CUDA_CHECK_LAUNCH("unary_kernel");
 }
 
 __global__ void swiglu_kernel(const float* gate, const float* up, float* out, int64_t count) {
@@ -70,14 +93,6 @@ __global__ void softmax_kernel(const float* in, int64_t in_stride, float* out, i
   for (int64_t i = threadIdx.x; i < width; i += blockDim.x) target[i] = expf(row[i] - maximum) * inverse;
 }
 
-// Bit-for-bit k5::f32_to_bf16 (src/core/dtype.h): round to nearest even, NaN kept quiet.
-__device__ uint16_t to_bf16(float value) {
-  uint32_t word = __float_as_uint(value);
-  if ((word & 0x7fffffffu) > 0x7f800000u) return uint16_t((word >> 16) | 0x40);
-  word += 0x7fffu + ((word >> 16) & 1u);
-  return uint16_t(word >> 16);
-}
-
 __global__ void round_to_bf16_kernel(const float* in, int64_t in_stride, uint16_t* out, int64_t rows, int64_t width) {
   const int64_t total = rows * width;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x)
@@ -102,23 +117,7 @@ using ops::contiguous_f32;
 
 void unary_rows(Unary function, const float* in, int64_t in_stride, float* out, int64_t out_stride, int64_t rows,
                 int64_t width) {
-  if (rows * width == 0) return;
-  const unsigned blocks = grid_stride_blocks(rows * width, kThreads);
-  switch (function) {
-    case Unary::silu:
-      unary_kernel<Unary::silu><<<blocks, kThreads>>>(in, in_stride, out, out_stride, rows, width);
-      break;
-    case Unary::gelu_erf:
-      unary_kernel<Unary::gelu_erf><<<blocks, kThreads>>>(in, in_stride, out, out_stride, rows, width);
-      break;
-    case Unary::gelu_tanh:
-      unary_kernel<Unary::gelu_tanh><<<blocks, kThreads>>>(in, in_stride, out, out_stride, rows, width);
-      break;
-    case Unary::quick_gelu:
-      unary_kernel<Unary::quick_gelu><<<blocks, kThreads>>>(in, in_stride, out, out_stride, rows, width);
-      break;
-  }
-  K5_CUDA_CHECK_LAUNCH("unary_kernel");
+  launch_unary(function, in, in_stride, out, out_stride, rows, width);
 }
 
 void round_rows_to_bf16(const float* in, int64_t in_stride, uint16_t* out, int64_t rows, int64_t width) {
@@ -142,8 +141,11 @@ void bf16_to_f32(const uint16_t* in, float* out, int64_t count) {
 void unary(Context&, Unary function, const Tensor& x, Tensor& out) {
   check_same_shape(x, out, "unary op");
   const float* in = contiguous_f32(x, "unary op input");
-  float* result = contiguous_f32(out, "unary op output");
-  unary_rows(function, in, x.numel(), result, x.numel(), 1, x.numel());
+  if (out.dtype() == DType::BF16) {
+    K5_CHECK(out.is_contiguous(), "unary op output: expected a contiguous tensor, got ", out.describe());
+    return launch_unary(function, in, x.numel(), out.data<uint16_t>(), x.numel(), 1, x.numel());
+  }
+  launch_unary(function, in, x.numel(), contiguous_f32(out, "unary op output"), x.numel(), 1, x.numel());
 }
 
 void swiglu(Context&, const Tensor& gate, const Tensor& up, Tensor& out) {

@@ -65,9 +65,7 @@ void linear(Context&, const Tensor& x, const Tensor& weight, const Tensor* bias,
   const bool bf16_input = x.dtype() == DType::BF16;
   K5_CHECK(!bf16_input || (weight.dtype() == DType::BF16 && x.is_contiguous() && x.dim() >= 1), "linear: BF16 input ",
            x.describe(), " needs contiguous rows and BF16 weights, got ", weight.describe());
-  const cpu::Rows input = bf16_input
-                              ? cpu::Rows{nullptr, x.numel() / std::max<int64_t>(1, x.size(-1)), x.size(-1), x.size(-1)}
-                              : cpu::rows_of(x, "linear input");
+  const cpu::Rows input = bf16_input ? cpu::bf16_rows_of(x, "linear input") : cpu::rows_of(x, "linear input");
   const cpu::Rows output = cpu::rows_of(out, "linear output");
   K5_CHECK(weight.dim() == 2 && weight.is_contiguous(), "linear: weight must be a contiguous [N, K] matrix, got ",
            weight.describe());

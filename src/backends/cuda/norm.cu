@@ -4,6 +4,7 @@
 // the CPU's.
 
 #include "backends/cpu/rows.h"
+#include "backends/cuda/bf16.cuh"
 #include "backends/cuda/block_reduce.cuh"
 #include "backends/cuda/check.h"
 #include "backends/cuda/kernels.h"
@@ -89,14 +90,16 @@ __global__ void rms_norm_warp_rows_kernel(const float* x, int64_t x_stride, Devi
   }
 }
 
+// out: F32, or BF16 (uint16_t) rows of the rounded results.
+template <typename Out>
 __global__ void scale_shift_norm_kernel(const float* x, int64_t x_stride, DeviceVector scale, DeviceVector shift,
-                                        float eps, float* out, int64_t out_stride, int64_t width) {
+                                        float eps, Out* out, int64_t out_stride, int64_t width) {
   const float* row = x + blockIdx.x * x_stride;
-  float* target = out + blockIdx.x * out_stride;
+  Out* target = out + blockIdx.x * out_stride;
   const float mean = row_mean(row, width);
   const float inverse_std = row_inverse_std(row, width, mean, eps);
   for (int64_t i = threadIdx.x; i < width; i += blockDim.x)
-    target[i] = (row[i] - mean) * inverse_std * (1.0f + scale[i]) + shift[i];
+    store(&target[i], (row[i] - mean) * inverse_std * (1.0f + scale[i]) + shift[i]);
 }
 
 __global__ void gated_residual_kernel(float* x, int64_t x_stride, const float* h, int64_t h_stride, DeviceVector gate,
@@ -112,9 +115,12 @@ struct RowPair {
   cpu::Rows in, out;
 };
 
-RowPair matching_rows(const Tensor& x, const Tensor& out, const char* op) {
+// x's rows and out's (F32; or BF16, contiguous, where the op can write it: then out.data is null).
+RowPair matching_rows(const Tensor& x, const Tensor& out, const char* op, bool bf16_out_allowed = false) {
   const std::string input_name = std::string(op) + " input", output_name = std::string(op) + " output";
-  const cpu::Rows in = cpu::rows_of(x, input_name.c_str()), result = cpu::rows_of(out, output_name.c_str());
+  const cpu::Rows in = cpu::rows_of(x, input_name.c_str());
+  const cpu::Rows result = bf16_out_allowed && out.dtype() == DType::BF16 ? cpu::bf16_rows_of(out, output_name.c_str())
+                                                                          : cpu::rows_of(out, output_name.c_str());
   K5_CHECK(in.count == result.count && in.width == result.width, op, ": output ", out.describe(),
            " does not match input ", x.describe());
   K5_CHECK(in.count < (int64_t(1) << 31), op, ": ", in.count, " rows is more than one launch takes");
@@ -149,12 +155,16 @@ void rms_norm(Context&, const Tensor& x, const Tensor* weight, float eps, Tensor
 }
 
 void scale_shift_norm(Context&, const Tensor& x, const Tensor& scale, const Tensor& shift, float eps, Tensor& out) {
-  const auto [in, result] = matching_rows(x, out, "scale_shift_norm");
+  const auto [in, result] = matching_rows(x, out, "scale_shift_norm", true);
   const DeviceVector scale_vector = device_vector(&scale, in.width, "scale_shift_norm scale");
   const DeviceVector shift_vector = device_vector(&shift, in.width, "scale_shift_norm shift");
   if (in.count == 0 || in.width == 0) return;
-  scale_shift_norm_kernel<<<unsigned(in.count), kRowThreads>>>(in.data, in.stride, scale_vector, shift_vector, eps,
-                                                               result.data, result.stride, in.width);
+  if (out.dtype() == DType::BF16)
+    scale_shift_norm_kernel<<<unsigned(in.count), kRowThreads>>>(in.data, in.stride, scale_vector, shift_vector, eps,
+                                                                 out.data<uint16_t>(), result.stride, in.width);
+  else
+    scale_shift_norm_kernel<<<unsigned(in.count), kRowThreads>>>(in.data, in.stride, scale_vector, shift_vector, eps,
+                                                                 result.data, result.stride, in.width);
   K5_CUDA_CHECK_LAUNCH("scale_shift_norm_kernel");
 }
 

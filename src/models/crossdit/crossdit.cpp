@@ -139,9 +139,20 @@ Tensor attention_sublayer(Context& ctx, const AttentionWeights& w, int64_t heads
   return ops::linear(ctx, out.reshape({Lq, d}), w.out_layer.weight, w.out_layer.bias_or_null());
 }
 
+// The dtype of a normalised input that only feeds linears with these weights: BF16 weights round an F32 input to
+// BF16 anyway, so when all are BF16 the norm writes it rounded, once, at half the size.
+template <typename... Weights>
+DType linear_input_dtype(const Weights&... weights) {
+  return ((weights.weight.dtype() == DType::BF16) && ...) ? DType::BF16 : DType::F32;
+}
+
 Tensor feed_forward(Context& ctx, const FeedForwardWeights& w, const Tensor& x) {
-  const Tensor hidden = ops::linear(ctx, x, w.in_layer.weight, nullptr, ops::Activation::gelu_erf);
-  return ops::linear(ctx, hidden, w.out_layer.weight);
+  Tensor hidden = ops::linear(ctx, x, w.in_layer.weight);
+  // GELU in float32, its results rounded once to what the out layer reads (F32 weights: in place).
+  const DType dtype = linear_input_dtype(w.out_layer);
+  Tensor activated = dtype == DType::F32 ? hidden : ctx.workspace(x.device()).tensor(dtype, hidden.shape());
+  ops::gelu(ctx, hidden, activated);
+  return ops::linear(ctx, activated, w.out_layer.weight);
 }
 
 // Modulation parameters: chunk j of a [k * d] vector.
@@ -162,7 +173,9 @@ void encoder_block(Context& ctx, const EncoderBlockWeights& w, const Tensor& sil
   auto scope = ctx.workspace(x.device()).scope();
   const int64_t d = x.size(1);
   const Modulation mod = modulation(ctx, silu_time, w.modulation, d);  // (shift, scale, gate) x (attn, ff)
-  Tensor h = ctx.workspace(x.device()).tensor(DType::F32, x.shape());
+  const AttentionWeights& self = w.self_attention;
+  const DType h_dtype = linear_input_dtype(self.to_query, self.to_key, self.to_value, w.feed_forward.in_layer);
+  Tensor h = ctx.workspace(x.device()).tensor(h_dtype, x.shape());
 
   ops::scale_shift_norm(ctx, x, mod[1], mod[0], kLayerNormEps, h);
   ops::gated_residual(ctx, x, attention_sublayer(ctx, w.self_attention, heads, h, h, &rope, key_mask, nullptr, -1),
@@ -179,7 +192,10 @@ void decoder_block(Context& ctx, const DecoderBlockWeights& w, const Tensor& sil
   auto scope = ctx.workspace(x.device()).scope();
   const int64_t d = x.size(1);
   const Modulation mod = modulation(ctx, silu_time, w.modulation, d);  // (shift, scale, gate) x (self, cross, ff)
-  Tensor h = ctx.workspace(x.device()).tensor(DType::F32, x.shape());
+  const AttentionWeights& self = w.self_attention;
+  const DType h_dtype = linear_input_dtype(self.to_query, self.to_key, self.to_value, w.cross_attention.to_query,
+                                           w.feed_forward.in_layer);
+  Tensor h = ctx.workspace(x.device()).tensor(h_dtype, x.shape());
 
   ops::scale_shift_norm(ctx, x, mod[1], mod[0], kLayerNormEps, h);
   ops::gated_residual(ctx, x, attention_sublayer(ctx, w.self_attention, heads, h, h, &rope, nullptr, sparse, layer),

@@ -188,6 +188,27 @@ TEST(CpuKernels, NormsAndModulation) {
     EXPECT_FLOAT_EQ(residual.data<float>()[i], x.data<float>()[i] + w.data<float>()[i % width] * out.data<float>()[i]);
 }
 
+// The ops that may write BF16 (the DiT's normalised linear inputs, its GELU) write exactly their F32 results,
+// rounded: what a linear with BF16 weights would have made of the F32 tensor.
+TEST(CpuKernels, Bf16OutputsAreTheRoundedF32Results) {
+  Context ctx({.threads = 2, .precision = Precision::bf16});
+  const Tensor x = random_tensor({37, 1000}, 30, 2.0f);
+  const Tensor modulation = random_tensor({1000, 2}, 31, 0.5f);
+  const auto rounded = [](const Tensor& t) { return t.to(DType::BF16).to_f32_vector(); };
+  Tensor expected = Tensor::empty(DType::F32, x.shape()), out = Tensor::empty(DType::BF16, x.shape());
+  ops::scale_shift_norm(ctx, x, modulation.select(1, 1), modulation.select(1, 0), 1e-6f, expected);
+  ops::scale_shift_norm(ctx, x, modulation.select(1, 1), modulation.select(1, 0), 1e-6f, out);
+  EXPECT_EQ(out.to_f32_vector(), rounded(expected));
+  for (auto* activation : {&ops::gelu, &ops::silu, &ops::quick_gelu}) {
+    activation(ctx, x, expected);
+    activation(ctx, x, out);
+    EXPECT_EQ(out.to_f32_vector(), rounded(expected));
+  }
+  Tensor strided = Tensor::empty(DType::BF16, {1000, 37}).transpose(0, 1);
+  EXPECT_THROW(ops::gelu(ctx, x, strided), Error);
+  EXPECT_THROW(ops::scale_shift_norm(ctx, x, modulation.select(1, 1), modulation.select(1, 0), 1e-6f, strided), Error);
+}
+
 TEST(CpuKernels, ElementwiseAndRope) {
   Context ctx({.threads = 2, .precision = Precision::fp32});
   Tensor x = random_tensor({5, 3, 8}, 14, 2.0f), y = random_tensor({5, 3, 8}, 15);

@@ -113,6 +113,24 @@ TEST_F(CudaOps, ScaleShiftNormWithStridedModulation) {
   EXPECT_LE(gpu_vs_cpu(out, expected), kF32Tolerance);
 }
 
+// The ops that may write BF16 write exactly their own F32 results, rounded (which follow the CPU's above).
+TEST_F(CudaOps, Bf16OutputsAreTheRoundedF32Results) {
+  const Tensor x = on_gpu(random_tensor({37, 1000}, 28, 2.0f));
+  const Tensor modulation = on_gpu(random_tensor({1000, 2}, 29, 0.5f));
+  const auto rounded = [](const Tensor& t) { return t.to_device(Device::CPU).to(DType::BF16).to_f32_vector(); };
+  const auto values = [](const Tensor& t) { return t.to_device(Device::CPU).to_f32_vector(); };
+  Tensor expected = Tensor::empty(DType::F32, x.shape(), Device::CUDA);
+  Tensor out = Tensor::empty(DType::BF16, x.shape(), Device::CUDA);
+  ops::scale_shift_norm(ctx, x, modulation.select(1, 1), modulation.select(1, 0), 1e-6f, expected);
+  ops::scale_shift_norm(ctx, x, modulation.select(1, 1), modulation.select(1, 0), 1e-6f, out);
+  EXPECT_EQ(values(out), rounded(expected));
+  for (auto* activation : {&ops::gelu, &ops::silu, &ops::quick_gelu}) {
+    activation(ctx, x, expected);
+    activation(ctx, x, out);
+    EXPECT_EQ(values(out), rounded(expected));
+  }
+}
+
 TEST_F(CudaOps, GatedResidual) {
   const Tensor x = random_tensor({50, 768}, 25), h = random_tensor({50, 768}, 26), gate = random_tensor({768}, 27);
   Tensor expected = x.clone();
