@@ -24,4 +24,13 @@ void block_sparse_attention(Context& ctx, const Tensor& q, const Tensor& k, cons
   cpu::block_sparse_attention(ctx, q, k, v, block_mask, block_size, out, scale);
 }
 
+int64_t nabla_select_blocks(Context& ctx, const Tensor& q_pool, const Tensor& k_pool, const Tensor& sta, double P,
+                            Tensor& block_mask) {
+  if constexpr (kCudaBuild)
+    if (on_cuda("nabla_select_blocks", q_pool, k_pool, sta, block_mask))
+      return cuda::nabla_select_blocks(ctx, q_pool, k_pool, sta, P, block_mask);
+  device_of("nabla_select_blocks", q_pool, k_pool, sta, block_mask);
+  return cpu::nabla_select_blocks(ctx, q_pool, k_pool, sta, P, block_mask);
+}
+
 }  // namespace k5::ops

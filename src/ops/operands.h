@@ -40,4 +40,28 @@ inline BinaryOperands binary_operands(const Tensor& a, const Tensor& b, Tensor& 
   return operands;
 }
 
+// nabla_select_blocks' operands (src/ops/attention.h): q_pool, k_pool [H, n, D] F32, sta [n, n] U8, block_mask
+// [H, n, n] U8, all contiguous.
+struct NablaSelectionShape {
+  int64_t heads, blocks, dim;
+};
+
+inline NablaSelectionShape nabla_selection_shape(const Tensor& q_pool, const Tensor& k_pool, const Tensor& sta,
+                                                 const Tensor& block_mask) {
+  K5_CHECK(q_pool.dtype() == DType::F32 && q_pool.dim() == 3 && q_pool.is_contiguous() &&
+               k_pool.shape() == q_pool.shape() && k_pool.dtype() == DType::F32 && k_pool.is_contiguous(),
+           "nabla_select_blocks: block means must be contiguous F32 [H, n, D] of one shape, got ", q_pool.describe(),
+           " and ", k_pool.describe());
+  const int64_t heads = q_pool.size(0), blocks = q_pool.size(1), dim = q_pool.size(2);
+  K5_CHECK(dim > 0, "nabla_select_blocks: empty head dim in ", q_pool.describe());
+  K5_CHECK(sta.dtype() == DType::U8 && sta.is_contiguous() && (sta.shape() == Shape{blocks, blocks}),
+           "nabla_select_blocks: the STA mask must be contiguous U8 [", blocks, ", ", blocks, "], got ",
+           sta.describe());
+  K5_CHECK(block_mask.dtype() == DType::U8 && block_mask.is_contiguous() &&
+               (block_mask.shape() == Shape{heads, blocks, blocks}),
+           "nabla_select_blocks: the block mask must be contiguous U8 [", heads, ", ", blocks, ", ", blocks, "], got ",
+           block_mask.describe());
+  return {heads, blocks, dim};
+}
+
 }  // namespace k5::ops

@@ -17,6 +17,8 @@ void attention(Context& ctx, const Tensor& q, const Tensor& k, const Tensor& v, 
                const ops::AttentionOptions& options);
 void block_sparse_attention(Context& ctx, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& block_mask,
                             int block_size, Tensor& out, float scale);
+int64_t nabla_select_blocks(Context& ctx, const Tensor& q_pool, const Tensor& k_pool, const Tensor& sta, double P,
+                            Tensor& block_mask);
 
 void layer_norm(Context& ctx, const Tensor& x, const Tensor* weight, const Tensor* bias, float eps, Tensor& out);
 void rms_norm(Context& ctx, const Tensor& x, const Tensor* weight, float eps, Tensor& out);

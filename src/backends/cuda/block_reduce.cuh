@@ -22,9 +22,9 @@ __device__ T warp_reduce(T value, Op op) {
   return value;
 }
 
+// `partial`: 32 values of shared memory for the warps' results.
 template <typename T, typename Op>
-__device__ T block_reduce(T value, Op op) {
-  __shared__ T partial[32];
+__device__ T block_reduce(T value, Op op, T* partial) {
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
   value = warp_reduce(value, op);
   __syncthreads();  // the previous call's readers of partial[0] are done
@@ -38,6 +38,12 @@ __device__ T block_reduce(T value, Op op) {
   }
   __syncthreads();
   return partial[0];
+}
+
+template <typename T, typename Op>
+__device__ T block_reduce(T value, Op op) {
+  __shared__ T partial[32];
+  return block_reduce(value, op, partial);
 }
 
 __device__ inline float block_sum(float value) { return block_reduce(value, SumOp<float>{}); }

@@ -68,6 +68,8 @@ void attention(Context& ctx, const Tensor& q, const Tensor& k, const Tensor& v, 
                const ops::AttentionOptions& options);
 void block_sparse_attention(Context& ctx, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& block_mask,
                             int block_size, Tensor& out, float scale);
+int64_t nabla_select_blocks(Context& ctx, const Tensor& q_pool, const Tensor& k_pool, const Tensor& sta, double P,
+                            Tensor& block_mask);
 // In place on x [L, H, D]; cos, sin [L, D/2]. interleaved: pairs (2i, 2i+1), else (i, i + D/2). With `norm`,
 // each head's D values are RMS-normalised first, in the same pass (one warp per head).
 void rope(Context& ctx, Tensor& x, const Tensor& cos, const Tensor& sin, bool interleaved,

@@ -306,7 +306,7 @@ Tensor CrossDit::forward(Context& ctx, const DitInputs& in) const {
   if (nabla_) {
     order = fractal_order(T, H, W);
     const AttentionConfig& a = config_.attention;
-    sparse.sta = sta_block_mask(T, H / 8, W / 8, a.wT, a.wH, a.wW);
+    sparse.sta = sta_block_mask(T, H / 8, W / 8, a.wT, a.wH, a.wW).to_device(device);
     sparse.P = a.P;
   } else {
     order.resize(size_t(N));

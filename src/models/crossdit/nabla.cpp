@@ -1,10 +1,10 @@
 #include "models/crossdit/nabla.h"
 
-#include <algorithm>
-#include <cmath>
-#include <numeric>
+#include <cstdlib>
 
 #include "core/error.h"
+#include "core/workspace.h"
+#include "ops/attention.h"
 #include "ops/pool.h"
 
 namespace k5 {
@@ -40,51 +40,13 @@ double nabla_block_mask(Context& ctx, const Tensor& q, const Tensor& k, const Te
   const int64_t S = q.size(0), heads = q.size(1), D = q.size(2), n = S / kNablaBlock;
   K5_CHECK(S % kNablaBlock == 0, "NABLA: ", S, " tokens is not a multiple of 64");
   K5_CHECK(sta.size(0) == n, "NABLA: STA mask has ", sta.size(0), " blocks, expected ", n);
-  mask = Tensor::zeros(DType::U8, {heads, n, n});
-  // Block means [heads, n, D] for q and k, pooled where q and k live and read here (small: S / 64 rows).
-  auto pool = [&](const Tensor& x) {
-    auto scope = ctx.workspace(x.device()).scope();
-    Tensor pooled = ctx.workspace(x.device()).tensor(DType::F32, {heads, n, D});
-    ops::block_mean_pool(ctx, x, kNablaBlock, pooled);
-    return pooled.to_f32_vector();
-  };
-  const std::vector<float> q_pool = pool(q), k_pool = pool(k);
-  const float threshold = float(1.0 - P);
-  const float inv_sqrt_d = 1.0f / std::sqrt(float(D));
-  const uint8_t* sta_mask = sta.data<uint8_t>();
-  uint8_t* out = mask.data<uint8_t>();
-  ctx.pool().parallel_for(0, heads * n, 1, [&](int64_t begin, int64_t end) {
-    std::vector<float> row(static_cast<size_t>(n));
-    std::vector<int64_t> index(static_cast<size_t>(n));
-    for (int64_t hq = begin; hq < end; ++hq) {
-      const int64_t h = hq / n, qb = hq % n;
-      const float* qv = q_pool.data() + (h * n + qb) * D;
-      float max_score = -INFINITY;
-      for (int64_t kb = 0; kb < n; ++kb) {
-        const float* kv = k_pool.data() + (h * n + kb) * D;
-        float dot = 0;
-        for (int64_t c = 0; c < D; ++c) dot += qv[c] * kv[c];
-        row[kb] = dot * inv_sqrt_d;
-        max_score = std::max(max_score, row[kb]);
-      }
-      float sum = 0;
-      for (int64_t kb = 0; kb < n; ++kb) sum += row[kb] = std::exp(row[kb] - max_score);
-      for (int64_t kb = 0; kb < n; ++kb) row[kb] /= sum;
-      // Top-CDF: ascending order, keep the blocks whose running mass reaches 1 - P.
-      std::iota(index.begin(), index.end(), 0);
-      std::stable_sort(index.begin(), index.end(), [&](int64_t a, int64_t b) { return row[a] < row[b]; });
-      uint8_t* m = out + (h * n + qb) * n;
-      float cumulative = 0;
-      for (int64_t i = 0; i < n; ++i) {
-        cumulative += row[index[i]];
-        m[index[i]] = cumulative >= threshold;
-      }
-      for (int64_t kb = 0; kb < n; ++kb) m[kb] |= sta_mask[qb * n + kb];
-    }
-  });
-  int64_t kept = 0;
-  for (int64_t i = 0; i < heads * n * n; ++i) kept += out[i];
-  if (q.device() != Device::CPU) mask = mask.to_device(q.device());
+  Workspace& workspace = ctx.workspace(q.device());
+  auto scope = workspace.scope();
+  Tensor q_pool = workspace.tensor(DType::F32, {heads, n, D}), k_pool = workspace.tensor(DType::F32, {heads, n, D});
+  ops::block_mean_pool(ctx, q, kNablaBlock, q_pool);
+  ops::block_mean_pool(ctx, k, kNablaBlock, k_pool);
+  mask = Tensor::empty(DType::U8, {heads, n, n}, q.device());
+  const int64_t kept = ops::nabla_select_blocks(ctx, q_pool, k_pool, sta, P, mask);
   return double(kept) / double(heads * n * n);
 }
 

@@ -20,9 +20,9 @@ std::vector<int64_t> fractal_order(int64_t T, int64_t H, int64_t W);
 // is within the window's half width.
 Tensor sta_block_mask(int64_t T, int64_t Hb, int64_t Wb, int64_t wT, int64_t wH, int64_t wW);
 
-// The per-layer block mask [heads, n, n] U8: softmax of block-mean-pooled q k^T / sqrt(D), top-CDF kept at
-// mass P, OR the STA mask. q, k: [S, heads, D] F32 in fractal order, S = 64 n; the mask is made on the host
-// from the block means and placed on q's device. Returns the kept fraction.
+// The per-layer block mask [heads, n, n] U8 (ops::nabla_select_blocks on the block means of q and k), on q's
+// device: softmax of block-mean-pooled q k^T / sqrt(D), top-CDF kept at mass P, OR the STA mask (on q's device
+// too). q, k: [S, heads, D] F32 in fractal order, S = 64 n. Returns the kept fraction.
 double nabla_block_mask(Context& ctx, const Tensor& q, const Tensor& k, const Tensor& sta, double P, Tensor& mask);
 
 }  // namespace k5

@@ -412,6 +412,30 @@ TEST_F(CudaAttention, HeadDimAboveTheKernelLimitIsAnError) {
   EXPECT_THROW(ops::attention(ctx, q, q, q, out), Error);
 }
 
+// ---- NABLA's block selection ------------------------------------------------------------------------------
+
+using CudaNabla = GpuTest;
+
+// The same blocks as the CPU op, at Video Lite 10 s's 1,464 blocks per row and past the default 48 KiB of shared
+// memory (5,000 blocks sort 8,192 slots).
+TEST_F(CudaNabla, SelectsExactlyTheCpuBlocks) {
+  for (const int64_t blocks : {1464, 5000, 3}) {
+    SCOPED_TRACE(::testing::Message() << blocks << " blocks");
+    const int64_t heads = 2, dim = 64;
+    const Tensor q_pool = random_tensor({heads, blocks, dim}, 1030, 3.0f);
+    const Tensor k_pool = random_tensor({heads, blocks, dim}, 1031, 3.0f);
+    Tensor sta = Tensor::zeros(DType::U8, {blocks, blocks});
+    for (int64_t i = 0; i < blocks; ++i) sta.data<uint8_t>()[i * blocks + i] = 1;
+    Tensor expected = Tensor::empty(DType::U8, {heads, blocks, blocks});
+    const int64_t expected_kept = ops::nabla_select_blocks(ctx, q_pool, k_pool, sta, 0.9, expected);
+    Tensor mask = Tensor::empty(DType::U8, {heads, blocks, blocks}, Device::CUDA);
+    const int64_t kept = ops::nabla_select_blocks(ctx, on_gpu(q_pool), on_gpu(k_pool), on_gpu(sta), 0.9, mask);
+    EXPECT_EQ(kept, expected_kept);
+    const Tensor result = mask.to_device(Device::CPU);
+    EXPECT_TRUE(std::equal(result.data<uint8_t>(), result.data<uint8_t>() + result.numel(), expected.data<uint8_t>()));
+  }
+}
+
 // ---- Rotary embeddings ------------------------------------------------------------------------------------
 
 using CudaRope = GpuTest;

@@ -1,8 +1,8 @@
-// A CPU stand-in for the CUDA features the register-tiled attention kernels and the rotary-embedding kernel use, so
-// that their device code (src/backends/cuda/attention_mma.cuh, attention_wgmma.cuh, rope.cuh) runs, unchanged, in
-// the CPU test suite: CI has no GPU. Every thread of a block is a fiber (ucontext); blocks run one after another.
-// Include this header before the kernel headers, which then compile with K5_CUDA_EMULATION defined and call the
-// `emulation::` functions below where the GPU code has PTX.
+// A CPU stand-in for the CUDA features the register-tiled attention kernels, the rotary-embedding kernel and NABLA's
+// block selection use, so that their device code (src/backends/cuda/attention_mma.cuh, attention_wgmma.cuh,
+// rope.cuh, nabla.cuh) runs, unchanged, in the CPU test suite: CI has no GPU. Every thread of a block is a fiber
+// (ucontext); blocks run one after another. Include this header before the kernel headers, which then compile with
+// K5_CUDA_EMULATION defined and call the `emulation::` functions below where the GPU code has PTX.
 //
 // What is emulated, and how faithfully:
 // - __syncthreads, and the warp (32 lanes) and warpgroup (128 threads) collectives, as barriers: a thread that
@@ -24,7 +24,8 @@
 //   everything past the bytes the launch asked for is poisoned.
 // - Scheduling: always the first runnable thread, counting from the first warp or from the last (the launch says
 //   which), so one end of the block runs ahead until a barrier stops it.
-// Not emulated: timing, bank conflicts, register limits.
+// Not emulated: timing, bank conflicts, register limits, and static __shared__ variables (the kernels run here keep
+// everything they share in the dynamic shared memory).
 #pragma once
 
 #include <cmath>
@@ -106,6 +107,12 @@ inline float __shfl_xor_sync(unsigned, float value, int lane_mask) {
 }
 inline size_t __cvta_generic_to_shared(const void* pointer) { return k5::emulation::shared_offset(pointer); }
 [[noreturn]] inline void __trap() { std::abort(); }
+// Blocks run one at a time and fibers only switch at barriers, so a plain add is atomic.
+inline unsigned long long atomicAdd(unsigned long long* address, unsigned long long value) {
+  const unsigned long long old = *address;
+  *address += value;
+  return old;
+}
 // Float32 products and sums, not contracted into FMAs where the test is compiled with -ffp-contract=off.
 inline float __fmul_rn(float a, float b) { return a * b; }
 inline float __fadd_rn(float a, float b) { return a + b; }
