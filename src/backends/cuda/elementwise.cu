@@ -9,6 +9,7 @@
 #include "backends/cuda/check.h"
 #include "backends/cuda/kernels.h"
 #include "backends/cuda/launchers.h"
+#include "backends/cuda/row_grid.cuh"
 #include "ops/operands.h"
 
 namespace k5::cuda {
@@ -31,18 +32,16 @@ __device__ float apply(float x) {
 template <Unary function, typename Out>
 __global__ void unary_kernel(const float* in, int64_t in_stride, Out* out, int64_t out_stride, int64_t rows,
                              int64_t width) {
-  const int64_t total = rows * width;
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t row = i / width, column = i % width;
+  for_each_row_element(rows, width, [&](int64_t row, int64_t column) {
     store(&out[row * out_stride + column], apply<function>(in[row * in_stride + column]));
-  }
+  });
 }
 
 template <typename Out>
 void launch_unary(Unary function, const float* in, int64_t in_stride, Out* out, int64_t out_stride, int64_t rows,
                   int64_t width) {
   if (rows * width == 0) return;
-  const unsigned blocks = grid_stride_blocks(rows * width, kThreads);
+  const dim3 blocks = row_grid(rows, width, kThreads);
   switch (function) {
     case Unary::silu:
       unary_kernel<Unary::silu><<<blocks, kThreads>>>(in, in_stride, out, out_stride, rows, width);
@@ -94,15 +93,14 @@ __global__ void softmax_kernel(const float* in, int64_t in_stride, float* out, i
 }
 
 __global__ void round_to_bf16_kernel(const float* in, int64_t in_stride, uint16_t* out, int64_t rows, int64_t width) {
-  const int64_t total = rows * width;
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x)
-    out[i] = to_bf16(in[(i / width) * in_stride + i % width]);
+  for_each_row_element(rows, width, [&](int64_t row, int64_t column) {
+    out[row * width + column] = to_bf16(in[row * in_stride + column]);
+  });
 }
 
 __global__ void add_bias_kernel(const float* bias, float* rows, int64_t stride, int64_t row_count, int64_t width) {
-  const int64_t total = row_count * width;
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x)
-    rows[(i / width) * stride + i % width] += bias[i % width];
+  for_each_row_element(row_count, width,
+                       [&](int64_t row, int64_t column) { rows[row * stride + column] += bias[column]; });
 }
 
 __global__ void bf16_to_f32_kernel(const uint16_t* in, float* out, int64_t count) {
@@ -122,13 +120,13 @@ void unary_rows(Unary function, const float* in, int64_t in_stride, float* out, 
 
 void round_rows_to_bf16(const float* in, int64_t in_stride, uint16_t* out, int64_t rows, int64_t width) {
   if (rows * width == 0) return;
-  round_to_bf16_kernel<<<grid_stride_blocks(rows * width, kThreads), kThreads>>>(in, in_stride, out, rows, width);
+  round_to_bf16_kernel<<<row_grid(rows, width, kThreads), kThreads>>>(in, in_stride, out, rows, width);
   K5_CUDA_CHECK_LAUNCH("round_to_bf16_kernel");
 }
 
 void add_bias_rows(const float* bias, float* rows, int64_t stride, int64_t row_count, int64_t width) {
   if (row_count * width == 0) return;
-  add_bias_kernel<<<grid_stride_blocks(row_count * width, kThreads), kThreads>>>(bias, rows, stride, row_count, width);
+  add_bias_kernel<<<row_grid(row_count, width, kThreads), kThreads>>>(bias, rows, stride, row_count, width);
   K5_CUDA_CHECK_LAUNCH("add_bias_kernel");
 }
 

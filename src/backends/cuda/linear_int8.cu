@@ -12,6 +12,7 @@
 #include "backends/cuda/device_buffer.h"
 #include "backends/cuda/kernels.h"
 #include "backends/cuda/launchers.h"
+#include "backends/cuda/row_grid.cuh"
 
 namespace k5::cuda {
 
@@ -32,12 +33,10 @@ __global__ void int8_to_f32_kernel(const int8_t* in, float* out, int64_t count) 
 // rows[r][j] = rows[r][j] * scales[j] + (bias ? bias[j] : 0), as the CPU.
 __global__ void scale_columns_kernel(float* rows, int64_t stride, int64_t row_count, int64_t width, const float* scales,
                                      const float* bias) {
-  const int64_t count = row_count * width;
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t r = i / width, j = i % width;
+  for_each_row_element(row_count, width, [&](int64_t r, int64_t j) {
     float& value = rows[r * stride + j];
     value = value * scales[j] + (bias ? bias[j] : 0.0f);
-  }
+  });
 }
 
 }  // namespace
@@ -63,9 +62,9 @@ void linear_int8(Context& ctx, const Tensor& x, const ops::Int8Weight& weight, c
     K5_CUDA_CHECK_LAUNCH("int8 weight expansion");
     Tensor columns = out.slice(1, n0, n0 + rows);
     cuda::linear(ctx, x, block.slice(0, 0, rows), nullptr, columns, ops::Activation::none);
-    scale_columns_kernel<<<grid_stride_blocks(M * rows, kThreads), kThreads>>>(
-        columns.data<float>(), out.stride(0), M, rows, weight.scales.data<float>() + n0,
-        bias_values ? bias_values + n0 : nullptr);
+    scale_columns_kernel<<<row_grid(M, rows, kThreads), kThreads>>>(columns.data<float>(), out.stride(0), M, rows,
+                                                                    weight.scales.data<float>() + n0,
+                                                                    bias_values ? bias_values + n0 : nullptr);
     K5_CUDA_CHECK_LAUNCH("scale_columns_kernel");
   }
 }

@@ -9,6 +9,7 @@
 #include "backends/cuda/check.h"
 #include "backends/cuda/kernels.h"
 #include "backends/cuda/launchers.h"
+#include "backends/cuda/row_grid.cuh"
 
 namespace k5::cuda {
 
@@ -104,11 +105,9 @@ __global__ void scale_shift_norm_kernel(const float* x, int64_t x_stride, Device
 
 __global__ void gated_residual_kernel(float* x, int64_t x_stride, const float* h, int64_t h_stride, DeviceVector gate,
                                       int64_t rows, int64_t width) {
-  const int64_t total = rows * width;
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t row = i / width, column = i % width;
+  for_each_row_element(rows, width, [&](int64_t row, int64_t column) {
     x[row * x_stride + column] += gate[column] * h[row * h_stride + column];
-  }
+  });
 }
 
 struct RowPair {
@@ -175,9 +174,8 @@ void gated_residual(Context&, Tensor& x, const Tensor& h, const Tensor& gate) {
   const DeviceVector g = device_vector(&gate, target.width, "gated_residual gate");
   const int64_t total = target.count * target.width;
   if (total == 0) return;
-  const unsigned blocks = grid_stride_blocks(total, 256);
-  gated_residual_kernel<<<blocks, 256>>>(target.data, target.stride, update.data, update.stride, g, target.count,
-                                         target.width);
+  gated_residual_kernel<<<row_grid(target.count, target.width, 256), 256>>>(
+      target.data, target.stride, update.data, update.stride, g, target.count, target.width);
   K5_CUDA_CHECK_LAUNCH("gated_residual_kernel");
 }
 
