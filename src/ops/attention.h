@@ -31,7 +31,8 @@ void block_sparse_attention(Context& ctx, const Tensor& q, const Tensor& k, cons
 // p ascending (ties by index), are kept from the one where the running sum of p reaches 1 - P on; then OR `sta`
 // [n, n] (U8). Writes block_mask [H, n, n] U8 (all on one device) and returns how many blocks it keeps.
 // Both backends do the same float32 arithmetic in the same order (scores as sequential FMAs over D, exp in double
-// rounded to float, sums in key order), so they choose the same blocks.
+// rounded to float, sums in key order), so they choose the same blocks (up to their math libraries' double exp,
+// which may differ in the last bit: a different float once in hundreds of millions of values).
 int64_t nabla_select_blocks(Context& ctx, const Tensor& q_pool, const Tensor& k_pool, const Tensor& sta, double P,
                             Tensor& block_mask);
 

@@ -7,6 +7,8 @@
 namespace k5::ops {
 
 void layer_norm(Context& ctx, const Tensor& x, const Tensor* weight, const Tensor* bias, float eps, Tensor& out) {
+  if (weight) common_device("layer_norm", x, *weight);
+  if (bias) common_device("layer_norm", x, *bias);
   if constexpr (kCudaBuild)
     if (on_cuda("layer_norm", x, out)) return cuda::layer_norm(ctx, x, weight, bias, eps, out);
   device_of("layer_norm", x, out);
@@ -14,6 +16,7 @@ void layer_norm(Context& ctx, const Tensor& x, const Tensor* weight, const Tenso
 }
 
 void rms_norm(Context& ctx, const Tensor& x, const Tensor* weight, float eps, Tensor& out) {
+  if (weight) common_device("rms_norm", x, *weight);
   if constexpr (kCudaBuild)
     if (on_cuda("rms_norm", x, out)) return cuda::rms_norm(ctx, x, weight, eps, out);
   device_of("rms_norm", x, out);

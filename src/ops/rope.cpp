@@ -21,9 +21,11 @@ void rope_half_split(Context& ctx, Tensor& x, const Tensor& cos, const Tensor& s
 }
 
 void rms_norm_rope_interleaved(Context& ctx, Tensor& x, const HeadRmsNorm& norm, const Tensor& cos, const Tensor& sin) {
+  const char* op = "rms_norm_rope_interleaved";
+  if (norm.weight) common_device(op, x, *norm.weight);
   if constexpr (kCudaBuild)
-    if (on_cuda("rms_norm_rope_interleaved", x, cos, sin)) return cuda::rope(ctx, x, cos, sin, true, &norm);
-  device_of("rms_norm_rope_interleaved", x, cos, sin);
+    if (on_cuda(op, x, cos, sin)) return cuda::rope(ctx, x, cos, sin, true, &norm);
+  device_of(op, x, cos, sin);
   cpu::rope(ctx, x, cos, sin, true, &norm);
 }
 

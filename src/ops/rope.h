@@ -17,8 +17,8 @@ struct HeadRmsNorm {
   const Tensor* weight;
   float eps;
 };
-// rms_norm over each head (as ops::rms_norm on x) then rope_interleaved, in one pass over x: the same values as
-// the two ops one after the other, with half the memory traffic.
+// rms_norm over each head (as ops::rms_norm on x) then rope_interleaved, in one kernel: the same values as the
+// two ops one after the other, with x going through memory once instead of twice.
 void rms_norm_rope_interleaved(Context& ctx, Tensor& x, const HeadRmsNorm& norm, const Tensor& cos, const Tensor& sin);
 
 }  // namespace k5::ops

@@ -49,7 +49,7 @@ int64_t nabla_select_blocks(Context& ctx, const Tensor& q_pool, const Tensor& k_
         cumulative += row[size_t(i)];
         m[i] = cumulative >= threshold;
       }
-      for (int64_t kb = 0; kb < n; ++kb) kept_here += m[kb] |= sta_mask[qb * n + kb];
+      for (int64_t kb = 0; kb < n; ++kb) kept_here += m[kb] = m[kb] || sta_mask[qb * n + kb] != 0;
     }
     kept += kept_here;
   });

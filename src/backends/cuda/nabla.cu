@@ -27,12 +27,19 @@ int64_t nabla_select_blocks(Context&, const Tensor& q_pool, const Tensor& k_pool
            "nabla_select_blocks: every operand must be on the GPU");
   K5_CHECK(n <= kMaxSortedBlocks, "nabla_select_blocks: ", n, " blocks per row is more than the GPU selection sorts (",
            kMaxSortedBlocks, ")");
+  K5_CHECK(heads * n < (int64_t(1) << 31), "nabla_select_blocks: ", heads, " x ", n,
+           " rows is more than one launch takes");
   if (heads * n == 0) return 0;
   int padded = 1;
   while (padded < n) padded *= 2;
+  const size_t shared = nabla_select_shared_bytes(padded);
+  int device = 0, shared_limit = 0;
+  K5_CUDA_CHECK(cudaGetDevice(&device));
+  K5_CUDA_CHECK(cudaDeviceGetAttribute(&shared_limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  K5_CHECK(shared <= size_t(shared_limit), "nabla_select_blocks: ", n, " blocks per row need ", shared,
+           " bytes of shared memory to sort, this GPU gives a block ", shared_limit);
   ScratchBuffer kept(sizeof(unsigned long long));
   K5_CUDA_CHECK(cudaMemsetAsync(kept.as<void>(), 0, sizeof(unsigned long long)));
-  const size_t shared = nabla_select_shared_bytes(padded);
   K5_CUDA_CHECK(cudaFuncSetAttribute(nabla_select_kernel<kNablaSelectThreads>,
                                      cudaFuncAttributeMaxDynamicSharedMemorySize, int(shared)));
   const NablaSelection selection{.q_pool = q_pool.data<float>(),

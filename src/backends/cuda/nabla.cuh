@@ -1,8 +1,10 @@
 // NABLA's block selection on the GPU (the kernel of nabla.cu), in a header so that the CPU test suite runs this
 // same device code under the warp emulator (tests/backends/cuda_emulated/). One block per (head, query block) row,
 // in the float32 arithmetic of the CPU op (src/backends/cpu/nabla.cpp), step for step, so both keep the same blocks:
-// each score is a sequential chain of FMAs over D, the exponentials are taken in double and rounded, the row sum and
-// the running sum are sequential (one thread), and the stable ascending sort is a bitonic sort on (p, index).
+// each score is a sequential chain of FMAs over D, the exponentials are taken in double and rounded to float, the
+// row sum and the running sum are sequential (one thread), and the stable ascending sort is a bitonic sort on
+// (p, index). (The one step that is not the same arithmetic: CUDA's double exp and glibc's may differ in the last
+// bit, which changes the float only when it lies on a rounding boundary: once in hundreds of millions of values.)
 #pragma once
 
 #include <cmath>
@@ -26,8 +28,9 @@ struct NablaSelection {
   float inverse_sqrt_d, threshold;
 };
 
-// Dynamic shared memory: p and the key block index for each sorted slot, then 32 floats for the reductions.
-inline size_t nabla_select_shared_bytes(int padded) { return size_t(padded) * 8 + 33 * sizeof(float); }
+// Dynamic shared memory: p and the key block index for each sorted slot, 32 floats for the reductions, then the row
+// sum (as a float) and the first kept slot (as an int).
+inline size_t nabla_select_shared_bytes(int padded) { return size_t(padded) * 8 + 34 * sizeof(float); }
 
 // Any block size up to kMaxThreads that is a multiple of 32 (a template, as the header is compiled in more than
 // one place).
@@ -37,6 +40,7 @@ __global__ void __launch_bounds__(kMaxThreads) nabla_select_kernel(NablaSelectio
   float* probability = reinterpret_cast<float*>(shared_memory);
   int* index = reinterpret_cast<int*>(probability + s.padded);
   float* scratch = reinterpret_cast<float*>(index + s.padded);  // [32] reductions, [32] the row sum
+  int* first_kept = reinterpret_cast<int*>(scratch + 33);
   const int thread = int(threadIdx.x), threads = int(blockDim.x);
   const int64_t row = blockIdx.x, n = s.blocks;
   const int64_t head = row / n, query_block = row % n;
@@ -88,18 +92,25 @@ __global__ void __launch_bounds__(kMaxThreads) nabla_select_kernel(NablaSelectio
       __syncthreads();
     }
 
-  uint8_t* mask = s.block_mask + row * n;
-  if (thread == 0) {  // keep the blocks from where the running mass reaches 1 - P
+  // The running mass only grows, so the kept blocks are the sorted ones from where it reaches 1 - P on.
+  if (thread == 0) {
     float cumulative = 0.0f;
-    for (int i = 0; i < n; ++i) {
+    int first = n;
+    for (int i = 0; i < n && first == n; ++i) {
       cumulative += probability[i];
-      if (index[i] < n) mask[index[i]] = cumulative >= s.threshold;  // (a NaN row can sort padding early)
+      if (cumulative >= s.threshold) first = i;
     }
+    *first_kept = first;
   }
   __syncthreads();
-  float kept = 0.0f;  // exact: at most n <= 2^24 ones
-  for (int kb = thread; kb < n; kb += threads) {
-    const uint8_t keep = mask[kb] | s.sta[query_block * n + kb];
+  const int first = *first_kept;
+  uint8_t* mask = s.block_mask + row * n;
+  const uint8_t* sta = s.sta + query_block * n;
+  float kept = 0.0f;                                  // exact: at most n <= 2^24 ones
+  for (int i = thread; i < s.padded; i += threads) {  // every key block once (a NaN row may sort padding early)
+    const int kb = index[i];
+    if (kb >= n) continue;
+    const bool keep = i >= first || sta[kb] != 0;
     mask[kb] = keep;
     kept += float(keep);
   }

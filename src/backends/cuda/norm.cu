@@ -1,7 +1,7 @@
 // Normalisations and the DiT's modulation ops (the CUDA side of src/ops/norm.h), all in float32. One block per
-// row, or one warp for an RMSNorm row of at most 512 values; statistics in two passes (mean, then centred squares)
-// as the CPU path does, with per-thread partial sums combined in a tree, so float accumulation stays as accurate as
-// the CPU's.
+// row, or one warp for an RMSNorm row of at most 512 values. LayerNorm statistics take two passes (mean, then
+// centred squares) as the CPU path does; RMSNorm one (the squares). Per-thread partial sums are combined in a tree,
+// which keeps float accumulation close to the CPU's double sums.
 
 #include "backends/cpu/rows.h"
 #include "backends/cuda/bf16.cuh"

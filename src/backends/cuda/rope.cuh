@@ -1,7 +1,7 @@
 // The rotary-embedding kernel of rope.cu, in a header so that the CPU test suite runs this same device code under
 // the warp emulator (tests/backends/cuda_emulated/). One warp per (token, head) row of D values: with the q/k
-// RMSNorm fused in, the warp sums the row's squares, then each lane normalises and rotates its pairs, so x is read
-// and written once.
+// RMSNorm fused in, the warp sums the row's squares, then each lane normalises and rotates its pairs, so x goes
+// through memory once (the rotation's second read of a row comes from cache).
 //
 // Same formulas in the same order as cpu::rope (src/backends/cpu/elementwise.cpp); the products and sums are
 // written with the _rn intrinsics so nvcc cannot fuse them into FMAs, which keeps each value a plain float32

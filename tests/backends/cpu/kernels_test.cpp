@@ -192,21 +192,40 @@ TEST(CpuKernels, NormsAndModulation) {
 // rounded: what a linear with BF16 weights would have made of the F32 tensor.
 TEST(CpuKernels, Bf16OutputsAreTheRoundedF32Results) {
   Context ctx({.threads = 2, .precision = Precision::bf16});
-  const Tensor x = random_tensor({37, 1000}, 30, 2.0f);
-  const Tensor modulation = random_tensor({1000, 2}, 31, 0.5f);
+  const Tensor x = random_tensor({37, 1001}, 30, 2.0f);  // not a multiple of the 8-wide vector path
+  const Tensor modulation = random_tensor({1001, 2}, 31, 0.5f);
   const auto rounded = [](const Tensor& t) { return t.to(DType::BF16).to_f32_vector(); };
   Tensor expected = Tensor::empty(DType::F32, x.shape()), out = Tensor::empty(DType::BF16, x.shape());
-  ops::scale_shift_norm(ctx, x, modulation.select(1, 1), modulation.select(1, 0), 1e-6f, expected);
-  ops::scale_shift_norm(ctx, x, modulation.select(1, 1), modulation.select(1, 0), 1e-6f, out);
-  EXPECT_EQ(out.to_f32_vector(), rounded(expected));
+  // Strided modulation (the scalar path) and contiguous (the vector path).
+  for (const Tensor& scale : {modulation.select(1, 1), modulation.select(1, 1).contiguous()}) {
+    ops::scale_shift_norm(ctx, x, scale, modulation.select(1, 0).contiguous(), 1e-6f, expected);
+    ops::scale_shift_norm(ctx, x, scale, modulation.select(1, 0).contiguous(), 1e-6f, out);
+    EXPECT_EQ(out.to_f32_vector(), rounded(expected));
+  }
   for (auto* activation : {&ops::gelu, &ops::silu, &ops::quick_gelu}) {
     activation(ctx, x, expected);
     activation(ctx, x, out);
     EXPECT_EQ(out.to_f32_vector(), rounded(expected));
   }
-  Tensor strided = Tensor::empty(DType::BF16, {1000, 37}).transpose(0, 1);
+  Tensor strided = Tensor::empty(DType::BF16, {1001, 37}).transpose(0, 1);
   EXPECT_THROW(ops::gelu(ctx, x, strided), Error);
   EXPECT_THROW(ops::scale_shift_norm(ctx, x, modulation.select(1, 1), modulation.select(1, 0), 1e-6f, strided), Error);
+}
+
+TEST(CpuKernels, NablaSelectionRejectsBadOperands) {
+  Context ctx({.threads = 2, .precision = Precision::fp32});
+  const Tensor pool = random_tensor({2, 5, 8}, 32), sta = Tensor::zeros(DType::U8, {5, 5});
+  Tensor mask = Tensor::empty(DType::U8, {2, 5, 5});
+  EXPECT_NO_THROW(ops::nabla_select_blocks(ctx, pool, pool, sta, 0.9, mask));
+  const Tensor other = random_tensor({2, 4, 8}, 33), flat = random_tensor({10, 8}, 34);
+  const Tensor small_sta = Tensor::zeros(DType::U8, {4, 4}), float_sta = Tensor::zeros(DType::F32, {5, 5});
+  Tensor small_mask = Tensor::empty(DType::U8, {2, 4, 5}), float_mask = Tensor::empty(DType::F32, {2, 5, 5});
+  EXPECT_THROW(ops::nabla_select_blocks(ctx, pool, other, sta, 0.9, mask), Error);
+  EXPECT_THROW(ops::nabla_select_blocks(ctx, flat, flat, sta, 0.9, mask), Error);
+  EXPECT_THROW(ops::nabla_select_blocks(ctx, pool, pool, small_sta, 0.9, mask), Error);
+  EXPECT_THROW(ops::nabla_select_blocks(ctx, pool, pool, float_sta, 0.9, mask), Error);
+  EXPECT_THROW(ops::nabla_select_blocks(ctx, pool, pool, sta, 0.9, small_mask), Error);
+  EXPECT_THROW(ops::nabla_select_blocks(ctx, pool, pool, sta, 0.9, float_mask), Error);
 }
 
 TEST(CpuKernels, ElementwiseAndRope) {

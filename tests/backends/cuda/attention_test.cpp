@@ -417,11 +417,11 @@ TEST_F(CudaAttention, HeadDimAboveTheKernelLimitIsAnError) {
 using CudaNabla = GpuTest;
 
 // The same blocks as the CPU op, at Video Lite 10 s's 1,464 blocks per row and past the default 48 KiB of shared
-// memory (5,000 blocks sort 8,192 slots).
+// memory (5,000 blocks sort 8,192 slots; 9,000 sort 16,384, the most: 128 KiB).
 TEST_F(CudaNabla, SelectsExactlyTheCpuBlocks) {
-  for (const int64_t blocks : {1464, 5000, 3}) {
+  for (const int64_t blocks : {1464, 5000, 9000, 3}) {
     SCOPED_TRACE(::testing::Message() << blocks << " blocks");
-    const int64_t heads = 2, dim = 64;
+    const int64_t heads = blocks > 5000 ? 1 : 2, dim = 64;
     const Tensor q_pool = random_tensor({heads, blocks, dim}, 1030, 3.0f);
     const Tensor k_pool = random_tensor({heads, blocks, dim}, 1031, 3.0f);
     Tensor sta = Tensor::zeros(DType::U8, {blocks, blocks});
@@ -434,6 +434,14 @@ TEST_F(CudaNabla, SelectsExactlyTheCpuBlocks) {
     const Tensor result = mask.to_device(Device::CPU);
     EXPECT_TRUE(std::equal(result.data<uint8_t>(), result.data<uint8_t>() + result.numel(), expected.data<uint8_t>()));
   }
+}
+
+TEST_F(CudaNabla, MoreBlocksThanOneSortTakesIsAnError) {
+  const int64_t blocks = 16385;
+  const Tensor pool = on_gpu(random_tensor({1, blocks, 1}, 1032));
+  const Tensor sta = Tensor::empty(DType::U8, {blocks, blocks}, Device::CUDA);
+  Tensor mask = Tensor::empty(DType::U8, {1, blocks, blocks}, Device::CUDA);
+  EXPECT_THROW(ops::nabla_select_blocks(ctx, pool, pool, sta, 0.9, mask), Error);
 }
 
 // ---- Rotary embeddings ------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 // The CUDA backend's NABLA block selection runs on the CPU under the warp emulator against the CPU op: both must keep
-// exactly the same blocks (they do the same float32 arithmetic in the same order). tests/backends/cuda/ checks it on
-// a GPU, inside the NABLA DiT forward.
+// exactly the same blocks (they do the same float32 arithmetic in the same order). On a GPU,
+// CudaNabla.SelectsExactlyTheCpuBlocks and the NABLA DiT forward tests check it (tests/backends/cuda/).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -78,6 +78,17 @@ TEST(EmulatedCudaNabla, KeepsExactlyTheCpuBlocks) {
       EXPECT_GT(expected_kept, c.heads * (3 * c.blocks - 2));
     }
   }
+}
+
+// A row with a NaN has no meaningful choice, but every byte of its mask is still written (0 or 1).
+TEST(EmulatedCudaNabla, NanRowsStillWriteEveryByte) {
+  const Case c{1, 40, 8, 0.9, 64};
+  Tensor q_pool = random_tensor({c.heads, c.blocks, c.dim}, 50);
+  const Tensor k_pool = random_tensor({c.heads, c.blocks, c.dim}, 51);
+  q_pool.data<float>()[3 * c.dim] = NAN;
+  const Tensor sta = Tensor::zeros(DType::U8, {c.blocks, c.blocks});
+  for (const auto schedule : {emulation::Schedule::first_warps_ahead, emulation::Schedule::last_warps_ahead})
+    for (const uint8_t value : run_emulated(c, q_pool, k_pool, sta, schedule).mask) ASSERT_LE(value, 1);
 }
 
 }  // namespace
