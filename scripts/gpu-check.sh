@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs on the GPU machine (device tool) in the repository root, with .gpu-bundle carried (scripts/gpu-bundle.sh),
-# in one call of at most ~9.5 minutes (every stage is cut at a shared deadline, the most important first):
+# in one call of at most ~9.5 minutes (every stage is cut at a shared deadline, the most important first; the
+# end-to-end `k5 generate` timing is scripts/gpu-e2e.sh, a second call):
 #   1. every GPU test (each CUDA op, the CrossDiT forward, the text encoders and the VAEs against the CPU / the
-#      goldens; the --device cuda CLI tests skip: the bundle has no k5 binary);
+#      goldens, the --device cuda CLI runs with the bundle's k5);
 #   2. the attention kernels at the models' shapes, each k5 kernel (bench_cuda_attention: wgmma, mma, wmma) and
 #      PyTorch's SDPA backends / flex_attention (bench/torch_cuda_attention.py), at most 2 minutes in all: Video
 #      Lite 5 s (47,616 tokens, 28 heads of 64), Video Lite 10 s with NABLA keeping ~10% of the blocks (93,696
@@ -24,18 +25,7 @@ budget() {  # seconds for a command: at most $1, never past the deadline nor pas
   local left=$((end - SECONDS))
   ((left < $1)) && echo $((left > 1 ? left : 1)) || echo "$1"
 }
-bundle=/tmp/k5-bundle
-rm -rf "$bundle" && mkdir -p "$bundle" && xz -dc .gpu-bundle/bundle.tar.xz | tar -C "$bundle" -xf - || exit 1
-cuda_libs=$(python3 - <<'PY' 2>/dev/null
-import glob, os, site
-paths = []
-for root in site.getsitepackages():
-    paths += sorted(glob.glob(os.path.join(root, "nvidia", "*", "lib")))
-print(":".join(paths))
-PY
-)
-export LD_LIBRARY_PATH=$bundle/lib:/usr/local/cuda/lib64:${cuda_libs}:${LD_LIBRARY_PATH:-}
-export K5_SOURCE_DIR=$PWD K5_SHARED_DIR=$bundle/shared PYTHONUNBUFFERED=1
+source scripts/gpu-env.sh || exit 1
 { nvidia-smi -L; nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv; nproc; } |
   tee "$out/device.txt"
 timeout "$(budget 150)" "$bundle/k5_gpu_tests" --gtest_brief=1 2>&1 | tee "$out/gpu-tests.txt"

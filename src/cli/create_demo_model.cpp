@@ -11,6 +11,7 @@ namespace {
 struct DemoModelOptions {
   std::string output;
   uint64_t seed = 5;
+  bool full_size = false;
 };
 
 }  // namespace
@@ -22,8 +23,10 @@ K5_COMMAND(
       auto o = std::make_shared<DemoModelOptions>();
       app.add_option("--output", o->output, "output folder (created; existing demo files are replaced)")->required();
       app.add_option("--seed", o->seed, "random seed (same seed, same bytes)");
+      app.add_flag("--full-size", o->full_size,
+                   "instead: Video Lite T2V 5 s at the released sizes (~21 GB), for timing and memory runs");
       return [o]() {
-        write_demo_model(o->output, o->seed);
+        write_demo_model(o->output, o->seed, o->full_size);
         return 0;
       };
     });

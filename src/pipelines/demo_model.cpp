@@ -13,6 +13,7 @@
 
 #include "core/dtype.h"
 #include "core/error.h"
+#include "core/thread_pool.h"
 #include "io/atomic_file.h"
 #include "io/kandinsky_config.h"
 #include "io/safetensors.h"
@@ -30,19 +31,52 @@ using json = nlohmann::ordered_json;
 
 // ---- Sizes -------------------------------------------------------------------------------------------------
 
-// Qwen2.5-VL language model: 64 wide (4 heads of 16, 2 key/value heads), 2 layers. The vocabulary is the
-// tokenizer's (bytes, the template merges, the special tokens) rounded up to 64.
-constexpr int64_t kQwenLayers = 2, kQwenHeads = 4, kQwenKeyValueHeads = 2, kQwenIntermediate = 128;
-// Its vision tower (unused by k5 so far, there so that the checkpoint is complete): 32 wide, 2 blocks.
+// What differs between the tiny demo folder and the full-size one (--full-size: Video Lite T2V 5 s at the real
+// sizes, for timing and memory runs; the tokenizers stay tiny, the embedding tables keep the real row counts).
+struct DemoSizes {
+  // Qwen2.5-VL language model; vocab 0: the tokenizer's (bytes, the template merges, the special tokens) rounded
+  // up to 64.
+  int64_t qwen_hidden, qwen_layers, qwen_heads, qwen_key_value_heads, qwen_intermediate, qwen_vocab;
+  // CLIP text model (the real 77 positions); vocab 0: the tokenizer's (256 bytes, their "</w>" forms,
+  // <|startoftext|>, <|endoftext|>).
+  int64_t clip_hidden, clip_layers, clip_heads, clip_intermediate, clip_vocab;
+  // VAEs: the real 16 latent channels and compression.
+  std::vector<int64_t> hunyuan_channels, flux_channels;
+  int vae_groups, vae_layers_per_block;
+  // CrossDiT and the configs' metrics.resolution.
+  int64_t dit_model_dim, dit_ff_dim, dit_time_dim, dit_text_blocks, dit_visual_blocks, resolution;
+};
+
+// Tiny: Qwen 64 wide (4 heads of 16, 2 key/value heads), 2 layers; CLIP 32 wide, 2 heads, 2 layers; VAEs with
+// tiny widths and one resnet per block; CrossDiT 128 wide, 2 + 2 blocks.
+const DemoSizes kTinySizes{kDemoQwenHiddenSize,
+                           2,
+                           4,
+                           2,
+                           128,
+                           0,
+                           kDemoClipHiddenSize,
+                           2,
+                           2,
+                           64,
+                           0,
+                           {8, 16, 16, 16},
+                           {8, 8, 16, 16},
+                           4,
+                           1,
+                           128,
+                           256,
+                           64,
+                           2,
+                           2,
+                           128};
+// Qwen2.5-VL-7B, CLIP ViT-L/14's text model, the HunyuanVideo VAE and Video Lite's CrossDiT as released.
+const DemoSizes kVideoLiteSizes{
+    3584, 28, 28,   4,    18944, 152064, 768, 12, 12, 3072, 49408, {128, 256, 512, 512}, {128, 256, 512, 512},
+    32,   2,  1792, 7168, 512,   2,      32,  512};
+// The Qwen vision tower (unused by text-to-video; there so that the checkpoint is complete): 32 wide, 2 blocks.
 constexpr int64_t kVisionDepth = 2, kVisionHidden = 32, kVisionHeads = 2, kVisionIntermediate = 64;
-// CLIP text model: 32 wide, 2 heads, 2 layers, the real 77 positions; vocabulary: 256 bytes, their "</w>"
-// forms, <|startoftext|>, <|endoftext|>.
-constexpr int64_t kClipLayers = 2, kClipHeads = 2, kClipIntermediate = 64, kClipPositions = 77;
-constexpr int64_t kClipVocab = 2 * 256 + 2;
-// VAEs: the real 16 latent channels and compression with tiny widths and one resnet per block.
-const std::vector<int64_t> kHunyuanChannels{8, 16, 16, 16};
-const std::vector<int64_t> kFluxChannels{8, 8, 16, 16};
-constexpr int kVaeGroups = 4, kVaeLayersPerBlock = 1;
+constexpr int64_t kClipPositions = 77, kClipTokenizerVocab = 2 * 256 + 2;
 constexpr int64_t kLatentChannels = 16;
 
 // ---- Official data -----------------------------------------------------------------------------------------
@@ -135,13 +169,15 @@ uint64_t splitmix64(uint64_t x) {
   return x ^ (x >> 31);
 }
 
-// Each tensor draws from its own generator seeded by (seed, component, tensor name): adding a tensor never
-// changes another. Normal values come from Box-Muller over mt19937_64 (fully specified, unlike
-// std::normal_distribution). Scales keep activations O(1): matrices and kernels N(0, 1/fan_in), norm weights
-// 1 + N(0, 0.1^2), other vectors (biases) N(0, 0.02^2).
-Tensor random_tensor(uint64_t seed, std::string_view component, const std::string& name, const Shape& shape,
-                     DType dtype) {
-  std::mt19937_64 rng(splitmix64(splitmix64(seed ^ fnv1a(component)) ^ fnv1a(name)));
+// Each tensor draws from its own generators seeded by (seed, component, tensor name): adding a tensor never
+// changes another. A tensor's values come in chunks of 2^20, each from its own generator (chunk 0's seeded by the
+// name alone), so that large tensors fill in parallel. Normal values come from Box-Muller over mt19937_64 (fully
+// specified, unlike std::normal_distribution). Scales keep activations O(1): matrices and kernels N(0, 1/fan_in),
+// norm weights 1 + N(0, 0.1^2), other vectors (biases) N(0, 0.02^2).
+Tensor random_tensor(ThreadPool& pool, uint64_t seed, std::string_view component, const std::string& name,
+                     const Shape& shape, DType dtype) {
+  constexpr int64_t kChunk = int64_t(1) << 20;
+  const uint64_t name_seed = splitmix64(splitmix64(seed ^ fnv1a(component)) ^ fnv1a(name));
   const bool vector = shape.size() == 1;
   const bool norm = vector && (name.find("norm") != std::string::npos || name.find(".ln_") != std::string::npos) &&
                     name.size() > 7 && name.compare(name.size() - 7, 7, ".weight") == 0;
@@ -150,26 +186,39 @@ Tensor random_tensor(uint64_t seed, std::string_view component, const std::strin
   const double std_dev = vector ? (norm ? 0.1 : 0.02) : 1.0 / std::sqrt(double(fan_in));
   Tensor t = Tensor::empty(dtype, shape);
   const int64_t n = t.numel();
-  for (int64_t i = 0; i < n; ++i) {
-    const double u1 = (double(rng() >> 11) + 1.0) * 0x1.0p-53;  // (0, 1]
-    const double u2 = double(rng() >> 11) * 0x1.0p-53;
-    const float v = float(mean + std_dev * std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2));
-    if (dtype == DType::BF16)
-      t.data<uint16_t>()[i] = f32_to_bf16(v);
-    else
-      t.data<float>()[i] = v;
-  }
+  pool.parallel_for(0, (n + kChunk - 1) / kChunk, 1, [&](int64_t first_chunk, int64_t end_chunk) {
+    for (int64_t chunk = first_chunk; chunk < end_chunk; ++chunk) {
+      std::mt19937_64 rng(chunk == 0 ? name_seed : splitmix64(name_seed ^ uint64_t(chunk)));
+      for (int64_t i = chunk * kChunk; i < std::min(n, (chunk + 1) * kChunk); ++i) {
+        const double u1 = (double(rng() >> 11) + 1.0) * 0x1.0p-53;  // (0, 1]
+        const double u2 = double(rng() >> 11) * 0x1.0p-53;
+        const float v = float(mean + std_dev * std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2));
+        if (dtype == DType::BF16)
+          t.data<uint16_t>()[i] = f32_to_bf16(v);
+        else
+          t.data<float>()[i] = v;
+      }
+    }
+  });
   return t;
 }
 
-void save_random(const fs::path& path, const ShapeList& shapes, uint64_t seed, std::string_view component, DType dtype,
-                 const std::string& description) {
-  std::vector<std::pair<std::string, Tensor>> tensors;
-  tensors.reserve(shapes.size());
-  for (const auto& [name, shape] : shapes)
-    tensors.emplace_back(name, random_tensor(seed, component, name, shape, dtype));
-  save_safetensors(path.string(), tensors, {{"format", "pt"}, {"k5", description}});
-}
+// Where and how a folder is written.
+struct DemoWriter {
+  fs::path dir;
+  uint64_t seed;
+  const DemoSizes& sizes;
+  ThreadPool& pool;
+
+  void save_random(const fs::path& path, const ShapeList& shapes, std::string_view component, DType dtype,
+                   const std::string& description) const {
+    std::vector<std::pair<std::string, Tensor>> tensors;
+    tensors.reserve(shapes.size());
+    for (const auto& [name, shape] : shapes)
+      tensors.emplace_back(name, random_tensor(pool, seed, component, name, shape, dtype));
+    save_safetensors(path.string(), tensors, {{"format", "pt"}, {"k5", description}});
+  }
+};
 
 // ---- Text files ------------------------------------------------------------------------------------------------
 
@@ -197,29 +246,34 @@ struct Variant {
   const char* mag_ratios;  // nullptr: no magcache section
 };
 
-// Modelled on k5_lite_t2v_5s_sft_sd, k5_lite_i2v_5s_sft_sd, k5_lite_t2i_sft_hd and k5_lite_i2i_sft_hd.
-const std::vector<Variant>& variants() {
-  static const std::vector<Variant> list = {
+// Tiny: modelled on k5_lite_t2v_5s_sft_sd, k5_lite_i2v_5s_sft_sd, k5_lite_t2i_sft_hd and k5_lite_i2i_sft_hd.
+// Full size: k5_lite_t2v_5s_sft_sd, with its names.
+std::vector<Variant> variants(bool full_size) {
+  if (full_size)
+    return {
+        {"k5_lite_t2v_5s_sft_sd", "kandinsky5lite_t2v_sft_5s", true, true, false, nullptr, "5.0", kLiteT2vMagRatios}};
+  return {
       {"k5_tiny_t2v_5s", "kandinsky5tiny_t2v_5s", true, true, false, nullptr, "5.0", kLiteT2vMagRatios},
       {"k5_tiny_i2v_5s", "kandinsky5tiny_i2v_5s", true, true, false, "10", "5.0", kLiteI2vMagRatios},
       {"k5_tiny_t2i", "kandinsky5tiny_t2i", false, false, false, nullptr, "3.5", kLiteT2iMagRatios},
       {"k5_tiny_i2i", "kandinsky5tiny_i2i", false, false, true, nullptr, "3.5", nullptr},
   };
-  return list;
 }
 
-std::string config_yaml(const Variant& v) {
+std::string config_yaml(const Variant& v, const DemoSizes& z) {
   std::ostringstream y;
-  y << "# A tiny Kandinsky 5 model with RANDOM weights (k5 create-demo-model): the official config layout at\n"
-       "# model_dim 128, 2 + 2 blocks, for smoke tests. It makes meaningless pictures.\n";
+  y << "# A Kandinsky 5 model with RANDOM weights (k5 create-demo-model): the official config layout at\n"
+       "# model_dim "
+    << z.dit_model_dim << ", " << z.dit_text_blocks << " + " << z.dit_visual_blocks
+    << " blocks, for smoke tests and timings. It makes meaningless pictures.\n";
   y << "metrics:\n";
   if (v.scheduler_scale) y << "  scheduler_scale: " << v.scheduler_scale << "\n";
   y << "  scale_factor:\n";
   for (const char* s :
        v.video ? std::vector<const char*>{"1.0", "2.0", "2.0"} : std::vector<const char*>{"1.0", "1.0", "1.0"})
     y << "  - " << s << "\n";
-  y << "  resolution: 128\n"
-       "model:\n"
+  y << "  resolution: " << z.resolution << "\n"
+    << "model:\n"
        "  checkpoint_path: \"./weights/model/"
     << v.checkpoint_name << ".safetensors\"\n"
     << "  num_steps: 50\n"
@@ -229,22 +283,24 @@ std::string config_yaml(const Variant& v) {
   if (v.channel_instructions) y << "    instruct_type: \"channel\"\n";
   y << "    in_visual_dim: 16\n"
        "    out_visual_dim: 16\n"
-       "    time_dim: 64\n"
-       "    patch_size:\n"
+       "    time_dim: "
+    << z.dit_time_dim << "\n"
+    << "    patch_size:\n"
        "    - 1\n"
        "    - 2\n"
        "    - 2\n"
-       "    model_dim: 128\n"
-       "    ff_dim: 256\n"
-       "    num_text_blocks: 2\n"
-       "    num_visual_blocks: 2\n"
-       "    axes_dims:\n"
+       "    model_dim: "
+    << z.dit_model_dim << "\n"
+    << "    ff_dim: " << z.dit_ff_dim << "\n"
+    << "    num_text_blocks: " << z.dit_text_blocks << "\n"
+    << "    num_visual_blocks: " << z.dit_visual_blocks << "\n"
+    << "    axes_dims:\n"
        "    - 16\n"
        "    - 24\n"
        "    - 24\n";
   if (v.visual_cond) y << "    visual_cond: true\n";
-  y << "    in_text_dim: " << kDemoQwenHiddenSize << "\n"
-    << "    in_text_dim2: " << kDemoClipHiddenSize << "\n"
+  y << "    in_text_dim: " << z.qwen_hidden << "\n"
+    << "    in_text_dim2: " << z.clip_hidden << "\n"
     << "  attention:\n"
        "    type: flash\n"
        "    causal: false\n"
@@ -257,14 +313,14 @@ std::string config_yaml(const Variant& v) {
     << "  text_embedder:\n"
        "    qwen:\n"
        "      emb_size: "
-    << kDemoQwenHiddenSize << "\n"
+    << z.qwen_hidden << "\n"
     << "      checkpoint_path: \"./weights/text_encoder/\"\n"
        "      max_length: "
     << (v.video ? 256 : 512) << "\n"
     << "    clip:\n"
        "      checkpoint_path: \"./weights/text_encoder2/\"\n"
        "      emb_size: "
-    << kDemoClipHiddenSize << "\n"
+    << z.clip_hidden << "\n"
     << "      max_length: 77\n";
   if (v.mag_ratios) y << "magcache:\n  mag_ratios: [" << v.mag_ratios << "]\n";
   return y.str();
@@ -290,16 +346,32 @@ const char* const kReadme =
     "exactly as the real Qwen2.5 tokenizer splits them, so the official prefix crop applies) and spells every\n"
     "other word byte by byte; the CLIP one is byte-level.\n";
 
+const char* const kFullSizeReadme =
+    "k5 full-size random model (k5 create-demo-model --full-size)\n"
+    "==========================================================\n"
+    "\n"
+    "Video Lite text-to-video 5 s in the official layout at the released sizes (CrossDiT 1792 wide, 32 visual\n"
+    "blocks; Qwen2.5-VL-7B's language model; CLIP ViT-L/14's text model; the HunyuanVideo VAE), with RANDOM weights\n"
+    "drawn from a fixed seed, for timing and memory runs of `k5 generate` without the real weights. Its videos are\n"
+    "meaningless noise. The tokenizers are the demo model's tiny ones (the embedding tables keep the real sizes).\n"
+    "\n"
+    "  configs/k5_lite_t2v_5s_sft_sd.yaml   the official config's values\n"
+    "  weights/model/                        CrossDiT (BF16, ~4 GB)\n"
+    "  weights/vae/                          HunyuanVideo causal 3D VAE (F32)\n"
+    "  weights/text_encoder/                 Qwen2.5-VL (BF16, ~16 GB; a tiny vision tower)\n"
+    "  weights/text_encoder2/                CLIP text model (F32)\n";
+
 // ---- CrossDiT ----------------------------------------------------------------------------------------------
 
-void write_dits(const fs::path& dir, uint64_t seed) {
-  for (const Variant& v : variants()) {
+void write_dits(const DemoWriter& w, const std::vector<Variant>& variants) {
+  const fs::path& dir = w.dir;
+  for (const Variant& v : variants) {
     const KandinskyConfig config =
         load_kandinsky_config((dir / "configs" / (std::string(v.config_name) + ".yaml")).string());
     std::string checkpoint = config.checkpoint_path;
     if (checkpoint.rfind("./", 0) == 0) checkpoint.erase(0, 2);
-    save_random(dir / checkpoint, crossdit_parameter_shapes(config.dit), seed, v.checkpoint_name, DType::BF16,
-                "random CrossDiT (demo model)");
+    w.save_random(dir / checkpoint, crossdit_parameter_shapes(config.dit), v.checkpoint_name, DType::BF16,
+                  "random CrossDiT (demo model)");
   }
 }
 
@@ -344,14 +416,15 @@ struct VaeShapes {
 
 // `space(i)` / `time(i)`: whether block i resamples space / time (the decoder's up block i mirrors it).
 template <typename Space, typename Time>
-ShapeList vae_shapes(const std::vector<int64_t>& channels, bool causal, bool quant_convs, Space space, Time time) {
+ShapeList vae_shapes(const std::vector<int64_t>& channels, int layers_per_block, bool causal, bool quant_convs,
+                     Space space, Time time) {
   VaeShapes s{{}, causal};
   const size_t blocks = channels.size();
   s.conv("encoder.conv_in.", 3, channels.front(), 3);
   int64_t out = channels.front();
   for (size_t i = 0; i < blocks; ++i) {
     const std::string prefix = "encoder.down_blocks." + std::to_string(i) + ".";
-    for (int j = 0; j < kVaeLayersPerBlock; ++j) {
+    for (int j = 0; j < layers_per_block; ++j) {
       s.resnet(prefix + "resnets." + std::to_string(j) + ".", j == 0 ? out : channels[i], channels[i]);
     }
     out = channels[i];
@@ -366,7 +439,7 @@ ShapeList vae_shapes(const std::vector<int64_t>& channels, bool causal, bool qua
   for (size_t i = 0; i < blocks; ++i) {
     const std::string prefix = "decoder.up_blocks." + std::to_string(i) + ".";
     const int64_t block_out = channels[blocks - 1 - i];
-    for (int j = 0; j < kVaeLayersPerBlock + 1; ++j) {
+    for (int j = 0; j < layers_per_block + 1; ++j) {
       s.resnet(prefix + "resnets." + std::to_string(j) + ".", j == 0 ? out : block_out, block_out);
     }
     out = block_out;
@@ -386,50 +459,53 @@ ShapeList vae_shapes(const std::vector<int64_t>& channels, bool causal, bool qua
 
 json block_types(const char* type, size_t count) { return json(std::vector<std::string>(count, type)); }
 
-void write_hunyuan_vae(const fs::path& dir, uint64_t seed) {
+void write_hunyuan_vae(const DemoWriter& w) {
+  const std::vector<int64_t>& channels = w.sizes.hunyuan_channels;
   // 8x space over 3 blocks, 4x time in blocks 1 and 2 (the official plan for 4 blocks; never the last).
-  const size_t blocks = kHunyuanChannels.size();
+  const size_t blocks = channels.size();
   const auto space = [](size_t i) { return i < 3; };
   const auto time = [&](size_t i) { return i >= blocks - 3 && i + 1 < blocks; };
   json config = {{"_class_name", "AutoencoderKLHunyuanVideo"},
                  {"_diffusers_version", "0.32.0"},
                  {"act_fn", "silu"},
-                 {"block_out_channels", kHunyuanChannels},
+                 {"block_out_channels", channels},
                  {"down_block_types", block_types("HunyuanVideoDownBlock3D", blocks)},
                  {"in_channels", 3},
                  {"latent_channels", kLatentChannels},
-                 {"layers_per_block", kVaeLayersPerBlock},
+                 {"layers_per_block", w.sizes.vae_layers_per_block},
                  {"mid_block_add_attention", true},
-                 {"norm_num_groups", kVaeGroups},
+                 {"norm_num_groups", w.sizes.vae_groups},
                  {"out_channels", 3},
                  {"scaling_factor", 0.476986},
                  {"spatial_compression_ratio", 8},
                  {"temporal_compression_ratio", 4},
                  {"up_block_types", block_types("HunyuanVideoUpBlock3D", blocks)}};
-  const fs::path folder = dir / "weights" / "vae";
+  const fs::path folder = w.dir / "weights" / "vae";
   fs::create_directories(folder);
   write_json(folder / "config.json", config);
-  save_random(folder / "diffusion_pytorch_model.safetensors", vae_shapes(kHunyuanChannels, true, true, space, time),
-              seed, "vae_hunyuan", DType::F32, "random HunyuanVideo VAE (demo model)");
+  w.save_random(folder / "diffusion_pytorch_model.safetensors",
+                vae_shapes(channels, w.sizes.vae_layers_per_block, true, true, space, time), "vae_hunyuan", DType::F32,
+                "random HunyuanVideo VAE (demo model)");
 }
 
-void write_flux_vae(const fs::path& dir, uint64_t seed) {
-  const size_t blocks = kFluxChannels.size();
+void write_flux_vae(const DemoWriter& w) {
+  const std::vector<int64_t>& channels = w.sizes.flux_channels;
+  const size_t blocks = channels.size();
   const auto space = [&](size_t i) { return i + 1 < blocks; };
   const auto time = [](size_t) { return false; };
   json config = {{"_class_name", "AutoencoderKL"},
                  {"_diffusers_version", "0.30.0.dev0"},
                  {"act_fn", "silu"},
-                 {"block_out_channels", kFluxChannels},
+                 {"block_out_channels", channels},
                  {"down_block_types", block_types("DownEncoderBlock2D", blocks)},
                  {"force_upcast", true},
                  {"in_channels", 3},
                  {"latent_channels", kLatentChannels},
                  {"latents_mean", nullptr},
                  {"latents_std", nullptr},
-                 {"layers_per_block", kVaeLayersPerBlock},
+                 {"layers_per_block", w.sizes.vae_layers_per_block},
                  {"mid_block_add_attention", true},
-                 {"norm_num_groups", kVaeGroups},
+                 {"norm_num_groups", w.sizes.vae_groups},
                  {"out_channels", 3},
                  {"sample_size", 1024},
                  {"scaling_factor", 0.3611},
@@ -437,11 +513,12 @@ void write_flux_vae(const fs::path& dir, uint64_t seed) {
                  {"up_block_types", block_types("UpDecoderBlock2D", blocks)},
                  {"use_post_quant_conv", false},
                  {"use_quant_conv", false}};
-  const fs::path folder = dir / "weights" / "flux" / "vae";
+  const fs::path folder = w.dir / "weights" / "flux" / "vae";
   fs::create_directories(folder);
   write_json(folder / "config.json", config);
-  save_random(folder / "diffusion_pytorch_model.safetensors", vae_shapes(kFluxChannels, false, false, space, time),
-              seed, "vae_flux", DType::F32, "random FLUX VAE (demo model)");
+  w.save_random(folder / "diffusion_pytorch_model.safetensors",
+                vae_shapes(channels, w.sizes.vae_layers_per_block, false, false, space, time), "vae_flux", DType::F32,
+                "random FLUX VAE (demo model)");
 }
 
 // ---- Qwen2.5-VL ----------------------------------------------------------------------------------------------
@@ -532,8 +609,9 @@ json qwen_tokenizer_json(const QwenVocabulary& v) {
 }
 
 // The released Qwen2.5-VL-7B-Instruct config.json layout (text parameters at the top level), at tiny size.
-json qwen_config(const QwenVocabulary& v) {
-  const int64_t head_dim = kDemoQwenHiddenSize / kQwenHeads;  // 16: M-RoPE sections 2 + 3 + 3 = head_dim / 2
+json qwen_config(const QwenVocabulary& v, const DemoSizes& z) {
+  // M-RoPE sections head_dim / 8, 3 / 16, 3 / 16 (2 + 3 + 3 tiny; 16 + 24 + 24 as released).
+  const int64_t head_dim = z.qwen_hidden / z.qwen_heads;
   return {
       {"architectures", json::array({"Qwen2_5_VLForConditionalGeneration"})},
       {"attention_dropout", 0.0},
@@ -545,15 +623,15 @@ json qwen_config(const QwenVocabulary& v) {
       {"image_token_id", v.id("<|image_pad|>")},
       {"video_token_id", v.id("<|video_pad|>")},
       {"hidden_act", "silu"},
-      {"hidden_size", kDemoQwenHiddenSize},
+      {"hidden_size", z.qwen_hidden},
       {"initializer_range", 0.02},
-      {"intermediate_size", kQwenIntermediate},
+      {"intermediate_size", z.qwen_intermediate},
       {"max_position_embeddings", 128000},
-      {"max_window_layers", kQwenLayers},
+      {"max_window_layers", z.qwen_layers},
       {"model_type", "qwen2_5_vl"},
-      {"num_attention_heads", kQwenHeads},
-      {"num_hidden_layers", kQwenLayers},
-      {"num_key_value_heads", kQwenKeyValueHeads},
+      {"num_attention_heads", z.qwen_heads},
+      {"num_hidden_layers", z.qwen_layers},
+      {"num_key_value_heads", z.qwen_key_value_heads},
       {"rms_norm_eps", 1e-06},
       {"rope_theta", 1000000.0},
       {"sliding_window", 32768},
@@ -562,7 +640,7 @@ json qwen_config(const QwenVocabulary& v) {
       {"use_cache", true},
       {"use_sliding_window", false},
       {"rope_scaling", {{"type", "mrope"}, {"mrope_section", {head_dim / 8, 3 * head_dim / 16, 3 * head_dim / 16}}}},
-      {"vocab_size", v.padded_size},
+      {"vocab_size", z.qwen_vocab ? z.qwen_vocab : v.padded_size},
       {"vision_config",
        {{"depth", kVisionDepth},
         {"hidden_act", "silu"},
@@ -570,7 +648,7 @@ json qwen_config(const QwenVocabulary& v) {
         {"intermediate_size", kVisionIntermediate},
         {"num_heads", kVisionHeads},
         {"in_chans", 3},
-        {"out_hidden_size", kDemoQwenHiddenSize},
+        {"out_hidden_size", z.qwen_hidden},
         {"patch_size", 14},
         {"spatial_merge_size", 2},
         {"spatial_patch_size", 14},
@@ -580,10 +658,10 @@ json qwen_config(const QwenVocabulary& v) {
         {"temporal_patch_size", 2}}}};
 }
 
-ShapeList qwen_shapes(int64_t vocab) {
-  const int64_t D = kDemoQwenHiddenSize, hd = D / kQwenHeads, kv = kQwenKeyValueHeads * hd;
+ShapeList qwen_shapes(const DemoSizes& z, int64_t vocab) {
+  const int64_t D = z.qwen_hidden, hd = D / z.qwen_heads, kv = z.qwen_key_value_heads * hd, I = z.qwen_intermediate;
   ShapeList list{{"model.embed_tokens.weight", {vocab, D}}};
-  for (int64_t i = 0; i < kQwenLayers; ++i) {
+  for (int64_t i = 0; i < z.qwen_layers; ++i) {
     const std::string p = "model.layers." + std::to_string(i) + ".";
     list.push_back({p + "input_layernorm.weight", {D}});
     list.push_back({p + "self_attn.q_proj.weight", {D, D}});
@@ -594,9 +672,9 @@ ShapeList qwen_shapes(int64_t vocab) {
     list.push_back({p + "self_attn.v_proj.bias", {kv}});
     list.push_back({p + "self_attn.o_proj.weight", {D, D}});
     list.push_back({p + "post_attention_layernorm.weight", {D}});
-    list.push_back({p + "mlp.gate_proj.weight", {kQwenIntermediate, D}});
-    list.push_back({p + "mlp.up_proj.weight", {kQwenIntermediate, D}});
-    list.push_back({p + "mlp.down_proj.weight", {D, kQwenIntermediate}});
+    list.push_back({p + "mlp.gate_proj.weight", {I, D}});
+    list.push_back({p + "mlp.up_proj.weight", {I, D}});
+    list.push_back({p + "mlp.down_proj.weight", {D, I}});
   }
   list.push_back({"model.norm.weight", {D}});
   list.push_back({"lm_head.weight", {vocab, D}});
@@ -626,31 +704,43 @@ ShapeList qwen_shapes(int64_t vocab) {
   return list;
 }
 
-void write_qwen(const fs::path& dir, uint64_t seed) {
+void write_qwen(const DemoWriter& w) {
   const QwenVocabulary vocabulary = qwen_vocabulary();
-  const fs::path folder = dir / "weights" / "text_encoder";
+  const fs::path folder = w.dir / "weights" / "text_encoder";
   fs::create_directories(folder);
-  write_json(folder / "config.json", qwen_config(vocabulary));
+  write_json(folder / "config.json", qwen_config(vocabulary, w.sizes));
   write_text(folder / "tokenizer.json", qwen_tokenizer_json(vocabulary).dump() + "\n");
   // Prompt expansion reads the generation settings (Qwen2.5-VL-7B-Instruct's, with this vocabulary's stop
   // tokens); the vision tower the image processor's (small images, so the demo stays fast).
   write_json(folder / "generation_config.json",
-             {{"do_sample", true}, {"temperature", 0.1}, {"top_k", 1}, {"top_p", 0.001}, {"repetition_penalty", 1.05},
+             {{"do_sample", true},
+              {"temperature", 0.1},
+              {"top_k", 1},
+              {"top_p", 0.001},
+              {"repetition_penalty", 1.05},
               {"eos_token_id", {vocabulary.id("<|im_end|>"), vocabulary.id("<|endoftext|>")}},
-              {"pad_token_id", vocabulary.id("<|endoftext|>")}, {"bos_token_id", vocabulary.id("<|endoftext|>")}});
-  write_json(folder / "preprocessor_config.json",
-             {{"min_pixels", 56 * 56}, {"max_pixels", 28 * 28 * 64}, {"patch_size", 14}, {"temporal_patch_size", 2},
-              {"merge_size", 2}, {"image_mean", {0.48145466, 0.4578275, 0.40821073}},
-              {"image_std", {0.26862954, 0.26130258, 0.27577711}}, {"resample", 3},
-              {"image_processor_type", "Qwen2VLImageProcessor"}});
-  save_random(folder / "model.safetensors", qwen_shapes(vocabulary.padded_size), seed, "qwen25vl", DType::BF16,
-              "random Qwen2.5-VL language model (demo model)");
+              {"pad_token_id", vocabulary.id("<|endoftext|>")},
+              {"bos_token_id", vocabulary.id("<|endoftext|>")}});
+  write_json(folder / "preprocessor_config.json", {{"min_pixels", 56 * 56},
+                                                   {"max_pixels", 28 * 28 * 64},
+                                                   {"patch_size", 14},
+                                                   {"temporal_patch_size", 2},
+                                                   {"merge_size", 2},
+                                                   {"image_mean", {0.48145466, 0.4578275, 0.40821073}},
+                                                   {"image_std", {0.26862954, 0.26130258, 0.27577711}},
+                                                   {"resample", 3},
+                                                   {"image_processor_type", "Qwen2VLImageProcessor"}});
+  w.save_random(folder / "model.safetensors",
+                qwen_shapes(w.sizes, w.sizes.qwen_vocab ? w.sizes.qwen_vocab : vocabulary.padded_size), "qwen25vl",
+                DType::BF16, "random Qwen2.5-VL language model (demo model)");
 }
 
 // ---- CLIP ----------------------------------------------------------------------------------------------------
 
-void write_clip(const fs::path& dir, uint64_t seed) {
-  const fs::path folder = dir / "weights" / "text_encoder2";
+void write_clip(const DemoWriter& w) {
+  const DemoSizes& z = w.sizes;
+  const int64_t vocab_size = z.clip_vocab ? z.clip_vocab : kClipTokenizerVocab;
+  const fs::path folder = w.dir / "weights" / "text_encoder2";
   fs::create_directories(folder);
   // As the released openai/clip-vit-large-patch14 text config: eos_token_id 2 is the legacy value that makes
   // the pooled position argmax(input_ids), <|endoftext|> having the highest id.
@@ -659,19 +749,19 @@ void write_clip(const fs::path& dir, uint64_t seed) {
                        {"bos_token_id", 0},
                        {"eos_token_id", 2},
                        {"hidden_act", "quick_gelu"},
-                       {"hidden_size", kDemoClipHiddenSize},
+                       {"hidden_size", z.clip_hidden},
                        {"initializer_factor", 1.0},
                        {"initializer_range", 0.02},
-                       {"intermediate_size", kClipIntermediate},
+                       {"intermediate_size", z.clip_intermediate},
                        {"layer_norm_eps", 1e-05},
                        {"max_position_embeddings", kClipPositions},
                        {"model_type", "clip_text_model"},
-                       {"num_attention_heads", kClipHeads},
-                       {"num_hidden_layers", kClipLayers},
+                       {"num_attention_heads", z.clip_heads},
+                       {"num_hidden_layers", z.clip_layers},
                        {"pad_token_id", 1},
-                       {"projection_dim", kDemoClipHiddenSize},
+                       {"projection_dim", z.clip_hidden},
                        {"torch_dtype", "float32"},
-                       {"vocab_size", kClipVocab}};
+                       {"vocab_size", vocab_size}};
   write_json(folder / "config.json", config);
   json vocab = json::object();
   int64_t next = 0;
@@ -683,10 +773,10 @@ void write_clip(const fs::path& dir, uint64_t seed) {
   write_text(folder / "vocab.json", vocab.dump() + "\n");
   write_text(folder / "merges.txt", "#version: 0.2\n");  // no merges: every word is spelled byte by byte
 
-  const int64_t D = kDemoClipHiddenSize;
-  ShapeList list{{"text_model.embeddings.token_embedding.weight", {kClipVocab, D}},
+  const int64_t D = z.clip_hidden, I = z.clip_intermediate;
+  ShapeList list{{"text_model.embeddings.token_embedding.weight", {vocab_size, D}},
                  {"text_model.embeddings.position_embedding.weight", {kClipPositions, D}}};
-  for (int64_t i = 0; i < kClipLayers; ++i) {
+  for (int64_t i = 0; i < z.clip_layers; ++i) {
     const std::string p = "text_model.encoder.layers." + std::to_string(i) + ".";
     for (const char* projection : {"k_proj", "v_proj", "q_proj", "out_proj"}) {
       list.push_back({p + "self_attn." + projection + ".weight", {D, D}});
@@ -694,35 +784,38 @@ void write_clip(const fs::path& dir, uint64_t seed) {
     }
     list.push_back({p + "layer_norm1.weight", {D}});
     list.push_back({p + "layer_norm1.bias", {D}});
-    list.push_back({p + "mlp.fc1.weight", {kClipIntermediate, D}});
-    list.push_back({p + "mlp.fc1.bias", {kClipIntermediate}});
-    list.push_back({p + "mlp.fc2.weight", {D, kClipIntermediate}});
+    list.push_back({p + "mlp.fc1.weight", {I, D}});
+    list.push_back({p + "mlp.fc1.bias", {I}});
+    list.push_back({p + "mlp.fc2.weight", {D, I}});
     list.push_back({p + "mlp.fc2.bias", {D}});
     list.push_back({p + "layer_norm2.weight", {D}});
     list.push_back({p + "layer_norm2.bias", {D}});
   }
   list.push_back({"text_model.final_layer_norm.weight", {D}});
   list.push_back({"text_model.final_layer_norm.bias", {D}});
-  save_random(folder / "model.safetensors", list, seed, "clip", DType::F32, "random CLIP text model (demo model)");
+  w.save_random(folder / "model.safetensors", list, "clip", DType::F32, "random CLIP text model (demo model)");
 }
 
 }  // namespace
 
-void write_demo_model(const std::string& dir, uint64_t seed) {
+void write_demo_model(const std::string& dir, uint64_t seed, bool full_size) {
   K5_CHECK(!dir.empty(), "create-demo-model: empty output folder name");
   const fs::path root(dir);
   std::error_code error;
   fs::create_directories(root / "configs", error);
   K5_CHECK(!error, "create-demo-model: cannot create ", (root / "configs").string(), ": ", error.message());
   fs::create_directories(root / "weights" / "model");
-  for (const Variant& v : variants())
-    write_text(root / "configs" / (std::string(v.config_name) + ".yaml"), config_yaml(v));
-  write_dits(root, seed);
-  write_hunyuan_vae(root, seed);
-  write_flux_vae(root, seed);
-  write_qwen(root, seed);
-  write_clip(root, seed);
-  write_text(root / "README.txt", kReadme);  // last: its presence means the folder is complete
+  ThreadPool pool(0);
+  const DemoWriter writer{root, seed, full_size ? kVideoLiteSizes : kTinySizes, pool};
+  const std::vector<Variant> chosen = variants(full_size);
+  for (const Variant& v : chosen)
+    write_text(root / "configs" / (std::string(v.config_name) + ".yaml"), config_yaml(v, writer.sizes));
+  write_dits(writer, chosen);
+  write_hunyuan_vae(writer);
+  if (!full_size) write_flux_vae(writer);  // the full-size folder is the video model's only
+  write_qwen(writer);
+  write_clip(writer);
+  write_text(root / "README.txt", full_size ? kFullSizeReadme : kReadme);  // last: its presence means it is complete
 }
 
 }  // namespace k5

@@ -21,7 +21,9 @@
 namespace k5 {
 
 // Writes the folder (creating it); each file appears whole (atomic rename). Same seed, same bytes.
-void write_demo_model(const std::string& dir, uint64_t seed = 5);
+// full_size: instead, Video Lite T2V 5 s at the released sizes (configs/k5_lite_t2v_5s_sft_sd.yaml, ~21 GB), with the
+// same tiny tokenizers, for timing and memory runs.
+void write_demo_model(const std::string& dir, uint64_t seed = 5, bool full_size = false);
 
 // Sizes of the demo text encoders: the configs' in_text_dim / in_text_dim2.
 inline constexpr int64_t kDemoQwenHiddenSize = 64;
