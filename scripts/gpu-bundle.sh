@@ -42,7 +42,8 @@ mkdir -p "$stage/official"
 if [ -d "$official/kandinsky" ]; then
   cp -r "$official/kandinsky" "$stage/official/"
 else
-  git -C "$official" archive HEAD kandinsky | tar -C "$stage/official" -xf -
+  mkdir -p "$stage/official/kandinsky"  # the subtree alone: a mirror may lack blobs elsewhere (large assets)
+  git -C "$official" archive HEAD:kandinsky | tar -C "$stage/official/kandinsky" -xf -
 fi
 [ -f "$stage/official/kandinsky/models/dit.py" ] || { echo "no official kandinsky/ package in $official" >&2; exit 1; }
 rm -rf .gpu-bundle

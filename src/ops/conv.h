@@ -32,7 +32,8 @@ Shape conv3d_output_shape(const Shape& x, const Shape& weight, const ConvGeometr
 // out[o, t, h, w] = bias[o] + sum_{c, kt, kh, kw} weight[o, c, kt, kh, kw] * x_padded[c, t*st + kt, h*sh + kh,
 // w*sw + kw]. x: [C, T, H, W] F32 contiguous; weight: [O, C, KT, KH, KW] F32 contiguous; bias: [O] F32 or null;
 // out: [O, T', H', W'] F32 contiguous (conv3d_output_shape). With `accumulate` the result is added to out
-// (a fused residual connection). out must not alias x.
+// (a fused residual connection). out must not alias x. Float32 arithmetic, except on the GPU in Precision::bf16,
+// where the products are TF32 (tensor cores; the official VAE runs in float16).
 void conv3d(Context& ctx, const Tensor& x, const Tensor& weight, const Tensor* bias, const ConvGeometry& geometry,
             Tensor& out, bool accumulate = false);
 
@@ -45,9 +46,9 @@ void group_norm(Context& ctx, const Tensor& x, int groups, const Tensor* weight,
 // The statistics of group_norm, separable: chunks of one activation (e.g. its frames, measured as they are
 // computed) each give their moments, and merge() combines them exactly (Chan et al.'s pairwise update).
 struct GroupMoments {
-  int64_t count = 0;            // values per group
-  std::vector<double> mean;     // [groups]
-  std::vector<double> m2;       // [groups] sum of squared deviations from the mean
+  int64_t count = 0;         // values per group
+  std::vector<double> mean;  // [groups]
+  std::vector<double> m2;    // [groups] sum of squared deviations from the mean
   void merge(const GroupMoments& other);
 };
 GroupMoments group_moments(Context& ctx, const Tensor& x, int groups);

@@ -31,11 +31,11 @@ constexpr size_t kWorkspaceBytes = size_t(32) << 20;
 // Everything cuBLASLt's heuristic sees of a Gemm.
 struct GemmKey {
   cudaDataType_t input_type;
-  bool a_transposed, b_transposed, bias;
+  bool a_transposed, b_transposed, bias, tf32;
   int64_t lda, ldb, ldd, m, n, k;
   std::array<uint32_t, 3> alignments;  // A, B, D (C is D)
   auto tie() const {
-    return std::tie(input_type, a_transposed, b_transposed, bias, lda, ldb, ldd, m, n, k, alignments);
+    return std::tie(input_type, a_transposed, b_transposed, bias, tf32, lda, ldb, ldd, m, n, k, alignments);
   }
   bool operator<(const GemmKey& other) const { return tie() < other.tie(); }
 };
@@ -81,7 +81,9 @@ bool try_gemm(const Gemm& g) {
       std::unique_ptr<std::remove_pointer_t<cublasLtMatmulPreference_t>, decltype(&cublasLtMatmulPreferenceDestroy)>;
 
   cublasLtMatmulDesc_t raw_operation = nullptr;
-  K5_CUBLAS_CHECK(cublasLtMatmulDescCreate(&raw_operation, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+  const bool tf32 = g.tf32 && g.input_type == CUDA_R_32F;
+  K5_CUBLAS_CHECK(
+      cublasLtMatmulDescCreate(&raw_operation, tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F, CUDA_R_32F));
   const Desc operation(raw_operation, &cublasLtMatmulDescDestroy);
   const cublasOperation_t transpose_a = g.a_transposed ? CUBLAS_OP_T : CUBLAS_OP_N;
   const cublasOperation_t transpose_b = g.b_transposed ? CUBLAS_OP_T : CUBLAS_OP_N;
@@ -118,6 +120,7 @@ bool try_gemm(const Gemm& g) {
                     g.a_transposed,
                     g.b_transposed,
                     g.bias != nullptr,
+                    tf32,
                     g.lda,
                     g.ldb,
                     g.ldd,

@@ -14,7 +14,7 @@ namespace k5::cuda {
 cublasLtHandle_t lt_handle();
 
 // Column-major D[m, n] = op(A)[m, k] * op(B)[k, n] (+ bias[m]) (+ D when accumulating), float32 accumulation and
-// output. CUBLAS_COMPUTE_32F keeps float32 inputs in full float32 (no TF32), as the CPU parity path.
+// output. Float32 inputs stay full float32 (CUBLAS_COMPUTE_32F, no TF32) unless `tf32` asks for tensor cores.
 struct Gemm {
   cudaDataType_t input_type;  // of A and B: CUDA_R_32F or CUDA_R_16BF
   const void* a;
@@ -28,6 +28,9 @@ struct Gemm {
   int64_t m, n, k;
   const float* bias = nullptr;  // [m] or null
   bool accumulate = false;      // D += instead of D =
+  // Float32 inputs multiplied on the tensor cores with TF32's 10-bit mantissa (CUBLAS_COMPUTE_32F_FAST_TF32),
+  // ~8x the float32 rate of an H100: the precision of the official float16 VAE, for Precision::bf16.
+  bool tf32 = false;
 };
 
 // Queues the GEMM on the default stream; false when cuBLASLt offers no algorithm for it, or the bias is not

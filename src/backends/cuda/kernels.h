@@ -43,7 +43,8 @@ void block_mean_pool(Context& ctx, const Tensor& x, int64_t block, Tensor& out);
 // VAE ops (src/ops/conv.h): conv.cu, group_norm.cu, upsample.cu.
 // conv3d as implicit GEMM: the input patches of a chunk of output positions are gathered (im2col) into a
 // column buffer of at most `column_budget_bytes` (at least one position's patch), then multiplied by the
-// weight matrix with cuBLASLt in full float32. Tests pass a small budget to exercise the chunking.
+// weight matrix with cuBLASLt: in full float32, or with TF32 tensor-core products in Precision::bf16. Tests pass
+// a small budget to exercise the chunking.
 inline constexpr int64_t kConvColumnBudgetBytes = int64_t(256) << 20;
 void conv3d(Context& ctx, const Tensor& x, const Tensor& weight, const Tensor* bias, const ops::ConvGeometry& geometry,
             Tensor& out, bool accumulate, int64_t column_budget_bytes = kConvColumnBudgetBytes);

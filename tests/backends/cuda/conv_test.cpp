@@ -138,6 +138,26 @@ TEST_F(CudaConvOps, VaeSizedConvWithDefaultBudget) {
   check_conv(ctx, {{128, 2, 64, 64}, {128, 128, 3, 3, 3}, ops::causal_conv_geometry(3, 3, 3)}, 700);
 }
 
+// In Precision::bf16 the GPU's convolutions multiply on the tensor cores in TF32 (10-bit mantissas): within TF32's
+// rounding of the CPU's float32, on a VAE-sized 3x3x3 conv and a pointwise one.
+TEST_F(CudaConvOps, Tf32InBf16PrecisionStaysClose) {
+  Context bf16_ctx({.threads = 2, .precision = Precision::bf16, .log_level = LogLevel::quiet});
+  for (const ConvCase& c : {ConvCase{{128, 3, 20, 24}, {128, 128, 3, 3, 3}, ops::causal_conv_geometry(3, 3, 3)},
+                            ConvCase{{256, 2, 9, 10}, {128, 256, 1, 1, 1}, zero_padded({0, 0, 0}, {0, 0, 0})}}) {
+    const Tensor x = random_tensor(c.x, 60), weight = random_tensor(c.weight, 61, 0.1f),
+                 bias = random_tensor({c.weight[0]}, 62);
+    const Shape out_shape = ops::conv3d_output_shape(c.x, c.weight, c.geometry);
+    Tensor expected = Tensor::empty(DType::F32, out_shape);
+    ops::conv3d(ctx, x, weight, &bias, c.geometry, expected, false);
+    const Tensor gpu_bias = on_gpu(bias);
+    Tensor out = Tensor::empty(DType::F32, out_shape, Device::CUDA);
+    ops::conv3d(bf16_ctx, on_gpu(x), on_gpu(weight), &gpu_bias, c.geometry, out, false);
+    const double error = gpu_vs_cpu(out, expected);
+    EXPECT_LE(error, 3e-3) << shape_string(c.weight);
+    EXPECT_GT(error, 0.0) << "TF32 products should differ from float32 somewhere";
+  }
+}
+
 TEST_F(CudaConvOps, MixedDevicesAreRejected) {
   const Tensor x = on_gpu(random_tensor({4, 2, 5, 5}, 800)), weight = on_gpu(random_tensor({4, 4, 3, 3, 3}, 801));
   const Tensor host_bias = random_tensor({4}, 802);

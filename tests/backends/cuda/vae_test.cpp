@@ -35,6 +35,15 @@ TEST_F(CudaHunyuanVae, DecodeTiledMatchesOfficialAndTheCpu) {
   EXPECT_LE(relative_l2(gpu, cpu_vae.decode(ctx, item("decode.latents"), HunyuanGolden::small_tiles())), kVaeTolerance);
 }
 
+// The default precision (bf16) decodes with TF32 convolutions: within the whole-model BF16 bound of the CPU's float32.
+TEST_F(CudaHunyuanVae, DecodeInBf16PrecisionStaysClose) {
+  Context bf16_ctx({.threads = 2, .precision = Precision::bf16, .log_level = LogLevel::quiet});
+  const HunyuanVae vae(golden.config, golden.weights, false, true, Device::CUDA);
+  const HunyuanVae cpu_vae(golden.config, golden.weights, false, true);
+  const Tensor gpu = vae.decode(bf16_ctx, item("decode.latents"), HunyuanGolden::small_tiles());
+  EXPECT_LE(relative_l2(gpu, cpu_vae.decode(ctx, item("decode.latents"), HunyuanGolden::small_tiles())), 3e-2);
+}
+
 TEST_F(CudaHunyuanVae, DecodeTiledSpatialOnly) {
   // With 64-frame temporal tiles the 5 latent frames are one temporal tile: only the spatial tiles and their
   // blends run (tiled_decode straight from decode). No golden for this tiling: the CPU decode is the reference.
@@ -75,7 +84,7 @@ TEST_F(CudaHunyuanVae, StridedHostInputIsAccepted) {
   const HunyuanVae vae(golden.config, golden.weights, false, true, Device::CUDA);
   const Tensor latents = item("decode.latents");
   const Tensor channel_last = latents.permute({1, 2, 3, 0}).contiguous();  // [T, H, W, C]
-  const Tensor view = channel_last.permute({3, 0, 1, 2});                 // [C, T, H, W], strided
+  const Tensor view = channel_last.permute({3, 0, 1, 2});                  // [C, T, H, W], strided
   ASSERT_FALSE(view.is_contiguous());
   expect_vae_golden(vae.decode(ctx, view, HunyuanGolden::untiled()), item("decode.untiled"),
                     "decode of a strided view");
@@ -179,8 +188,8 @@ TEST_F(CudaFrameStreaming, UpsampledFramesAndNormConvInOneRowBands) {
   const vae::GroupNorm norm = random_norm(seed += 10, 8);
   const vae::Conv conv = random_conv(seed + 2, 8, 3, 3);
   const Tensor x = random_tensor({8, 4, 6, 5}, seed + 4, 2.0f);
-  const Tensor expected = vae::conv_forward(ctx, conv, vae::group_norm_forward(ctx, norm, x, /*silu=*/true),
-                                            vae::ConvStyle::causal);
+  const Tensor expected =
+      vae::conv_forward(ctx, conv, vae::group_norm_forward(ctx, norm, x, /*silu=*/true), vae::ConvStyle::causal);
   vae::StoredFrames input(ctx, on_gpu(x));
   EXPECT_LE(gpu_vs_cpu(vae::norm_conv_by_frames(ctx, gpu_norm(norm), gpu_conv(conv), input, kOneRowBands), expected),
             kF32Tolerance);
@@ -210,10 +219,10 @@ void check_frame_attention(Context& ctx, int64_t dim, int frames, int64_t frame_
 
 TEST_F(CudaVaeOps, FrameCausalAttentionAgreesWithCpu) {
   uint32_t seed = 300;
-  check_frame_attention(ctx, 8, 1, 37, 0.0f, seed += 5);   // full attention (FLUX)
-  check_frame_attention(ctx, 8, 3, 16, 0.0f, seed += 5);   // frame-causal (HunyuanVideo)
-  check_frame_attention(ctx, 16, 5, 7, 0.0f, seed += 5);   // odd frame sizes, partial warps of queries
-  check_frame_attention(ctx, 1, 2, 3, 0.0f, seed += 5);    // a single channel
+  check_frame_attention(ctx, 8, 1, 37, 0.0f, seed += 5);    // full attention (FLUX)
+  check_frame_attention(ctx, 8, 3, 16, 0.0f, seed += 5);    // frame-causal (HunyuanVideo)
+  check_frame_attention(ctx, 16, 5, 7, 0.0f, seed += 5);    // odd frame sizes, partial warps of queries
+  check_frame_attention(ctx, 1, 2, 3, 0.0f, seed += 5);     // a single channel
   check_frame_attention(ctx, 32, 4, 33, 0.25f, seed += 5);  // explicit scale
 }
 
@@ -241,8 +250,14 @@ TEST_F(CudaVaeOps, CopyStridedViews) {
       {"contiguous", [](const Tensor& t) { return t; }},
       {"frame slice", [](const Tensor& t) { return t.slice(1, 2, 3); }},
       {"window", [](const Tensor& t) { return t.slice(2, 1, 5).slice(3, 2, 7); }},
-      {"transpose", [](const Tensor& t) { return t.reshape({4, 210}).transpose(0, 1); }},
-      {"permute", [](const Tensor& t) { return t.permute({3, 1, 0, 2}); }},
+      {"transpose",
+       [](const Tensor& t) {
+         return t.reshape({4, 210}).transpose(0, 1);
+       }},
+      {"permute",
+       [](const Tensor& t) {
+         return t.permute({3, 1, 0, 2});
+       }},
       {"rank 5", [](const Tensor& t) { return t.unsqueeze(2).slice(4, 1, 6); }},
       {"rank 1", [](const Tensor& t) { return t.select(0, 1).select(0, 2).select(0, 3); }},
   };
