@@ -3,11 +3,13 @@
 # not k5's Debian libraries: k5_gpu_tests, bench_dit and bench_cuda_attention built here (sm_80 and sm_90a), the
 # shared libraries they load that such a machine lacks (oneDNN and its OpenMP/OpenCL, yaml-cpp, ICU; the CUDA
 # libraries are there), the official configs of the DiT timings and the Qwen2.5 tokenizer the text-encoder GPU
-# tests use, in bundle.tar.xz (~19 MB); and the k5 binary with the libraries it needs beyond those (FFmpeg's
-# closure, ~130 MB unpacked) in k5.tar.xz (~41 MB), for the CLI's GPU tests and scripts/gpu-e2e.sh. What travels
-# is limited to 64 MiB. Also the official code's kandinsky/ package, which bench/torch_dit_official.py times
-# beside bench_dit there (read from a checkout of kandinskylab/kandinsky-5 at bundle time, never committed to k5).
-#   scripts/gpu-bundle.sh [BUILD_DIR] [OFFICIAL_REPO]   -> .gpu-bundle/{bundle,k5}.tar.xz (ignored through
+# tests use, in .gpu-bundle/bundle.tar.xz (~20 MB); and the k5 binary with the libraries it needs beyond those
+# (FFmpeg's closure, ~130 MB unpacked) in .gpu-bundle-k5/k5.tar.xz (~41 MB), for scripts/gpu-e2e.sh. A call sends
+# at most 64 MiB with the repository's own ~15 MB, so the two travel in two calls: gpu-check.sh with .gpu-bundle,
+# then gpu-e2e.sh with .gpu-bundle-k5 on the still-warm machine. Also the official code's kandinsky/ package, which
+# bench/torch_dit_official.py times beside bench_dit there (read from a checkout of kandinskylab/kandinsky-5 at
+# bundle time, never committed to k5).
+#   scripts/gpu-bundle.sh [BUILD_DIR] [OFFICIAL_REPO]   -> .gpu-bundle/, .gpu-bundle-k5/ (ignored through
 #                                                          .git/info/exclude)
 # OFFICIAL_REPO: a checkout or a bare git directory of the official repository (default: the library's mirror).
 # Then, with the device tool: run `scripts/gpu-check.sh` with carry [".gpu-bundle"].
@@ -46,9 +48,18 @@ else
   git -C "$official" archive HEAD:kandinsky | tar -C "$stage/official/kandinsky" -xf -
 fi
 [ -f "$stage/official/kandinsky/models/dit.py" ] || { echo "no official kandinsky/ package in $official" >&2; exit 1; }
-rm -rf .gpu-bundle
-mkdir -p .gpu-bundle
+rm -rf .gpu-bundle .gpu-bundle-k5
+mkdir -p .gpu-bundle .gpu-bundle-k5
 tar -C "$stage" -cf - . | xz -T0 -6 >.gpu-bundle/bundle.tar.xz
-tar -C "$cli_stage" -cf - . | xz -T0 -9 >.gpu-bundle/k5.tar.xz
-grep -qx '/.gpu-bundle/' .git/info/exclude 2>/dev/null || echo '/.gpu-bundle/' >>.git/info/exclude
-du -sh "$stage" "$cli_stage" .gpu-bundle/*.tar.xz
+tar -C "$cli_stage" -cf - . | xz -T0 -9 >.gpu-bundle-k5/k5.tar.xz
+for folder in /.gpu-bundle/ /.gpu-bundle-k5/; do
+  grep -qx "$folder" .git/info/exclude 2>/dev/null || echo "$folder" >>.git/info/exclude
+done
+du -sh "$stage" "$cli_stage" .gpu-bundle/bundle.tar.xz .gpu-bundle-k5/k5.tar.xz
+# What each call sends: the repository's tracked files and the carried folder, at most 64 MiB.
+tracked=$(git ls-files -z | xargs -0 cat | wc -c)
+for archive in .gpu-bundle/bundle.tar.xz .gpu-bundle-k5/k5.tar.xz; do
+  total=$((tracked + $(stat -c %s "$archive")))
+  echo "a call carrying $(dirname "$archive"): $((total >> 20)) MiB of 64"
+  ((total <= 64 << 20)) || { echo "over the device tool's 64 MiB" >&2; exit 1; }
+done

@@ -8,10 +8,11 @@
 // spatial tiles only when the official formula asks for them, see --free-memory-gb); --no-tile runs one pass.
 // FLUX: untiled by default (as the official pipelines run it); --tile uses diffusers' tiling.
 // --device cuda runs the VAE on the GPU (weights uploaded once; tiling and blending on the device).
+#include <malloc.h>
+
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
-#include <malloc.h>
 #include <memory>
 #include <optional>
 
@@ -32,7 +33,9 @@ struct VaeOptions {
   std::string inputs;
   std::string output;
   bool tile = false, no_tile = false;
-  std::optional<bool> tiling() const { return tile ? std::optional<bool>(true) : no_tile ? std::optional<bool>(false) : std::nullopt; }
+  std::optional<bool> tiling() const {
+    return tile ? std::optional<bool>(true) : no_tile ? std::optional<bool>(false) : std::nullopt;
+  }
   int64_t tile_height = 0, tile_width = 0, tile_stride_height = 0, tile_stride_width = 0;
   int64_t tile_frames = 0, tile_stride_frames = 0;
   double free_memory_gb = 80.0;
@@ -40,7 +43,7 @@ struct VaeOptions {
 };
 
 void add_vae_options(CLI::App& app, VaeOptions& o) {
-  // --precision is accepted for uniformity; the VAEs always compute in float32, on the CPU or the GPU.
+  // The VAEs compute in float32; --precision bf16 (the default) lets the GPU's convolutions multiply in TF32.
   add_context_options(app, o.context);
   app.add_option("--vae", o.vae, "hunyuan (video) or flux (image)")->check(CLI::IsMember({"hunyuan", "flux"}));
   app.add_option("--config", o.config, "the VAE's Hugging Face config.json (default: config.json beside --weights)");
@@ -57,9 +60,10 @@ void add_vae_options(CLI::App& app, VaeOptions& o) {
   app.add_option("--tile-stride-frames", o.tile_stride_frames, "hunyuan: temporal tile stride (official 8)");
   app.add_option("--free-memory-gb", o.free_memory_gb,
                  "hunyuan: the free accelerator memory the official tiling formula assumes (default 80)");
-  app.add_option("--by-frames", o.by_frames,
-                 "hunyuan decode frame by frame: bounded memory, ~1.6x the convolution work; auto (default: when a whole tile "
-                 "would need over 3/4 of the free RAM, or GPU memory on the GPU), on or off")
+  app.add_option(
+         "--by-frames", o.by_frames,
+         "hunyuan decode frame by frame: bounded memory, ~1.6x the convolution work; auto (default: when a whole tile "
+         "would need over 3/4 of the free RAM, or GPU memory on the GPU), on or off")
       ->check(CLI::IsMember({"auto", "on", "off"}));
 }
 

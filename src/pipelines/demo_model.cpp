@@ -804,10 +804,18 @@ void write_demo_model(const std::string& dir, uint64_t seed, bool full_size) {
   std::error_code error;
   fs::create_directories(root / "configs", error);
   K5_CHECK(!error, "create-demo-model: cannot create ", (root / "configs").string(), ": ", error.message());
+  const std::vector<Variant> chosen = variants(full_size);
+  // One kind per folder: the other kind's configs would point at these files with the wrong sizes.
+  for (const auto& entry : fs::directory_iterator(root / "configs")) {
+    const std::string name = entry.path().stem().string();
+    const bool ours =
+        std::any_of(chosen.begin(), chosen.end(), [&](const Variant& v) { return name == v.config_name; });
+    K5_CHECK(ours || entry.path().extension() != ".yaml", "create-demo-model: ", root.string(),
+             " holds another model's config ", entry.path().filename().string(), "; use an empty folder");
+  }
   fs::create_directories(root / "weights" / "model");
   ThreadPool pool(0);
   const DemoWriter writer{root, seed, full_size ? kVideoLiteSizes : kTinySizes, pool};
-  const std::vector<Variant> chosen = variants(full_size);
   for (const Variant& v : chosen)
     write_text(root / "configs" / (std::string(v.config_name) + ".yaml"), config_yaml(v, writer.sizes));
   write_dits(writer, chosen);

@@ -243,5 +243,15 @@ TEST_F(DemoModel, SameSeedSameBytes) {
   EXPECT_FALSE(read_bytes(dir() / dit) == read_bytes(other.path / dit));
 }
 
+// A folder holds one kind of demo model: the tiny one refuses a folder with the full-size config (and the reverse),
+// before writing anything.
+TEST_F(DemoModel, RefusesAFolderHoldingTheOtherKind) {
+  const TempDir mixed("mixed");
+  fs::create_directories(mixed.path / "configs");
+  std::ofstream(mixed.path / "configs" / "k5_lite_t2v_5s_sft_sd.yaml") << "model: {}\n";
+  EXPECT_THROW(write_demo_model(mixed.path.string()), Error);
+  EXPECT_FALSE(fs::exists(mixed.path / "weights"));
+}
+
 }  // namespace
 }  // namespace k5

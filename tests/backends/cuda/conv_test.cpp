@@ -154,7 +154,7 @@ TEST_F(CudaConvOps, Tf32InBf16PrecisionStaysClose) {
     ops::conv3d(bf16_ctx, on_gpu(x), on_gpu(weight), &gpu_bias, c.geometry, out, false);
     const double error = gpu_vs_cpu(out, expected);
     EXPECT_LE(error, 3e-3) << shape_string(c.weight);
-    EXPECT_GT(error, 0.0) << "TF32 products should differ from float32 somewhere";
+    EXPECT_GT(error, 1e-5) << "TF32 products should differ from float32 by more than reordering does";
   }
 }
 

@@ -35,13 +35,14 @@ TEST_F(CudaHunyuanVae, DecodeTiledMatchesOfficialAndTheCpu) {
   EXPECT_LE(relative_l2(gpu, cpu_vae.decode(ctx, item("decode.latents"), HunyuanGolden::small_tiles())), kVaeTolerance);
 }
 
-// The default precision (bf16) decodes with TF32 convolutions: within the whole-model BF16 bound of the CPU's float32.
+// The default precision (bf16) decodes with TF32 convolutions: within 1e-2 of the CPU's float32 (the issue's
+// whole-model BF16 bound is 3e-2).
 TEST_F(CudaHunyuanVae, DecodeInBf16PrecisionStaysClose) {
   Context bf16_ctx({.threads = 2, .precision = Precision::bf16, .log_level = LogLevel::quiet});
   const HunyuanVae vae(golden.config, golden.weights, false, true, Device::CUDA);
   const HunyuanVae cpu_vae(golden.config, golden.weights, false, true);
   const Tensor gpu = vae.decode(bf16_ctx, item("decode.latents"), HunyuanGolden::small_tiles());
-  EXPECT_LE(relative_l2(gpu, cpu_vae.decode(ctx, item("decode.latents"), HunyuanGolden::small_tiles())), 3e-2);
+  EXPECT_LE(relative_l2(gpu, cpu_vae.decode(ctx, item("decode.latents"), HunyuanGolden::small_tiles())), 1e-2);
 }
 
 TEST_F(CudaHunyuanVae, DecodeTiledSpatialOnly) {

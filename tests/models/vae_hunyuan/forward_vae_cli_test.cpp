@@ -65,14 +65,14 @@ TEST(ForwardVaeCli, FluxEncode) {
   EXPECT_LE(cli.output_error("latent_logvar", "flux_cases.safetensors", "encode.untiled.logvar"), 1e-4);
 }
 
-// --device cuda: the same results on a GPU (tiled decode, untiled encode); without one (this machine, CI) one
-// line saying so and no output file.
+// --device cuda: the same results on a GPU (tiled decode, untiled encode) in fp32 precision (bf16, the default,
+// convolves in TF32 there); without a GPU (this machine, CI) one line saying so and no output file.
 TEST(ForwardVaeCli, DeviceCuda) {
   const CliRun cli;
   const std::string latents = cli.input("hunyuan_cases.safetensors", "decode.latents", "latents");
   const std::string sample = cli.input("flux_cases.safetensors", "encode.sample", "sample");
-  const int decode_status = cli.run("forward vae-decode --device cuda " + model_args("hunyuan") + " --inputs " +
-                                    latents + " --output " + cli.out + kSmallTiles);
+  const int decode_status = cli.run("forward vae-decode --device cuda --precision fp32 " + model_args("hunyuan") +
+                                    " --inputs " + latents + " --output " + cli.out + kSmallTiles);
   if (!test::gpu_available()) {
     EXPECT_NE(decode_status, 0);
     const std::string message = cli.err();
@@ -83,8 +83,8 @@ TEST(ForwardVaeCli, DeviceCuda) {
   }
   ASSERT_EQ(decode_status, 0) << cli.err();
   EXPECT_LE(cli.output_error("sample", "hunyuan_cases.safetensors", "decode.tiled"), 1e-4);
-  ASSERT_EQ(cli.run("forward vae-encode --device cuda " + model_args("flux") + " --inputs " + sample + " --output " +
-                    cli.out),
+  ASSERT_EQ(cli.run("forward vae-encode --device cuda --precision fp32 " + model_args("flux") + " --inputs " + sample +
+                    " --output " + cli.out),
             0)
       << cli.err();
   EXPECT_LE(cli.output_error("latent_mean", "flux_cases.safetensors", "encode.untiled.mean"), 1e-4);
