@@ -48,8 +48,7 @@ TextEncoders TextEncoders::load(Context& ctx, const TextEncoderPaths& paths, std
   TextEncoders encoders{BpeTokenizer::load(find_qwen_tokenizer(qwen_tokenizer)),
                         QwenTextModel::load(ctx, paths.qwen_dir, "", qwen_weights, with_lm_head, device),
                         ClipTokenizer::load(find_clip_tokenizer(clip_tokenizer)),
-                        ClipTextModel::load(ctx, paths.clip_dir, "", device),
-                        std::nullopt};
+                        ClipTextModel::load(ctx, paths.clip_dir, "", device), std::nullopt};
   if (with_vision) {
     // preprocessor_config.json sits with the weights (official layout) or the tokenizer (diffusers).
     std::string processor = (fs::path(paths.qwen_dir) / "preprocessor_config.json").string();
@@ -57,17 +56,16 @@ TextEncoders TextEncoders::load(Context& ctx, const TextEncoderPaths& paths, std
       processor = (fs::path(paths.qwen_tokenizer_dir) / "preprocessor_config.json").string();
     K5_CHECK(fs::exists(processor), paths.qwen_dir, ": no preprocessor_config.json (the Qwen2.5-VL image processor)");
     const std::string config = (fs::path(paths.qwen_dir) / "config.json").string();
-    encoders.vision = QwenVision{QwenVisionModel::load(ctx, paths.qwen_dir, config),
-                                 QwenImageProcessorConfig::from_json_file(processor),
-                                 QwenImageTokens::from_json_file(config)};
+    encoders.vision =
+        QwenVision{QwenVisionModel::load(ctx, paths.qwen_dir, config, std::nullopt, device),
+                   QwenImageProcessorConfig::from_json_file(processor), QwenImageTokens::from_json_file(config)};
   }
   K5_CHECK(encoders.qwen_tokenizer.vocab_size() <= size_t(encoders.qwen.config().vocab_size), paths.qwen_dir,
            ": the tokenizer has ", encoders.qwen_tokenizer.vocab_size(), " ids but the model's vocab_size is ",
            encoders.qwen.config().vocab_size);
   ctx.log().info("text encoders loaded in ", seconds_since(start), " s (Qwen ",
                  encoders.qwen.config().num_hidden_layers, " layers, hidden ", encoders.qwen.config().hidden_size,
-                 "; CLIP hidden ", encoders.clip.config().hidden_size, "; on ", device_name(device),
-                 encoders.vision && device != Device::CPU ? ", vision tower on cpu" : "", ")");
+                 "; CLIP hidden ", encoders.clip.config().hidden_size, "; on ", device_name(device), ")");
   return encoders;
 }
 
@@ -127,7 +125,7 @@ PromptEmbedding encode_prompt(Context& ctx, const TextEncoders& encoders, std::s
   K5_CHECK(total > tokens.crop_start, "text encoding: the ", prompt_content_name(content), " prompt gives ", total,
            " tokens, not more than the ", tokens.crop_start, " template tokens the official code drops");
   if (!hidden.defined()) hidden = encoders.qwen.forward(ctx, tokens.ids);  // [total, D]
-  out.text_embed = hidden.slice(0, tokens.crop_start, total).clone();  // [L, D]
+  out.text_embed = hidden.slice(0, tokens.crop_start, total).clone();      // [L, D]
   const std::vector<uint8_t> text_mask = tokens.text_mask();
   out.attention_mask = Tensor::empty(DType::U8, {1, int64_t(text_mask.size())});
   std::memcpy(out.attention_mask.raw(), text_mask.data(), text_mask.size());

@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "core/error.h"
+#include "core/workspace.h"
 #include "io/json_fields.h"
 #include "io/safetensors.h"
 #include "ops/attention.h"
@@ -29,8 +30,8 @@ std::string vision_prefix(const Checkpoint& checkpoint) {
 
 class Loader {
  public:
-  Loader(const Checkpoint& checkpoint, std::string prefix, DType weights_dtype)
-      : checkpoint_(checkpoint), prefix_(std::move(prefix)), weights_dtype_(weights_dtype) {}
+  Loader(const Checkpoint& checkpoint, std::string prefix, DType weights_dtype, Device device)
+      : checkpoint_(checkpoint), prefix_(std::move(prefix)), weights_dtype_(weights_dtype), device_(device) {}
 
   Tensor load(const std::string& name, const Shape& shape, DType dtype) const {
     const std::string key = prefix_ + name;
@@ -42,7 +43,8 @@ class Loader {
              dtype_name(tensor.dtype()), ", expected a float");
     // The patch embedding is a Conv3d weight [O, C, T, p, p], used as the linear [O, C*T*p*p].
     const Tensor shaped = tensor.reshape(shape);
-    return shaped.dtype() == dtype ? shaped : shaped.to(dtype);
+    const Tensor converted = shaped.dtype() == dtype ? shaped : shaped.to(dtype);
+    return device_ == Device::CPU ? converted : converted.to_device(device_);
   }
   Tensor norm(const std::string& name, int64_t size) const { return load(name, {size}, DType::F32); }
   QwenVisionLinear linear(const std::string& name, int64_t out_features, int64_t in_features, bool bias) const {
@@ -56,6 +58,7 @@ class Loader {
   const Checkpoint& checkpoint_;
   std::string prefix_;
   DType weights_dtype_;
+  Device device_;
 };
 
 // The Conv3d weight keeps its 5D shape in the checkpoint; check it before flattening.
@@ -172,23 +175,24 @@ QwenVisionWindows qwen_vision_windows(const QwenGridTHW& grid, int64_t merge_siz
 }
 
 QwenVisionModel QwenVisionModel::load(Context& ctx, const std::string& checkpoint_path, const std::string& config_path,
-                                      std::optional<DType> weights_dtype) {
+                                      std::optional<DType> weights_dtype, Device device) {
   const QwenVisionConfig config =
       QwenVisionConfig::from_json_file(config_path.empty() ? default_config_path(checkpoint_path) : config_path);
   const Checkpoint checkpoint = Checkpoint::open(checkpoint_path);
-  return load(checkpoint, config,
-              weights_dtype.value_or(ctx.precision() == Precision::fp32 ? DType::F32 : DType::BF16));
+  return load(checkpoint, config, weights_dtype.value_or(ctx.precision() == Precision::fp32 ? DType::F32 : DType::BF16),
+              device);
 }
 
-QwenVisionModel QwenVisionModel::load(const Checkpoint& checkpoint, const QwenVisionConfig& config,
-                                      DType weights_dtype) {
+QwenVisionModel QwenVisionModel::load(const Checkpoint& checkpoint, const QwenVisionConfig& config, DType weights_dtype,
+                                      Device device) {
   K5_CHECK(weights_dtype == DType::F32 || weights_dtype == DType::BF16, "qwen vision: weights must be F32 or BF16");
   const std::string prefix = vision_prefix(checkpoint);
-  const Loader loader(checkpoint, prefix, weights_dtype);
+  const Loader loader(checkpoint, prefix, weights_dtype, device);
   const int64_t D = config.hidden_size, F = config.intermediate_size;
   const int64_t merged = D * config.spatial_merge_size * config.spatial_merge_size;
   QwenVisionModel model;
   model.config_ = config;
+  model.device_ = device;
   check_patch_embed_shape(checkpoint, prefix + "patch_embed.proj.weight", config);
   model.patch_embed_ = loader.load("patch_embed.proj.weight", {D, config.patch_dim()}, weights_dtype);
   for (int64_t i = 0; i < config.depth; ++i) {
@@ -239,20 +243,26 @@ Tensor QwenVisionModel::forward(Context& ctx, const Tensor& pixel_values, const 
 }
 
 void QwenVisionModel::forward_image(Context& ctx, const Tensor& patches, const QwenGridTHW& grid, Tensor out) const {
-  auto scope = ctx.workspace().scope();
+  auto scope = ctx.workspace(device_).scope();
   const int64_t N = grid.patches(), D = config_.hidden_size;
   const int64_t unit = config_.spatial_merge_size * config_.spatial_merge_size;
   const QwenVisionWindows windows =
       qwen_vision_windows(grid, config_.spatial_merge_size, config_.window_size, config_.patch_size);
 
-  // patches [N, patch_dim] -> x [N, D], merge units in window order.
-  const Tensor embedded = ops::linear(ctx, patches, patch_embed_);
-  Tensor x = Tensor::empty(DType::F32, {N, D});
-  for (int64_t u = 0; u < N / unit; ++u)
-    x.slice(0, u * unit, (u + 1) * unit)
-        .copy_from(embedded.slice(0, windows.unit_order[size_t(u)] * unit, (windows.unit_order[size_t(u)] + 1) * unit));
+  // patches [N, patch_dim] -> x [N, D], merge units in window order: the patch rows are put in that order on the
+  // host first (the embedding is row by row), then go to the model's device.
+  Tensor ordered = Tensor::empty(DType::F32, patches.shape());
+  for (int64_t u = 0; u < N / unit; ++u) {
+    const int64_t source = windows.unit_order[size_t(u)];
+    ordered.slice(0, u * unit, (u + 1) * unit).copy_from(patches.slice(0, source * unit, (source + 1) * unit));
+  }
+  Tensor x = ops::linear(ctx, device_ == Device::CPU ? ordered : ordered.to_device(device_), patch_embed_);
   Tensor cos, sin;
   rope_tables(config_, grid, windows.unit_order, cos, sin);
+  if (device_ != Device::CPU) {
+    cos = cos.to_device(device_);
+    sin = sin.to_device(device_);
+  }
 
   const std::vector<int64_t> whole_image{0, N};
   for (const QwenVisionBlock& b : blocks_)
@@ -261,24 +271,25 @@ void QwenVisionModel::forward_image(Context& ctx, const Tensor& patches, const Q
   // Merger: [N, D] -> [N / unit, unit * D] -> [N / unit, out_hidden_size], then back to the image's unit order.
   ops::rms_norm(ctx, x, &merger_norm_, kNormEps, x);
   const Tensor hidden = apply(ctx, merger_fc1_, x.reshape({N / unit, unit * D}), ops::Activation::gelu_erf);
-  const Tensor merged = apply(ctx, merger_fc2_, hidden);
+  const Tensor merged = apply(ctx, merger_fc2_, hidden).to_device(Device::CPU);
   for (int64_t u = 0; u < N / unit; ++u) out.select(0, windows.unit_order[size_t(u)]).copy_from(merged.select(0, u));
 }
 
 void QwenVisionModel::block(Context& ctx, const QwenVisionBlock& b, Tensor& x, const Tensor& cos, const Tensor& sin,
                             const std::vector<int64_t>& window_starts) const {
-  auto scope = ctx.workspace().scope();
+  Workspace& workspace = ctx.workspace(device_);
+  auto scope = workspace.scope();
   const int64_t N = x.size(0), D = config_.hidden_size, H = config_.num_heads, hd = config_.head_dim;
 
   // Attention: x += proj(attention within each window of (rope(q), rope(k), v)).
-  Tensor h = ctx.workspace().tensor(DType::F32, {N, D});
+  Tensor h = workspace.tensor(DType::F32, {N, D});
   ops::rms_norm(ctx, x, &b.norm1, kNormEps, h);
   const Tensor qkv = apply(ctx, b.qkv, h).reshape({N, 3, H, hd});
   Tensor q = qkv.select(1, 0), k = qkv.select(1, 1);
   const Tensor v = qkv.select(1, 2);
   ops::rope_half_split(ctx, q, cos, sin);
   ops::rope_half_split(ctx, k, cos, sin);
-  Tensor attended = ctx.workspace().tensor(DType::F32, {N, H, hd});
+  Tensor attended = workspace.tensor(DType::F32, {N, H, hd});
   for (size_t w = 0; w + 1 < window_starts.size(); ++w) {
     const int64_t begin = window_starts[w], end = window_starts[w + 1];
     Tensor window_out = attended.slice(0, begin, end);

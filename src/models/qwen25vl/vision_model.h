@@ -72,16 +72,19 @@ class QwenVisionModel {
  public:
   // `checkpoint_path`: a .safetensors file, an index.json or a folder; `config_path`: config.json (empty =
   // beside the checkpoint). Keys `visual.*` (transformers 4.x) or `model.visual.*` (transformers 5).
-  // Weights are BF16 under Precision::bf16, float32 under fp32 (or as `weights_dtype` says).
+  // Weights are BF16 under Precision::bf16, float32 under fp32 (or as `weights_dtype` says), on `device`.
   static QwenVisionModel load(Context& ctx, const std::string& checkpoint_path, const std::string& config_path = "",
-                              std::optional<DType> weights_dtype = std::nullopt);
-  static QwenVisionModel load(const Checkpoint& checkpoint, const QwenVisionConfig& config, DType weights_dtype);
+                              std::optional<DType> weights_dtype = std::nullopt, Device device = Device::CPU);
+  static QwenVisionModel load(const Checkpoint& checkpoint, const QwenVisionConfig& config, DType weights_dtype,
+                              Device device = Device::CPU);
 
-  // pixel_values: F32 [sum of patches, patch_dim] (preprocess_qwen_images), one grid per image.
-  // Returns image embeddings F32 [sum of patches / merge^2, out_hidden_size], owned, images in order.
+  // pixel_values: F32 [sum of patches, patch_dim] (preprocess_qwen_images) in host memory, one grid per image.
+  // Returns image embeddings F32 [sum of patches / merge^2, out_hidden_size] in host memory, owned, images in
+  // order; computed on the model's device.
   Tensor forward(Context& ctx, const Tensor& pixel_values, const std::vector<QwenGridTHW>& grids) const;
 
   const QwenVisionConfig& config() const { return config_; }
+  Device device() const { return device_; }
 
  private:
   // One image: patches [N, patch_dim] -> [N / merge^2, out_hidden_size] written to `out`.
@@ -90,6 +93,7 @@ class QwenVisionModel {
              const std::vector<int64_t>& window_starts) const;
 
   QwenVisionConfig config_;
+  Device device_ = Device::CPU;
   Tensor patch_embed_;  // [hidden, patch_dim]
   std::vector<QwenVisionBlock> blocks_;
   Tensor merger_norm_;  // F32 [hidden]

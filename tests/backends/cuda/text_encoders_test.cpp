@@ -14,9 +14,11 @@
 
 #include "gpu_test_util.h"
 #include "io/image_file.h"
+#include "io/safetensors.h"
 #include "models/clip/clip_text_checks.h"
 #include "models/qwen25vl/qwen_generate_checks.h"
 #include "models/qwen25vl/qwen_text_checks.h"
+#include "models/qwen25vl/vision_model.h"
 #include "pipelines/prompt_expansion.h"
 #include "pipelines/text_conditioning_checks.h"
 #include "support/context.h"
@@ -229,6 +231,31 @@ TEST_F(CudaTextConditioning, PromptExpansionMatchesTheOfficialPipeline) {
     EXPECT_EQ(expand_prompt(gpu, encoders, config, mode, c["prompt"].get<std::string>(), image ? &*image : nullptr,
                             RngDevice::cpu, c["seed"].get<uint64_t>()),
               c["expanded"].get<std::string>());
+  }
+}
+
+// ---- Qwen2.5-VL vision tower ----
+
+// The tiny golden tower (tools/golden/qwen_vision.py: windows and full attention, three images) on the GPU against
+// transformers, with the CPU test's bounds (fp32 1e-4, bf16 3e-2).
+TEST_F(GpuTest, QwenVisionTowerOnTheGpuMatchesTransformers) {
+  const auto golden = [](const std::string& name) { return source_path("tests/golden/qwen_vision/" + name); };
+  const auto expected = SafetensorsFile::open(golden("expected.safetensors"));
+  const Tensor grid_values = expected->tensor("image_grid_thw").contiguous();
+  std::vector<QwenGridTHW> grids;
+  for (int64_t i = 0; i + 2 < grid_values.numel(); i += 3) {
+    const int64_t* g = grid_values.data<int64_t>() + i;
+    grids.push_back({g[0], g[1], g[2]});
+  }
+  for (const Precision precision : {Precision::fp32, Precision::bf16}) {
+    Context context({.threads = 2, .precision = precision, .log_level = LogLevel::quiet});
+    const QwenVisionModel model = QwenVisionModel::load(context, golden("weights.safetensors"), golden("config.json"),
+                                                        std::nullopt, Device::CUDA);
+    EXPECT_EQ(model.device(), Device::CUDA);
+    const Tensor embeds = model.forward(context, expected->tensor("pixel_values"), grids);
+    EXPECT_EQ(embeds.device(), Device::CPU);
+    EXPECT_LE(relative_l2(embeds, expected->tensor("image_embeds")), precision == Precision::fp32 ? 1e-4 : 3e-2)
+        << precision_name(precision);
   }
 }
 
