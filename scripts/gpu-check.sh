@@ -28,7 +28,8 @@ budget() {  # seconds for a command: at most $1, never past the deadline nor pas
 source scripts/gpu-env.sh || exit 1
 { nvidia-smi -L; nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv; nproc; } |
   tee "$out/device.txt"
-timeout "$(budget 150)" "$bundle/k5_gpu_tests" --gtest_brief=1 2>&1 | tee "$out/gpu-tests.txt"
+# One line per finished test with its time (not --gtest_brief): if the stage is cut, the log still says how far it got.
+timeout "$(budget 200)" "$bundle/k5_gpu_tests" 2>&1 | grep -v '^\[ RUN' | tee "$out/gpu-tests.txt"
 attention_end=$((SECONDS + 120))  # the whole stage, so the DiT timings keep their time
 for shape in "47616 28 64" "93696 28 64 5 0.1" "4096 20 128" "47616 32 128"; do
   ((attention_end - SECONDS > 5)) || break
