@@ -1,8 +1,10 @@
 // Operand checks shared by the backends' kernels (CPU and CUDA take the same layouts).
 #pragma once
 
+#include "backends/cpu/rows.h"
 #include "core/error.h"
 #include "core/tensor.h"
+#include "ops/rope.h"
 
 namespace k5::ops {
 
@@ -62,6 +64,27 @@ inline NablaSelectionShape nabla_selection_shape(const Tensor& q_pool, const Ten
            "nabla_select_blocks: the block mask must be contiguous U8 [", heads, ", ", blocks, ", ", blocks, "], got ",
            block_mask.describe());
   return {heads, blocks, dim};
+}
+
+// The rotary ops' operands (src/ops/rope.h): x [L, H, D] F32 with a contiguous last dim, D even; cos, sin [L, D/2]
+// rows; the optional norm's weight [D] (data null when absent).
+struct RopeOperands {
+  int64_t tokens, heads, dim, half;
+  cpu::Rows cos, sin;
+  cpu::Vector norm_weight;
+};
+
+inline RopeOperands rope_operands(const Tensor& x, const Tensor& cos, const Tensor& sin, const HeadRmsNorm* norm) {
+  K5_CHECK(x.dtype() == DType::F32 && x.dim() == 3 && x.stride(2) == 1,
+           "rope: expected F32 [L, H, D] with a contiguous last dim, got ", x.describe());
+  const int64_t tokens = x.size(0), heads = x.size(1), dim = x.size(2), half = dim / 2;
+  K5_CHECK(dim % 2 == 0, "rope: head dim ", dim, " is odd");
+  const cpu::Rows cos_rows = cpu::rows_of(cos, "rope cos"), sin_rows = cpu::rows_of(sin, "rope sin");
+  K5_CHECK(cos_rows.count == tokens && cos_rows.width == half && sin_rows.count == tokens && sin_rows.width == half,
+           "rope: cos/sin must be [", tokens, ", ", half, "], got ", cos.describe(), " and ", sin.describe());
+  const cpu::Vector weight =
+      norm && norm->weight ? cpu::vector_of(*norm->weight, dim, "rope norm weight") : cpu::Vector{nullptr, dim, 1};
+  return {tokens, heads, dim, half, cos_rows, sin_rows, weight};
 }
 
 }  // namespace k5::ops

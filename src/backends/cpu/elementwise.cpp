@@ -134,15 +134,7 @@ void softmax(Context& ctx, const Tensor& x, Tensor& out) {
 
 void rope(Context& ctx, Tensor& x, const Tensor& cos, const Tensor& sin, bool interleaved,
           const ops::HeadRmsNorm* norm) {
-  K5_CHECK(x.dtype() == DType::F32 && x.dim() == 3 && x.stride(2) == 1,
-           "rope: expected F32 [L, H, D] with a contiguous last dim, got ", x.describe());
-  const int64_t tokens = x.size(0), heads = x.size(1), dim = x.size(2), half = dim / 2;
-  K5_CHECK(dim % 2 == 0, "rope: head dim ", dim, " is odd");
-  const Rows cos_rows = rows_of(cos, "rope cos"), sin_rows = rows_of(sin, "rope sin");
-  K5_CHECK(cos_rows.count == tokens && cos_rows.width == half && sin_rows.count == tokens && sin_rows.width == half,
-           "rope: cos/sin must be [", tokens, ", ", half, "], got ", cos.describe(), " and ", sin.describe());
-  const Vector gamma =
-      norm && norm->weight ? vector_of(*norm->weight, dim, "rope norm weight") : Vector{nullptr, dim, 1};
+  const auto [tokens, heads, dim, half, cos_rows, sin_rows, gamma] = ops::rope_operands(x, cos, sin, norm);
   const int64_t token_stride = x.stride(0), head_stride = x.stride(1);
   float* base = x.data<float>();
   ctx.pool().parallel_for(
