@@ -3,7 +3,8 @@
 set -euo pipefail
 packages=(
   build-essential cmake pkg-config ninja-build
-  libdnnl-dev libopenblas-dev
+  # ocl-icd-opencl-dev: oneDNN's CMake package looks for OpenCL; apt only recommends it, and we skip recommends.
+  libdnnl-dev ocl-icd-opencl-dev libopenblas-dev
   nlohmann-json3-dev libyaml-cpp-dev libcli11-dev libpcre2-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libpng-dev libjpeg62-turbo-dev libwebp-dev
