@@ -146,4 +146,15 @@ __global__ void __launch_bounds__(32 * kWarps)
   store_output_rows(p, head, q0, row0, rows, out, softmax);
 }
 
+// The BF16 copy of q, k and v that the tensor-core kernels read (to_bf16_heads in attention.cu launches it).
+// out (contiguous [tokens, heads, dim] BF16) = source rounded to nearest even.
+__global__ void to_bf16_heads_kernel(const HeadView source, int64_t tokens, int heads, int dim, __nv_bfloat16* out) {
+  const int64_t count = tokens * heads * dim;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t token = i / (int64_t(heads) * dim);
+    const int head = int(i / dim % heads), d = int(i % dim);
+    out[i] = __float2bfloat16_rn(source.data[token * source.token_stride + head * source.head_stride + d]);
+  }
+}
+
 }  // namespace k5::cuda

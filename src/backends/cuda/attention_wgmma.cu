@@ -12,24 +12,6 @@ namespace k5::cuda {
 
 namespace {
 
-// out[head][d][token] (tokens zero-padded to `padded_keys`) = v[token][head][d] rounded to BF16; 32 x 32 tiles
-// through shared memory so both the reads and the writes are coalesced.
-__global__ void to_bf16_transposed_kernel(const HeadView source, int64_t tokens, int64_t padded_keys, int dim,
-                                          __nv_bfloat16* out) {
-  __shared__ float tile[32][33];
-  const int head = blockIdx.z, d0 = blockIdx.y * 32;
-  const int64_t token0 = int64_t(blockIdx.x) * 32;
-  for (int i = threadIdx.y; i < 32; i += blockDim.y) {
-    const int64_t token = token0 + i;
-    tile[i][threadIdx.x] =
-        token < tokens ? source.data[token * source.token_stride + head * source.head_stride + d0 + threadIdx.x] : 0.0f;
-  }
-  __syncthreads();
-  for (int i = threadIdx.y; i < 32; i += blockDim.y)
-    out[(int64_t(head) * dim + d0 + i) * padded_keys + token0 + threadIdx.x] =
-        __float2bfloat16_rn(tile[threadIdx.x][i]);
-}
-
 __global__ void wgmma_compiled_kernel(int* answer) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   *answer = 1;

@@ -25,6 +25,7 @@
 #include <cstdint>
 
 #include "backends/cuda/attention_tiles.cuh"
+#include "backends/cuda/static_shared.cuh"
 
 namespace k5::cuda {
 
@@ -323,6 +324,25 @@ __global__ void __launch_bounds__(128 * kWarpgroups, kDim == 64 ? 2 : 1)
 #else
   __trap();  // compiled for an architecture without wgmma: wgmma_attention_available() said no
 #endif
+}
+
+// The transposed BF16 copy of v that the wgmma kernel reads (attention_wgmma.cu launches it).
+// out[head][d][token] (tokens zero-padded to `padded_keys`) = v[token][head][d] rounded to BF16; 32 x 32 tiles
+// through shared memory so both the reads and the writes are coalesced.
+__global__ void to_bf16_transposed_kernel(const HeadView source, int64_t tokens, int64_t padded_keys, int dim,
+                                          __nv_bfloat16* out) {
+  K5_STATIC_SHARED float tile[32][33];
+  const int head = blockIdx.z, d0 = blockIdx.y * 32;
+  const int64_t token0 = int64_t(blockIdx.x) * 32;
+  for (int i = threadIdx.y; i < 32; i += blockDim.y) {
+    const int64_t token = token0 + i;
+    tile[i][threadIdx.x] =
+        token < tokens ? source.data[token * source.token_stride + head * source.head_stride + d0 + threadIdx.x] : 0.0f;
+  }
+  __syncthreads();
+  for (int i = threadIdx.y; i < 32; i += blockDim.y)
+    out[(int64_t(head) * dim + d0 + i) * padded_keys + token0 + threadIdx.x] =
+        __float2bfloat16_rn(tile[threadIdx.x][i]);
 }
 
 }  // namespace k5::cuda

@@ -4,6 +4,8 @@
 
 #include <cmath>
 
+#include "backends/cuda/static_shared.cuh"
+
 namespace k5::cuda {
 
 template <typename T>
@@ -42,7 +44,7 @@ __device__ T block_reduce(T value, Op op, T* partial) {
 
 template <typename T, typename Op>
 __device__ T block_reduce(T value, Op op) {
-  __shared__ T partial[32];
+  K5_STATIC_SHARED T partial[32];
   return block_reduce(value, op, partial);
 }
 

@@ -9,12 +9,14 @@
 // when accumulating) is written into out first and every GEMM adds to it (beta = 1). GEMMs run through
 // cuBLASLt: in Precision::fp32 true float32 (CUBLAS_COMPUTE_32F), like the CPU path; in Precision::bf16 on the
 // tensor cores with TF32 products (the official code runs the HunyuanVideo VAE in float16, whose mantissa TF32
-// shares), ~8x faster. 1x1x1 stride-1 unpadded convs read x as the column matrix directly.
+// shares), ~8x faster. 1x1x1 stride-1 unpadded convs read x as the column matrix directly. The gather kernels are in
+// conv.cuh.
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
 
 #include "backends/cuda/check.h"
+#include "backends/cuda/conv.cuh"
 #include "backends/cuda/device_buffer.h"
 #include "backends/cuda/gemm.h"
 #include "backends/cuda/kernels.h"
@@ -23,56 +25,6 @@
 namespace k5::cuda {
 
 namespace {
-
-constexpr int kThreads = 256;
-constexpr int64_t kIm2colRowBlocks = 64;  // grid.y of the gather: patch rows are shared out over this many
-
-// Everything the gather needs to map (patch row r, output position p) to an input element.
-struct ConvShape {
-  int64_t channels, frames, height, width;  // input
-  int64_t kt, kh, kw;                       // kernel
-  int64_t out_height, out_width;            // output (frames are implied by the position)
-  int64_t stride_t, stride_h, stride_w;
-  int64_t pad_t, pad_h, pad_w;  // before; the padding after only shapes the output
-  bool replicate;
-};
-
-// The input index for a padded coordinate, or -1 for a zero-padded position (replicate clamps).
-__device__ int64_t source_index(int64_t padded, int64_t size, bool replicate) {
-  if (padded >= 0 && padded < size) return padded;
-  if (!replicate) return -1;
-  return padded < 0 ? 0 : size - 1;
-}
-
-// columns[r, j] = x_padded[c, t*st + dt, h*sh + dh, w*sw + dw] with r = (c, dt, dh, dw) (the weight's
-// [C, KT, KH, KW] order) and (t, h, w) output position p0 + j. columns: [R, n] row-major. A thread owns one
-// position j (decoded once) and walks the patch rows r = blockIdx.y, blockIdx.y + gridDim.y, ...: within a
-// warp the row is uniform, so writes are coalesced and reads nearly so (stride_w apart).
-__global__ void im2col_kernel(const float* x, ConvShape s, int64_t p0, int n, int reduction, float* columns) {
-  const int j = blockIdx.x * blockDim.x + threadIdx.x;
-  if (j >= n) return;
-  const int64_t p = p0 + j;
-  const int64_t wo = p % s.out_width, ho = p / s.out_width % s.out_height, to = p / (s.out_width * s.out_height);
-  const int64_t t0 = to * s.stride_t - s.pad_t, h0 = ho * s.stride_h - s.pad_h, w0 = wo * s.stride_w - s.pad_w;
-  const int kw = int(s.kw), kh = int(s.kh), kt = int(s.kt);
-  for (int r = blockIdx.y; r < reduction; r += gridDim.y) {
-    const int dw = r % kw, dh = r / kw % kh, dt = r / (kw * kh) % kt, c = r / (kw * kh * kt);
-    const int64_t ti = source_index(t0 + dt, s.frames, s.replicate);
-    const int64_t hi = source_index(h0 + dh, s.height, s.replicate);
-    const int64_t wi = source_index(w0 + dw, s.width, s.replicate);
-    columns[int64_t(r) * n + j] =
-        ti < 0 || hi < 0 || wi < 0 ? 0.0f : x[((c * s.frames + ti) * s.height + hi) * s.width + wi];
-  }
-}
-
-// out[o, p] = (accumulate ? out[o, p] : 0) + (bias ? bias[o] : 0): what the GEMMs then add to.
-__global__ void prefill_kernel(const float* bias, bool accumulate, float* out, int64_t out_channels, int64_t plane) {
-  const int64_t total = out_channels * plane;
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
-    const float b = bias ? bias[i / plane] : 0.0f;
-    out[i] = accumulate ? out[i] + b : b;
-  }
-}
 
 // Column-major out[m, n] += columns[m, k] * weight[k, n], all float32, no transposes. In row-major terms
 // (how k5 stores them): out is [n = O, m = positions] rows `ldd` apart, columns is [k = R, m] rows `ldc`
@@ -124,7 +76,7 @@ void conv3d(Context& ctx, const Tensor& x, const Tensor& weight, const Tensor* b
 
   // x: [C, T, H, W] -> out: [O, T', H', W'], starting from the bias (+ residual).
   if (bias || !accumulate) {
-    prefill_kernel<<<grid_stride_blocks(out_channels * plane, kThreads), kThreads>>>(
+    prefill_kernel<<<grid_stride_blocks(out_channels * plane, kConvThreads), kConvThreads>>>(
         bias ? bias->data<float>() : nullptr, accumulate, output, out_channels, plane);
     K5_CUDA_CHECK_LAUNCH("prefill_kernel");
   }
@@ -164,8 +116,9 @@ void conv3d(Context& ctx, const Tensor& x, const Tensor& weight, const Tensor* b
   for (int64_t p0 = 0; p0 < plane; p0 += chunk) {
     const int64_t n = std::min(chunk, plane - p0);
     // The next gather overwrites the buffer only after this GEMM has read it: both are on the default stream.
-    const dim3 grid{unsigned((n + kThreads - 1) / kThreads), unsigned(std::min<int64_t>(reduction, kIm2colRowBlocks))};
-    im2col_kernel<<<grid, kThreads>>>(input, shape, p0, int(n), int(reduction), columns.as<float>());
+    const dim3 grid{unsigned((n + kConvThreads - 1) / kConvThreads),
+                    unsigned(std::min<int64_t>(reduction, kIm2colRowBlocks))};
+    im2col_kernel<<<grid, kConvThreads>>>(input, shape, p0, int(n), int(reduction), columns.as<float>());
     K5_CUDA_CHECK_LAUNCH("im2col_kernel");
     gemm_accumulate(columns.as<float>(), n, kernel, output + p0, plane, n, out_channels, reduction, tf32);
   }

@@ -2,7 +2,8 @@
 // path's computation: a block of weight rows is expanded exactly (int8 fits BF16 and F32 without rounding) to
 // BF16 under Precision::bf16 (the GEMM then rounds the activations to BF16, as the CPU does) or to F32 under
 // fp32, multiplied by cuBLASLt straight into the output's columns, then each column gets its scale and bias.
-// The weights stay int8 on the GPU (half the memory of BF16); only one block is expanded at a time.
+// The weights stay int8 on the GPU (half the memory of BF16); only one block is expanded at a time. The kernels are in
+// linear_int8.cuh.
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
@@ -12,34 +13,9 @@
 #include "backends/cuda/device_buffer.h"
 #include "backends/cuda/kernels.h"
 #include "backends/cuda/launchers.h"
-#include "backends/cuda/row_grid.cuh"
+#include "backends/cuda/linear_int8.cuh"
 
 namespace k5::cuda {
-
-namespace {
-
-constexpr int kThreads = 256;
-
-__global__ void int8_to_bf16_kernel(const int8_t* in, uint16_t* out, int64_t count) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x)
-    out[i] = uint16_t(__float_as_uint(float(in[i])) >> 16);  // exact: |v| <= 127 needs 7 significant bits
-}
-
-__global__ void int8_to_f32_kernel(const int8_t* in, float* out, int64_t count) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x)
-    out[i] = float(in[i]);
-}
-
-// rows[r][j] = rows[r][j] * scales[j] + (bias ? bias[j] : 0), as the CPU.
-__global__ void scale_columns_kernel(float* rows, int64_t stride, int64_t row_count, int64_t width, const float* scales,
-                                     const float* bias) {
-  for_each_row_element(row_count, width, [&](int64_t r, int64_t j) {
-    float& value = rows[r * stride + j];
-    value = value * scales[j] + (bias ? bias[j] : 0.0f);
-  });
-}
-
-}  // namespace
 
 void linear_int8(Context& ctx, const Tensor& x, const ops::Int8Weight& weight, const Tensor* bias, Tensor& out,
                  int64_t expanded_budget_elements) {
@@ -56,15 +32,16 @@ void linear_int8(Context& ctx, const Tensor& x, const ops::Int8Weight& weight, c
     const int64_t rows = std::min(block_rows, N - n0), count = rows * K;
     const int8_t* values = weight.values.data<int8_t>() + n0 * K;
     if (bf16)
-      int8_to_bf16_kernel<<<grid_stride_blocks(count, kThreads), kThreads>>>(values, block.data<uint16_t>(), count);
+      int8_to_bf16_kernel<<<grid_stride_blocks(count, kInt8Threads), kInt8Threads>>>(values, block.data<uint16_t>(),
+                                                                                     count);
     else
-      int8_to_f32_kernel<<<grid_stride_blocks(count, kThreads), kThreads>>>(values, block.data<float>(), count);
+      int8_to_f32_kernel<<<grid_stride_blocks(count, kInt8Threads), kInt8Threads>>>(values, block.data<float>(), count);
     K5_CUDA_CHECK_LAUNCH("int8 weight expansion");
     Tensor columns = out.slice(1, n0, n0 + rows);
     cuda::linear(ctx, x, block.slice(0, 0, rows), nullptr, columns, ops::Activation::none);
-    scale_columns_kernel<<<row_grid(M, rows, kThreads), kThreads>>>(columns.data<float>(), out.stride(0), M, rows,
-                                                                    weight.scales.data<float>() + n0,
-                                                                    bias_values ? bias_values + n0 : nullptr);
+    scale_columns_kernel<<<row_grid(M, rows, kInt8Threads), kInt8Threads>>>(columns.data<float>(), out.stride(0), M,
+                                                                            rows, weight.scales.data<float>() + n0,
+                                                                            bias_values ? bias_values + n0 : nullptr);
     K5_CUDA_CHECK_LAUNCH("scale_columns_kernel");
   }
 }

@@ -7,40 +7,22 @@
 //   softmax of scale * scores per query                                   (float32, sum in double)
 //   out[:, q0:q0+rows] = V[:, :visible] P^T                              (written in place, ld L)
 //
-// Queries are chunked so the score buffer stays within score_budget_bytes; one thread block per query.
+// Queries are chunked so the score buffer stays within score_budget_bytes; one thread block per query (the softmax
+// kernel is in vae_attention.cuh).
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
 #include <cmath>
 
-#include "backends/cuda/block_reduce.cuh"
 #include "backends/cuda/check.h"
 #include "backends/cuda/device_buffer.h"
 #include "backends/cuda/gemm.h"
 #include "backends/cuda/kernels.h"
+#include "backends/cuda/vae_attention.cuh"
 
 namespace k5::cuda {
 
 namespace {
-
-constexpr int kThreads = 256;
-
-// One block per query: its `visible` scores are contiguous. Softmax of scale * scores as the CPU: float max,
-// float exp, double sum, multiplied by the float inverse.
-__global__ void query_softmax_kernel(float* scores, int64_t visible, float scale) {
-  float* row = scores + int64_t(blockIdx.x) * visible;
-  float maximum = -INFINITY;
-  for (int64_t j = threadIdx.x; j < visible; j += blockDim.x) maximum = fmaxf(maximum, scale * row[j]);
-  maximum = block_max(maximum);
-  double sum = 0;
-  for (int64_t j = threadIdx.x; j < visible; j += blockDim.x) {
-    const float e = expf(scale * row[j] - maximum);
-    row[j] = e;
-    sum += e;
-  }
-  const float inverse = float(1.0 / block_sum(sum));
-  for (int64_t j = threadIdx.x; j < visible; j += blockDim.x) row[j] *= inverse;
-}
 
 void gemm_or_fail(const Gemm& g, const char* what) {
   K5_CHECK(try_gemm(g), "frame_causal_attention: cuBLASLt has no algorithm for the ", what, " GEMM (", g.m, "x", g.n,
@@ -79,7 +61,7 @@ void frame_causal_attention(Context&, const Tensor& q, const Tensor& k, const Te
                     .n = rows,
                     .k = dim},
                    "scores");
-      query_softmax_kernel<<<unsigned(rows), kThreads>>>(scores.as<float>(), visible, softmax_scale);
+      query_softmax_kernel<<<unsigned(rows), kFrameSoftmaxThreads>>>(scores.as<float>(), visible, softmax_scale);
       K5_CUDA_CHECK_LAUNCH("query_softmax_kernel");
       // out[:, q0:q0+rows] viewed column-major [rows, D] (ld L) = P (the scores read transposed) x V^T (column-major
       // [visible, D], ld L: V as stored).

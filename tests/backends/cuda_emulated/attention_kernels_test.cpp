@@ -1,13 +1,16 @@
-// The CUDA backend's register-tiled attention kernels (mma.sync and Hopper wgmma) run on the CPU under the warp
-// emulator, against the CPU attention op: CI has no GPU, and this runs the kernels' own device code (indexing,
+// The CUDA backend's attention kernels (the float32 reference kernel, in both of its modes, and the register-tiled
+// tensor-core kernels on mma.sync and Hopper wgmma) and the BF16 copies of q, k, v they read run on the CPU under the
+// warp emulator, against the CPU attention op: CI has no GPU, and this runs the kernels' own device code (indexing,
 // tiling, masks, double buffering, swizzled layouts, online softmax) every time. What the emulator cannot show
 // (the hardware's reading of the PTX, timing) the GPU tests (tests/backends/cuda/attention_test.cpp) check.
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <vector>
 
+#include "backends/cuda/launchers.h"
 #include "backends/cuda_emulated/emulated_kernels.h"
 #include "core/context.h"
 #include "core/dtype.h"
@@ -143,6 +146,20 @@ Tensor run_wgmma(const Case& c, const Inputs& in, emulation::LaunchOrder order) 
   return out;
 }
 
+// The CUDA-core kernel: kDimSlots output columns per thread, as attention.cu picks them (4 up to D = 64, else 8).
+template <bool kBf16>
+Tensor run_simt(const Case& c, const Inputs& in, emulation::LaunchOrder order) {
+  Tensor out = Tensor::empty(DType::F32, {c.q_tokens, c.q_heads, c.dim});
+  const emulation::Dim3 grid{unsigned((c.q_tokens + cuda::kQueryTile - 1) / cuda::kQueryTile), unsigned(c.q_heads)};
+  const cuda::AttentionParams p = params(c, in, out);
+  const size_t bytes = cuda::simt_shared_bytes(int(c.dim));
+  if (c.dim <= 64)
+    emulation::launch(grid, {cuda::kSimtThreads}, bytes, order, cuda::flash_attention_64x64<4, kBf16>, p);
+  else
+    emulation::launch(grid, {cuda::kSimtThreads}, bytes, order, cuda::flash_attention_64x64<8, kBf16>, p);
+  return out;
+}
+
 void check(const Case& c, uint32_t seed) {
   SCOPED_TRACE(::testing::Message() << "Lq " << c.q_tokens << " Lk " << c.k_tokens << " Hq " << c.q_heads << " Hkv "
                                     << c.kv_heads << " D " << c.dim << " causal " << c.causal << " key_mask "
@@ -154,6 +171,12 @@ void check(const Case& c, uint32_t seed) {
     return wgmma ? run_wgmma<128>(c, in, order) : run_mma<128>(c, in, order);
   };
   using emulation::CopyLanding, emulation::LaunchOrder, emulation::Schedule;
+  for (const Schedule schedule : {Schedule::first_warps_ahead, Schedule::last_warps_ahead}) {
+    SCOPED_TRACE(schedule == Schedule::first_warps_ahead ? "CUDA-core kernel, first warps ahead"
+                                                         : "CUDA-core kernel, last warps ahead");
+    EXPECT_LE(relative_l2(run_simt<false>(c, in, {schedule}), f32), 1e-5);
+    EXPECT_LE(relative_l2(run_simt<true>(c, in, {schedule}), bf16_reference), kBf16VsCpuBf16Tolerance);
+  }
   for (const bool wgmma : {false, true})
     for (const LaunchOrder order : {LaunchOrder{Schedule::first_warps_ahead, CopyLanding::at_wait},
                                     LaunchOrder{Schedule::last_warps_ahead, CopyLanding::at_wait},
@@ -205,6 +228,34 @@ TEST(EmulatedCudaAttention, BlockSparse) {
          .block_sparse = true,
          .block_size = 48},
         70);
+}
+
+// The copies the tensor-core kernels read, made by the GPU's kernels from strided views (q, k, v as slices of one
+// fused projection): exactly the CPU's rounding, v also transposed per head and zero-padded to whole key tiles.
+TEST(EmulatedCudaAttention, Bf16CopiesOfStridedViews) {
+  const int64_t tokens = 70, heads = 3, dim = 64, padded_keys = 128;
+  const Tensor qkv = random_tensor({tokens, 3, heads, dim}, 80);
+  const Tensor v = qkv.select(1, 2);
+  const cuda::HeadView source{v.data<float>(), v.stride(0), v.stride(1)};
+  const Tensor expected = v.contiguous().to(DType::BF16);
+
+  std::vector<uint16_t> copy(size_t(tokens * heads * dim), 0);
+  for (const unsigned blocks : {cuda::grid_stride_blocks(tokens * heads * dim, 256), 3u}) {
+    emulation::launch({blocks}, {256}, 0, {}, cuda::to_bf16_heads_kernel, source, tokens, int(heads), int(dim),
+                      reinterpret_cast<__nv_bfloat16*>(copy.data()));
+    EXPECT_EQ(std::memcmp(copy.data(), expected.data<uint16_t>(), copy.size() * 2), 0);
+  }
+
+  std::vector<uint16_t> transposed(size_t(heads * dim * padded_keys), 0xffff);
+  emulation::launch({unsigned(padded_keys / 32), unsigned(dim / 32), unsigned(heads)}, {32, 8}, 0, {},
+                    cuda::to_bf16_transposed_kernel, source, tokens, padded_keys, int(dim),
+                    reinterpret_cast<__nv_bfloat16*>(transposed.data()));
+  for (int64_t h = 0; h < heads; ++h)
+    for (int64_t d = 0; d < dim; ++d)
+      for (int64_t token = 0; token < padded_keys; ++token)
+        ASSERT_EQ(transposed[size_t((h * dim + d) * padded_keys + token)],
+                  token < tokens ? expected.data<uint16_t>()[(token * heads + h) * dim + d] : 0)
+            << "head " << h << " d " << d << " token " << token;
 }
 
 }  // namespace

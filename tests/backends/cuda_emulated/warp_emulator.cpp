@@ -90,6 +90,7 @@ struct Fiber {
 // Exchange space of one warp / warpgroup for its collectives.
 struct WarpSlots {
   float values[32];
+  double wide_values[32];
   uint32_t a[32][4], b[32][2];
   float product[16 * 8];
 };
@@ -226,14 +227,22 @@ size_t shared_offset(const void* pointer) {
   return size_t(byte - cuda::shared_memory);
 }
 
-float shuffle_xor(float value, int lane_mask) {
+template <typename T>
+T exchange_xor(T value, int lane_mask, T (&values)[32]) {
   const int thread = linear_thread(), warp = thread / 32, lane = thread % 32;
-  WarpSlots& slots = grid->warp_slots[warp];
-  slots.values[lane] = value;
+  values[lane] = value;
   arrive_and_wait(grid->warp_barriers[warp]);
-  const float result = slots.values[lane ^ lane_mask];
+  const T result = values[lane ^ lane_mask];
   arrive_and_wait(grid->warp_barriers[warp]);  // everyone has read before the slots are reused
   return result;
+}
+
+float shuffle_xor(float value, int lane_mask) {
+  return exchange_xor(value, lane_mask, grid->warp_slots[linear_thread() / 32].values);
+}
+
+double shuffle_xor(double value, int lane_mask) {
+  return exchange_xor(value, lane_mask, grid->warp_slots[linear_thread() / 32].wide_values);
 }
 
 void mma_m16n8k16_bf16(float* d, const uint32_t* a, const uint32_t* b) {

@@ -24,8 +24,9 @@
 //   everything past the bytes the launch asked for is poisoned.
 // - Scheduling: always the first runnable thread, counting from the first warp or from the last (the launch says
 //   which), so one end of the block runs ahead until a barrier stops it.
-// Not emulated: timing, bank conflicts, register limits, and static __shared__ variables (the kernels run here keep
-// everything they share in the dynamic shared memory).
+// - Static shared arrays (K5_STATIC_SHARED, src/backends/cuda/static_shared.cuh) are function-local statics, so all
+//   of a block's fibers see one array; unlike the dynamic shared memory they are not filled before each block.
+// Not emulated: timing, bank conflicts, register limits.
 #pragma once
 
 #include <cmath>
@@ -37,7 +38,8 @@
 namespace k5::emulation {
 
 struct Dim3 {
-  unsigned x = 1, y = 1, z = 1;
+  constexpr Dim3(unsigned x = 1, unsigned y = 1, unsigned z = 1) : x(x), y(y), z(z) {}
+  unsigned x, y, z;
 };
 
 const Dim3& thread_index();
@@ -47,6 +49,7 @@ const Dim3& grid_dim();
 
 void sync_threads();
 float shuffle_xor(float value, int lane_mask);
+double shuffle_xor(double value, int lane_mask);
 size_t shared_offset(const void* pointer);  // __cvta_generic_to_shared
 
 // mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 d, a, b, d (a[4], b[2] BF16 pairs; d[4]).
@@ -89,7 +92,11 @@ extern unsigned char shared_memory[kEmulatedSharedBytes];
 
 // ---- The CUDA vocabulary the kernels are written in -----------------------------------------------------------
 #define K5_CUDA_EMULATION 1
-#define __global__
+// Internal linkage: a CUDA build's library holds host launch stubs under the kernels' names, which must not stand in
+// for these CPU versions at link time (and several test files include the same kernels).
+#define __global__ static inline
+// A block's threads are fibers of one host thread, so a function-local static is what they share.
+#define K5_STATIC_SHARED static
 #define __device__
 #define __host__
 #define __forceinline__ inline
@@ -105,6 +112,12 @@ inline void __syncthreads() { k5::emulation::sync_threads(); }
 inline float __shfl_xor_sync(unsigned, float value, int lane_mask) {
   return k5::emulation::shuffle_xor(value, lane_mask);
 }
+inline double __shfl_xor_sync(unsigned, double value, int lane_mask) {
+  return k5::emulation::shuffle_xor(value, lane_mask);
+}
+inline unsigned __float_as_uint(float value) { return __builtin_bit_cast(unsigned, value); }
+inline float __uint_as_float(unsigned value) { return __builtin_bit_cast(float, value); }
+using dim3 = k5::emulation::Dim3;
 inline size_t __cvta_generic_to_shared(const void* pointer) { return k5::emulation::shared_offset(pointer); }
 [[noreturn]] inline void __trap() { std::abort(); }
 // Blocks run one at a time and fibers only switch at barriers, so a plain add is atomic.
@@ -146,6 +159,7 @@ inline __nv_bfloat16 emulated_bf16_rn(float value) {
   word += 0x7fffu + ((word >> 16) & 1u);
   return {uint16_t(word >> 16)};
 }
+inline __nv_bfloat16 __float2bfloat16_rn(float value) { return emulated_bf16_rn(value); }
 inline __nv_bfloat162 __floats2bfloat162_rn(float low, float high) {
   return {emulated_bf16_rn(low), emulated_bf16_rn(high)};
 }
