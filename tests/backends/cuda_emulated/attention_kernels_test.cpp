@@ -1,8 +1,8 @@
-// The CUDA backend's attention kernels (the float32 reference kernel, in both of its modes, and the register-tiled
-// tensor-core kernels on mma.sync and Hopper wgmma) and the BF16 copies of q, k, v they read run on the CPU under the
-// warp emulator, against the CPU attention op: CI has no GPU, and this runs the kernels' own device code (indexing,
-// tiling, masks, double buffering, swizzled layouts, online softmax) every time. What the emulator cannot show
-// (the hardware's reading of the PTX, timing) the GPU tests (tests/backends/cuda/attention_test.cpp) check.
+// The CUDA backend's attention kernels (the float32 reference kernel, in both of its modes, the WMMA kernel, and the
+// register-tiled tensor-core kernels on mma.sync and Hopper wgmma) and the BF16 copies of q, k, v they read run on the
+// CPU under the warp emulator, against the CPU attention op: CI has no GPU, and this runs the kernels' own device code
+// (indexing, tiling, masks, double buffering, swizzled layouts, online softmax) every time. What the emulator cannot
+// show (the hardware's reading of the PTX, timing) the GPU tests (tests/backends/cuda/attention_test.cpp) check.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -160,6 +160,15 @@ Tensor run_simt(const Case& c, const Inputs& in, emulation::LaunchOrder order) {
   return out;
 }
 
+// The WMMA kernel: head dims that are multiples of 16.
+Tensor run_wmma(const Case& c, const Inputs& in, emulation::LaunchOrder order) {
+  Tensor out = Tensor::empty(DType::F32, {c.q_tokens, c.q_heads, c.dim});
+  const emulation::Dim3 grid{unsigned((c.q_tokens + cuda::kQueryTile - 1) / cuda::kQueryTile), unsigned(c.q_heads)};
+  emulation::launch(grid, {cuda::kWmmaThreads}, cuda::wmma_layout(int(c.dim)).bytes, order,
+                    cuda::flash_attention_bf16_wmma_64x64, params(c, in, out));
+  return out;
+}
+
 void check(const Case& c, uint32_t seed) {
   SCOPED_TRACE(::testing::Message() << "Lq " << c.q_tokens << " Lk " << c.k_tokens << " Hq " << c.q_heads << " Hkv "
                                     << c.kv_heads << " D " << c.dim << " causal " << c.causal << " key_mask "
@@ -176,7 +185,10 @@ void check(const Case& c, uint32_t seed) {
                                                          : "CUDA-core kernel, last warps ahead");
     EXPECT_LE(relative_l2(run_simt<false>(c, in, {schedule}), f32), 1e-5);
     EXPECT_LE(relative_l2(run_simt<true>(c, in, {schedule}), bf16_reference), kBf16VsCpuBf16Tolerance);
+    if (c.dim % 16 == 0)
+      EXPECT_LE(relative_l2(run_wmma(c, in, {schedule}), bf16_reference), kBf16VsCpuBf16Tolerance) << "WMMA kernel";
   }
+  if (c.dim != 64 && c.dim != 128) return;  // the register-tiled kernels' head dims
   for (const bool wgmma : {false, true})
     for (const LaunchOrder order : {LaunchOrder{Schedule::first_warps_ahead, CopyLanding::at_wait},
                                     LaunchOrder{Schedule::last_warps_ahead, CopyLanding::at_wait},
@@ -228,6 +240,13 @@ TEST(EmulatedCudaAttention, BlockSparse) {
          .block_sparse = true,
          .block_size = 48},
         70);
+}
+
+// Head dims the models do not use: the CUDA-core kernel takes any up to 128, the WMMA kernel multiples of 16.
+TEST(EmulatedCudaAttention, OtherHeadDims) {
+  check({.q_tokens = 100, .k_tokens = 90, .q_heads = 2, .kv_heads = 1, .dim = 48, .causal = true, .key_mask = true},
+        90);
+  check({.q_tokens = 70, .k_tokens = 70, .q_heads = 1, .kv_heads = 1, .dim = 40}, 100);
 }
 
 // The copies the tensor-core kernels read, made by the GPU's kernels from strided views (q, k, v as slices of one

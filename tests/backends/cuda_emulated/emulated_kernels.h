@@ -7,6 +7,7 @@
 #include "backends/cuda/attention_mma.cuh"
 #include "backends/cuda/attention_simt.cuh"
 #include "backends/cuda/attention_wgmma.cuh"
+#include "backends/cuda/attention_wmma.cuh"
 #include "backends/cuda/conv.cuh"
 #include "backends/cuda/elementwise.cuh"
 #include "backends/cuda/group_norm.cuh"

@@ -91,6 +91,7 @@ struct Fiber {
 struct WarpSlots {
   float values[32];
   double wide_values[32];
+  float wmma_a[256], wmma_b[256], wmma_d[256];  // row-major 16 x 16
   uint32_t a[32][4], b[32][2];
   float product[16 * 8];
 };
@@ -219,6 +220,28 @@ const Dim3& block_dim() { return grid->block_shape; }
 const Dim3& grid_dim() { return grid->shape; }
 
 void sync_threads() { arrive_and_wait(grid->block_barrier); }
+
+void sync_warp() { arrive_and_wait(grid->warp_barriers[size_t(linear_thread() / 32)]); }
+
+int lane_id() { return linear_thread() % 32; }
+
+void wmma_m16n16k16(float* d, const float* a, const float* b, const float* c) {
+  const int warp = linear_thread() / 32, lane = linear_thread() % 32;
+  WarpSlots& slots = grid->warp_slots[size_t(warp)];
+  std::memcpy(slots.wmma_a + 8 * lane, a, 8 * sizeof(float));
+  std::memcpy(slots.wmma_b + 8 * lane, b, 8 * sizeof(float));
+  std::memcpy(slots.wmma_d + 8 * lane, c, 8 * sizeof(float));
+  arrive_and_wait(grid->warp_barriers[size_t(warp)], [&slots] {
+    for (int m = 0; m < 16; ++m)
+      for (int n = 0; n < 16; ++n) {
+        float sum = slots.wmma_d[m * 16 + n];
+        for (int k = 0; k < 16; ++k) sum += slots.wmma_a[m * 16 + k] * slots.wmma_b[k * 16 + n];
+        slots.wmma_d[m * 16 + n] = sum;
+      }
+  });
+  std::memcpy(d, slots.wmma_d + 8 * lane, 8 * sizeof(float));
+  arrive_and_wait(grid->warp_barriers[size_t(warp)]);  // everyone has read before the slots are reused
+}
 
 size_t shared_offset(const void* pointer) {
   const auto* byte = static_cast<const unsigned char*>(pointer);

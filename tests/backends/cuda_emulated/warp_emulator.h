@@ -32,8 +32,10 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <functional>
+#include <type_traits>
 
 namespace k5::emulation {
 
@@ -58,6 +60,11 @@ void mma_m16n8k16_bf16(float* d, const uint32_t* a, const uint32_t* b);
 // `a` (this thread's 4 registers) or, when `a` is null, from the descriptor `a_descriptor`; wgmma.fence,
 // wgmma.commit_group, wgmma.wait_group.
 void wgmma_m64k16_bf16(float* d, int n, const uint32_t* a, uint64_t a_descriptor, uint64_t b_descriptor);
+// __syncwarp; the calling thread's lane; wmma.mma_sync m16n16k16 with float32 accumulation: d = a b + c, each pointer
+// this lane's 8 elements of its 16 x 16 matrix (lane l holds elements 8l .. 8l + 7 in row-major order).
+void sync_warp();
+int lane_id();
+void wmma_m16n16k16(float* d, const float* a, const float* b, const float* c);
 void wgmma_fence();
 void wgmma_commit();
 void wgmma_wait(int pending_groups);
@@ -119,6 +126,7 @@ inline unsigned __float_as_uint(float value) { return __builtin_bit_cast(unsigne
 inline float __uint_as_float(unsigned value) { return __builtin_bit_cast(float, value); }
 using dim3 = k5::emulation::Dim3;
 inline size_t __cvta_generic_to_shared(const void* pointer) { return k5::emulation::shared_offset(pointer); }
+inline void __syncwarp(unsigned = 0xffffffffu) { k5::emulation::sync_warp(); }
 [[noreturn]] inline void __trap() { std::abort(); }
 // Blocks run one at a time and fibers only switch at barriers, so a plain add is atomic.
 inline unsigned long long atomicAdd(unsigned long long* address, unsigned long long value) {
@@ -163,3 +171,72 @@ inline __nv_bfloat16 __float2bfloat16_rn(float value) { return emulated_bf16_rn(
 inline __nv_bfloat162 __floats2bfloat162_rn(float low, float high) {
   return {emulated_bf16_rn(low), emulated_bf16_rn(high)};
 }
+
+// WMMA (nvcuda::wmma) for 16 x 16 x 16 BF16 products with float32 accumulators. The hardware's fragment layout is
+// unspecified, so kernels may only load, store, fill and multiply whole fragments; here lane l holds elements
+// 8l .. 8l + 7 of the matrix in row-major order. Loads and stores check the alignment and leading dimensions the
+// CUDA documentation requires (256-bit pointers; ldm a multiple of 8 BF16 values or 4 floats).
+namespace nvcuda::wmma {
+
+struct matrix_a {};
+struct matrix_b {};
+struct accumulator {};
+struct row_major {};
+struct col_major {};
+enum layout_t { mem_row_major, mem_col_major };
+
+template <typename Use, int M, int N, int K, typename T, typename Layout = void>
+struct fragment {
+  static_assert(M == 16 && N == 16 && K == 16, "the emulator has the m16n16k16 shape only");
+  static constexpr int num_elements = 8;
+  float x[num_elements];
+};
+
+namespace detail {
+inline void check_operand(const void* pointer, unsigned ld, unsigned ld_multiple) {
+  if (reinterpret_cast<uintptr_t>(pointer) % 32 != 0 || ld % ld_multiple != 0) {
+    std::fprintf(stderr, "warp emulator: a WMMA load or store with a misaligned pointer or leading dimension\n");
+    std::abort();
+  }
+}
+// Element e of this lane: (row, column) of its 16 x 16 matrix, read from or written to `ld`-apart rows or columns.
+inline size_t offset(int e, unsigned ld, bool row_major) {
+  const int index = 8 * k5::emulation::lane_id() + e, row = index / 16, column = index % 16;
+  return row_major ? size_t(row) * ld + column : size_t(column) * ld + row;
+}
+}  // namespace detail
+
+template <typename Use, typename Layout>
+void load_matrix_sync(fragment<Use, 16, 16, 16, __nv_bfloat16, Layout>& f, const __nv_bfloat16* p, unsigned ld) {
+  detail::check_operand(p, ld, 8);
+  k5::emulation::sync_warp();
+  for (int e = 0; e < 8; ++e) {
+    const uint32_t word = uint32_t(p[detail::offset(e, ld, std::is_same_v<Layout, row_major>)].bits) << 16;
+    __builtin_memcpy(&f.x[e], &word, 4);
+  }
+}
+inline void load_matrix_sync(fragment<accumulator, 16, 16, 16, float>& f, const float* p, unsigned ld,
+                             layout_t layout) {
+  detail::check_operand(p, ld, 4);
+  k5::emulation::sync_warp();
+  for (int e = 0; e < 8; ++e) f.x[e] = p[detail::offset(e, ld, layout == mem_row_major)];
+}
+inline void store_matrix_sync(float* p, const fragment<accumulator, 16, 16, 16, float>& f, unsigned ld,
+                              layout_t layout) {
+  detail::check_operand(p, ld, 4);
+  for (int e = 0; e < 8; ++e) p[detail::offset(e, ld, layout == mem_row_major)] = f.x[e];
+  k5::emulation::sync_warp();
+}
+template <typename Use, typename T, typename Layout>
+void fill_fragment(fragment<Use, 16, 16, 16, T, Layout>& f, float value) {
+  for (float& element : f.x) element = value;
+}
+template <typename LayoutA, typename LayoutB>
+void mma_sync(fragment<accumulator, 16, 16, 16, float>& d,
+              const fragment<matrix_a, 16, 16, 16, __nv_bfloat16, LayoutA>& a,
+              const fragment<matrix_b, 16, 16, 16, __nv_bfloat16, LayoutB>& b,
+              const fragment<accumulator, 16, 16, 16, float>& c) {
+  k5::emulation::wmma_m16n16k16(d.x, a.x, b.x, c.x);
+}
+
+}  // namespace nvcuda::wmma
