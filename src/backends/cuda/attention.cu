@@ -203,16 +203,6 @@ void to_bf16_heads(const HeadView& source, int64_t tokens, int heads, int dim, _
   K5_CUDA_CHECK_LAUNCH("to_bf16_heads_kernel");
 }
 
-size_t shared_memory_per_block() {
-  static const size_t bytes = [] {
-    int device = 0, value = 0;
-    K5_CUDA_CHECK(cudaGetDevice(&device));
-    K5_CUDA_CHECK(cudaDeviceGetAttribute(&value, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
-    return size_t(value);
-  }();
-  return bytes;
-}
-
 void attention(Context& ctx, const Tensor& q, const Tensor& k, const Tensor& v, Tensor& out,
                const ops::AttentionOptions& options) {
   AttentionParams p = common_params("attention", q, k, v, out, options.scale);

@@ -192,8 +192,6 @@ __device__ inline void store_output_rows(const AttentionParams& p, int head, int
 
 // A contiguous BF16 copy ([tokens, heads, dim], rounded to nearest even) of one of q, k, v (attention.cu).
 void to_bf16_heads(const HeadView& source, int64_t tokens, int heads, int dim, __nv_bfloat16* out);
-// The most dynamic shared memory one block of the current device may opt in to (attention.cu).
-size_t shared_memory_per_block();
 
 // The Hopper kernel (attention_wgmma.cu): Precision::bf16, head dim 64 or 128, an sm_90 device.
 bool wgmma_attention_available(int dim);

@@ -97,6 +97,16 @@ int compute_capability() {
   return 10 * major + minor;
 }
 
+size_t shared_memory_per_block() {
+  static const size_t bytes = [] {
+    int device = 0, value = 0;
+    K5_CUDA_CHECK(cudaGetDevice(&device));
+    K5_CUDA_CHECK(cudaDeviceGetAttribute(&value, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+    return size_t(value);
+  }();
+  return bytes;
+}
+
 std::shared_ptr<Storage> allocate_storage(size_t bytes) {
   K5_CHECK(device_count() > 0, "cuda: no CUDA device available (allocating ", bytes, " bytes)");
   return std::make_shared<DeviceStorage>(bytes);

@@ -14,6 +14,8 @@ namespace k5::cuda {
 int device_count();
 // The current device's compute capability as 10 major + minor (90 for an H100), 0 without a device.
 int compute_capability();
+// The most dynamic shared memory one block of the current device may opt in to (asked once).
+size_t shared_memory_per_block();
 
 // Zero-filled device memory on the current device, given back to the pool when the last tensor lets go.
 std::shared_ptr<Storage> allocate_storage(size_t bytes);

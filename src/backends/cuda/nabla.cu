@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "backends/cuda/check.h"
+#include "backends/cuda/device.h"
 #include "backends/cuda/device_buffer.h"
 #include "backends/cuda/kernels.h"
 #include "backends/cuda/nabla.cuh"
@@ -33,11 +34,8 @@ int64_t nabla_select_blocks(Context&, const Tensor& q_pool, const Tensor& k_pool
   int padded = 1;
   while (padded < n) padded *= 2;
   const size_t shared = nabla_select_shared_bytes(padded);
-  int device = 0, shared_limit = 0;
-  K5_CUDA_CHECK(cudaGetDevice(&device));
-  K5_CUDA_CHECK(cudaDeviceGetAttribute(&shared_limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
-  K5_CHECK(shared <= size_t(shared_limit), "nabla_select_blocks: ", n, " blocks per row need ", shared,
-           " bytes of shared memory to sort, this GPU gives a block ", shared_limit);
+  K5_CHECK(shared <= shared_memory_per_block(), "nabla_select_blocks: ", n, " blocks per row need ", shared,
+           " bytes of shared memory to sort, this GPU gives a block ", shared_memory_per_block());
   ScratchBuffer kept(sizeof(unsigned long long));
   K5_CUDA_CHECK(cudaMemsetAsync(kept.as<void>(), 0, sizeof(unsigned long long)));
   K5_CUDA_CHECK(cudaFuncSetAttribute(nabla_select_kernel<kNablaSelectThreads>,
