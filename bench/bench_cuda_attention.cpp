@@ -1,5 +1,5 @@
 // The CUDA attention kernels at one of the models' shapes, in Precision::bf16 (BF16 products, float32 softmax and
-// accumulation): every tensor-core kernel k5 has for it (K5_CUDA_ATTENTION=wgmma|mma|wmma), best of REPEAT
+// accumulation): every tensor-core kernel k5 has for it (K5_CUDA_ATTENTION=wgmma|wgmma-serial|mma|wmma), best of REPEAT
 // after a warm-up. TFLOP/s counts 4 L^2 D H per dense call, the kept fraction of that for NABLA. A call is what
 // the DiT pays: the op on float32 q, k, v [L, H, D] (strided views in the model), so it includes their rounding
 // to BF16 copies (and V's transposition for wgmma) and the float32 output: by arithmetic ~1% of the time here;
@@ -77,7 +77,7 @@ int main(int argc, char** argv) {
         ops::attention(ctx, q, k, v, out);
       cuda::synchronize();
     };
-    for (const char* kernel : {"wgmma", "mma", "wmma"}) {
+    for (const char* kernel : {"wgmma", "wgmma-serial", "mma", "wmma"}) {
       setenv("K5_CUDA_ATTENTION", kernel, 1);
       try {
         run();  // warm-up (and: can this kernel run here?)

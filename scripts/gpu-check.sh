@@ -4,7 +4,8 @@
 # end-to-end `k5 generate` timing is scripts/gpu-e2e.sh, a second call):
 #   1. every GPU test (each CUDA op, the CrossDiT forward, the text encoders and the VAEs against the CPU / the
 #      goldens; the --device cuda CLI tests run when a gpu-e2e.sh call left k5 on this machine, else skip);
-#   2. the attention kernels at the models' shapes, each k5 kernel (bench_cuda_attention: wgmma, mma, wmma) and
+#   2. the attention kernels at the models' shapes, each k5 kernel (bench_cuda_attention: wgmma overlapped and serial,
+#      mma, wmma) and
 #      PyTorch's SDPA backends / flex_attention (bench/torch_cuda_attention.py), at most 2 minutes in all: Video
 #      Lite 5 s (47,616 tokens, 28 heads of 64), Video Lite 10 s with NABLA keeping ~10% of the blocks (93,696
 #      tokens), Image Lite 1024x1024 (4,096 tokens, 20 heads of 128), Video Pro 5 s SD (32 heads of 128);

@@ -34,7 +34,8 @@
 // Which kernel (choose_kernel): Precision::fp32 -> this reference kernel; Precision::bf16 -> for the models' head
 // dims 64 and 128 the Hopper wgmma kernel on an sm_90 GPU (attention_wgmma.cuh), else the register-tiled mma.sync
 // kernel (attention_mma.cuh); other head dims: the WMMA tensor-core kernel when D % 16 == 0, else this kernel with
-// its BF16 roundings. K5_CUDA_ATTENTION=wgmma|mma|wmma|simt forces one (tests and benchmarks compare them).
+// its BF16 roundings. K5_CUDA_ATTENTION=wgmma|wgmma-serial|mma|wmma|simt forces one (tests and benchmarks compare
+// them).
 #include <cuda_bf16.h>
 
 #include <cmath>
@@ -98,10 +99,11 @@ void launch_flash_attention_bf16_mma(const AttentionParams& p) {
   K5_CUDA_CHECK_LAUNCH("flash_attention_bf16_mma");
 }
 
-enum class AttentionKernel { simt, wmma, mma, wgmma };
+enum class AttentionKernel { simt, wmma, mma, wgmma, wgmma_serial };
 
-// Which kernel runs a call (see the top of the file). In Precision::bf16, K5_CUDA_ATTENTION=wgmma|mma|wmma|simt
-// forces one (benchmarks and tests compare them; read at every call); auto or unset picks the fastest that runs.
+// Which kernel runs a call (see the top of the file). In Precision::bf16,
+// K5_CUDA_ATTENTION=wgmma|wgmma-serial|mma|wmma|simt forces one (benchmarks and tests compare them; read at every
+// call); auto or unset picks the fastest that runs.
 AttentionKernel choose_kernel(const AttentionParams& p, bool bf16) {
   if (!bf16) return AttentionKernel::simt;
   const bool mma_runs = (p.dim == 64 || p.dim == 128) && mma_shared_bytes(p.dim, 8) <= shared_memory_per_block();
@@ -116,9 +118,9 @@ AttentionKernel choose_kernel(const AttentionParams& p, bool bf16) {
   const auto refuse = [&](const char* needs) {
     fail("K5_CUDA_ATTENTION=", choice, ": that kernel needs ", needs, " (head dim ", p.dim, ")");
   };
-  if (choice == "wgmma") {
+  if (choice == "wgmma" || choice == "wgmma-serial") {
     if (!wgmma_attention_available(p.dim)) refuse("head dim 64 or 128, an sm_90 GPU and a build for sm_90a");
-    return AttentionKernel::wgmma;
+    return choice == "wgmma" ? AttentionKernel::wgmma : AttentionKernel::wgmma_serial;
   }
   if (choice == "mma") {
     if (!mma_runs) refuse("head dim 64 or 128");
@@ -129,7 +131,7 @@ AttentionKernel choose_kernel(const AttentionParams& p, bool bf16) {
     return AttentionKernel::wmma;
   }
   if (choice == "simt") return AttentionKernel::simt;
-  fail("K5_CUDA_ATTENTION=", choice, " is not one of auto, wgmma, mma, wmma, simt");
+  fail("K5_CUDA_ATTENTION=", choice, " is not one of auto, wgmma, wgmma-serial, mma, wmma, simt");
 }
 
 void launch(Context& ctx, const AttentionParams& p) {
@@ -137,7 +139,9 @@ void launch(Context& ctx, const AttentionParams& p) {
   const bool bf16 = ctx.precision() == Precision::bf16;
   switch (choose_kernel(p, bf16)) {
     case AttentionKernel::wgmma:
-      return launch_flash_attention_bf16_wgmma(p);
+      return launch_flash_attention_bf16_wgmma(p, true);
+    case AttentionKernel::wgmma_serial:
+      return launch_flash_attention_bf16_wgmma(p, false);
     case AttentionKernel::mma:
       if (p.block_mask)  // 64-row blocks: a key tile is skipped exactly when its 64 x 64 block is masked
         return p.dim == 64 ? launch_flash_attention_bf16_mma<64, 4>(p) : launch_flash_attention_bf16_mma<128, 4>(p);

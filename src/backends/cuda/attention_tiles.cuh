@@ -92,14 +92,15 @@ struct RowSoftmax {
 };
 
 // One key tile [k0, k0 + 64): scores (Q K^T) -> scaled and masked -> P = exp(S - running max) in place
-// (unrounded), running max and sum updated, and the output rows rescaled. `queries` are this thread's two rows.
+// (unrounded), running max and sum updated, and the factors the output rows must be rescaled by in `rescale`.
+// `queries` are this thread's two rows.
 // The exponentials are exp2 of scores pre-multiplied by log2(e) (the running max lives in that domain too): one
 // special-function instruction each instead of expf's range reduction; the probabilities are rounded to BF16
 // afterwards, far coarser than the difference.
-template <int kKeyTiles, int kDimTiles>
-__device__ inline void online_softmax_tile(const AttentionParams& p, int head, const int64_t (&queries)[2], int64_t k0,
-                                           int64_t key_end, bool per_score_mask, float (&scores)[kKeyTiles][4],
-                                           float (&out)[kDimTiles][4], RowSoftmax& state) {
+template <int kKeyTiles>
+__device__ inline void softmax_scores(const AttentionParams& p, int head, const int64_t (&queries)[2], int64_t k0,
+                                      int64_t key_end, bool per_score_mask, float (&scores)[kKeyTiles][4],
+                                      RowSoftmax& state, float (&rescale)[2]) {
   const int t = threadIdx.x % 32 % 4;
   const float scale = p.scale * 1.4426950408889634f;  // log2(e)
   float tile_max[2] = {-INFINITY, -INFINITY};
@@ -123,7 +124,7 @@ __device__ inline void online_softmax_tile(const AttentionParams& p, int head, c
       }
   }
   // A row with nothing visible in this tile keeps its state (P = 0); the shuffles stay outside the branches.
-  float rescale[2], sum[2] = {0.0f, 0.0f};
+  float sum[2] = {0.0f, 0.0f};
   bool any_visible[2];
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
@@ -146,6 +147,10 @@ __device__ inline void online_softmax_tile(const AttentionParams& p, int head, c
     sum[r] = sum_over_row_lanes(sum[r]);
     if (any_visible[r]) state.running_sum[r] = state.running_sum[r] * rescale[r] + sum[r];
   }
+}
+
+template <int kDimTiles>
+__device__ inline void rescale_rows(float (&out)[kDimTiles][4], const float (&rescale)[2]) {
 #pragma unroll
   for (int n = 0; n < kDimTiles; ++n) {
     out[n][0] *= rescale[0];
@@ -153,6 +158,16 @@ __device__ inline void online_softmax_tile(const AttentionParams& p, int head, c
     out[n][2] *= rescale[1];
     out[n][3] *= rescale[1];
   }
+}
+
+// softmax_scores, then the output rows rescaled at once.
+template <int kKeyTiles, int kDimTiles>
+__device__ inline void online_softmax_tile(const AttentionParams& p, int head, const int64_t (&queries)[2], int64_t k0,
+                                           int64_t key_end, bool per_score_mask, float (&scores)[kKeyTiles][4],
+                                           float (&out)[kDimTiles][4], RowSoftmax& state) {
+  float rescale[2];
+  softmax_scores(p, head, queries, k0, key_end, per_score_mask, scores, state, rescale);
+  rescale_rows(out, rescale);
 }
 
 __device__ inline uint32_t pack_bf16(float low, float high) {
@@ -193,8 +208,9 @@ __device__ inline void store_output_rows(const AttentionParams& p, int head, int
 // A contiguous BF16 copy ([tokens, heads, dim], rounded to nearest even) of one of q, k, v (attention.cu).
 void to_bf16_heads(const HeadView& source, int64_t tokens, int heads, int dim, __nv_bfloat16* out);
 
-// The Hopper kernel (attention_wgmma.cu): Precision::bf16, head dim 64 or 128, an sm_90 device.
+// The Hopper kernel (attention_wgmma.cu): Precision::bf16, head dim 64 or 128, an sm_90 device; `overlap`: its
+// pipelined loop (scores of one key tile with P V of the previous), else the serial one.
 bool wgmma_attention_available(int dim);
-void launch_flash_attention_bf16_wgmma(const AttentionParams& p);
+void launch_flash_attention_bf16_wgmma(const AttentionParams& p, bool overlap);
 
 }  // namespace k5::cuda

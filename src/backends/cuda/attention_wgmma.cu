@@ -21,25 +21,24 @@ __global__ void wgmma_compiled_kernel(int* answer) {
 }
 
 // Whether this binary holds the wgmma code for the current device (an sm_90 GPU and a build for sm_90a). A probe
-// that cannot run (no image for this device) says no.
+// with no image for this device says no; any other error is reported (and the probe runs again at the next call,
+// rather than settling on the slower kernels for the rest of the process).
 bool wgmma_compiled_for_device() {
   static const bool compiled = [] {
     if (compute_capability() / 10 != 9) return false;
-    try {
-      const ScratchBuffer answer(sizeof(int));
-      wgmma_compiled_kernel<<<1, 1>>>(answer.as<int>());
-      K5_CUDA_CHECK_LAUNCH("wgmma_compiled_kernel");
-      int value = 0;
-      copy_device_to_host(&value, answer.as<int>(), sizeof(int));
-      return value == 1;
-    } catch (const Error&) {
-      return false;
-    }
+    const ScratchBuffer answer(sizeof(int));
+    wgmma_compiled_kernel<<<1, 1>>>(answer.as<int>());
+    const cudaError_t launched = cudaGetLastError();
+    if (launched == cudaErrorNoKernelImageForDevice || launched == cudaErrorInvalidDeviceFunction) return false;
+    K5_CUDA_CHECK(launched);
+    int value = 0;
+    copy_device_to_host(&value, answer.as<int>(), sizeof(int));
+    return value == 1;
   }();
   return compiled;
 }
 
-template <int kDim, int kWarpgroups>
+template <int kDim, int kWarpgroups, bool kOverlap>
 void launch(const AttentionParams& p) {
   const int kv_heads = p.heads / p.group;
   const int64_t padded_keys = (p.k_tokens + kKeyTile - 1) / kKeyTile * kKeyTile;
@@ -52,8 +51,8 @@ void launch(const AttentionParams& p) {
     to_bf16_transposed_kernel<<<grid, block>>>(p.v, p.k_tokens, padded_keys, kDim, v.as<__nv_bfloat16>());
     K5_CUDA_CHECK_LAUNCH("to_bf16_transposed_kernel");
   }
-  const auto kernel = flash_attention_bf16_wgmma<kDim, kWarpgroups>;
-  const size_t bytes = wgmma_shared_bytes(kDim, kWarpgroups);
+  const auto kernel = flash_attention_bf16_wgmma<kDim, kWarpgroups, kOverlap>;
+  const size_t bytes = wgmma_shared_bytes(kDim, kWarpgroups, kOverlap ? 3 : 2);
   K5_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
   const int64_t rows_per_block = kWarpgroupRows * kWarpgroups;
   const dim3 grid(unsigned((p.q_tokens + rows_per_block - 1) / rows_per_block), unsigned(p.heads));
@@ -66,13 +65,17 @@ void launch(const AttentionParams& p) {
 
 bool wgmma_attention_available(int dim) {
   return (dim == 64 || dim == 128) && wgmma_compiled_for_device() &&
-         wgmma_shared_bytes(dim, 2) <= shared_memory_per_block();
+         wgmma_shared_bytes(dim, 2, 3) <= shared_memory_per_block();
 }
 
-void launch_flash_attention_bf16_wgmma(const AttentionParams& p) {
-  if (p.block_mask)  // one warpgroup, 64 rows: a key tile is skipped exactly when its 64 x 64 block is masked
-    return p.dim == 64 ? launch<64, 1>(p) : launch<128, 1>(p);
-  return p.dim == 64 ? launch<64, 2>(p) : launch<128, 2>(p);
+void launch_flash_attention_bf16_wgmma(const AttentionParams& p, bool overlap) {
+  // NABLA: one warpgroup, 64 rows, so a key tile is skipped exactly when its 64 x 64 block is masked.
+  if (overlap) {
+    if (p.block_mask) return p.dim == 64 ? launch<64, 1, true>(p) : launch<128, 1, true>(p);
+    return p.dim == 64 ? launch<64, 2, true>(p) : launch<128, 2, true>(p);
+  }
+  if (p.block_mask) return p.dim == 64 ? launch<64, 1, false>(p) : launch<128, 1, false>(p);
+  return p.dim == 64 ? launch<64, 2, false>(p) : launch<128, 2, false>(p);
 }
 
 }  // namespace k5::cuda

@@ -9,16 +9,18 @@
 //   S[64, 64] = Q_wg K^T   wgmma m64n64k16, Q and K from shared memory (descriptors), D / 16 steps;
 //   online softmax          in registers (attention_tiles.cuh: the accumulator layout is mma.sync's, per warp);
 //   O[64, D] += P V         wgmma m64nDk16, P as register A fragments, V (stored transposed) from shared memory.
-// K and V tiles are double-buffered: the next tile's copies (cp.async, 16 bytes each) are in flight while the
-// current one is multiplied. q, k are first rounded to contiguous BF16 copies [tokens, heads, D] and v to a
-// transposed one [kv heads, D, keys padded to 64 with zeros], so every shared-memory operand is "K-major" (the
-// reduction dimension contiguous) and stored in wgmma's 128-byte swizzled layout: 64-value panels of the
-// reduction dimension, one after the other; within a panel, row r is 128 bytes at 128 r and its 16-byte chunk c
-// sits at chunk c ^ (r % 8), which spreads the 8 rows a tensor-core read touches over all banks. A descriptor
-// gives the start (advanced by 32 bytes per 16-value step inside a panel), 1024 bytes between groups of 8 rows,
-// and the swizzle mode.
-// Shared memory: Q [64 W, D], two buffers of K [64, D] and V^T [D, 64], BF16, plus 1 KiB to align the tiles to
-// the swizzle's 1024-byte period: 97 KiB for D = 128, W = 2; 49 KiB for D = 64.
+// Two loops (kOverlap): the serial one waits for each product before the next step, with K and V double-buffered
+// (the next tile's copies, cp.async 16 bytes each, fly while the current one is multiplied); the overlapped one
+// (FlashAttention 3's intra-warpgroup pipelining) issues the scores of tile t and P V of tile t - 1 together, so the
+// softmax of tile t runs while the tensor cores finish P V, with three buffers (tile t - 1, t, and t + 1 in flight). q,
+// k are first rounded to contiguous BF16 copies [tokens, heads, D] and v to a transposed one [kv heads, D, keys padded
+// to 64 with zeros], so every shared-memory operand is "K-major" (the reduction dimension contiguous) and stored in
+// wgmma's 128-byte swizzled layout: 64-value panels of the reduction dimension, one after the other; within a panel,
+// row r is 128 bytes at 128 r and its 16-byte chunk c sits at chunk c ^ (r % 8), which spreads the 8 rows a tensor-core
+// read touches over all banks. A descriptor gives the start (advanced by 32 bytes per 16-value step inside a panel),
+// 1024 bytes between groups of 8 rows, and the swizzle mode. Shared memory: Q [64 W, D], two or three buffers of K [64,
+// D] and V^T [D, 64], BF16, plus 1 KiB to align the tiles to the swizzle's 1024-byte period: with three, 129 KiB for D
+// = 128, W = 2; 65 KiB for D = 64.
 #pragma once
 
 #include <cstddef>
@@ -39,8 +41,9 @@ struct WgmmaOperands {
   int64_t padded_keys;
 };
 
-constexpr size_t wgmma_shared_bytes(int dim, int warpgroups) {
-  return size_t(kWarpgroupRows * warpgroups + 4 * kKeyTile) * dim * 2 + kSwizzlePeriod;
+// Q, then `buffers` K and V^T tiles (2 for the serial loop, 3 for the overlapped one), then alignment slack.
+constexpr size_t wgmma_shared_bytes(int dim, int warpgroups, int buffers) {
+  return size_t(kWarpgroupRows * warpgroups + 2 * buffers * kKeyTile) * dim * 2 + kSwizzlePeriod;
 }
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL) || defined(K5_CUDA_EMULATION)  // the device code: sm_90a pass only
@@ -126,11 +129,13 @@ __device__ inline void wgmma_commit() {
   asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
 #endif
 }
-__device__ inline void wgmma_wait_all() {
+// Waits until at most kPending of this thread's newest committed groups are in flight (the older are done).
+template <int kPending>
+__device__ inline void wgmma_wait() {
 #ifdef K5_CUDA_EMULATION
-  emulation::wgmma_wait(0);
+  emulation::wgmma_wait(kPending);
 #else
-  asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(kPending) : "memory");
 #endif
 }
 
@@ -231,7 +236,7 @@ __device__ inline void wgmma_pv(float (&d)[kDimTiles][4], const uint32_t (&a)[4]
 
 #endif
 
-template <int kDim, int kWarpgroups>
+template <int kDim, int kWarpgroups, bool kOverlap>
 __global__ void __launch_bounds__(128 * kWarpgroups, kDim == 64 ? 2 : 1)
     flash_attention_bf16_wgmma(const AttentionParams p, const WgmmaOperands in) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL) || defined(K5_CUDA_EMULATION)
@@ -259,12 +264,52 @@ __global__ void __launch_bounds__(128 * kWarpgroups, kDim == 64 ? 2 : 1)
       if (!p.block_mask || key_tile_needed(p, head, q0, rows, k0, int(min(int64_t(kKeyTile), key_end - k0)))) break;
     return k0;
   };
+  const auto k_tile = [&](int buffer) { return kv_tiles + buffer * (kKBytes + kVBytes); };
   const auto copy_keys_and_values = [&](int64_t k0, int buffer) {
-    unsigned char* k_tile = kv_tiles + buffer * (kKBytes + kVBytes);
-    copy_tile_async<kKeyTile, kDim, kThreadCount>(k_tile, in.k + (k0 * in.kv_heads + kv_head) * kDim,
+    copy_tile_async<kKeyTile, kDim, kThreadCount>(k_tile(buffer), in.k + (k0 * in.kv_heads + kv_head) * kDim,
                                                   int64_t(in.kv_heads) * kDim, p.k_tokens - k0);
-    copy_tile_async<kDim, kKeyTile, kThreadCount>(
-        k_tile + kKBytes, in.v_transposed + int64_t(kv_head) * kDim * in.padded_keys + k0, in.padded_keys, kDim);
+    copy_tile_async<kDim, kKeyTile, kThreadCount>(k_tile(buffer) + kKBytes,
+                                                  in.v_transposed + int64_t(kv_head) * kDim * in.padded_keys + k0,
+                                                  in.padded_keys, kDim);
+  };
+  // Copies of a tile issued earlier (and of Q) have landed for everyone; the newest group may still fly.
+  const auto wait_for_tile = [] {
+    wait_copies<1>();
+    fence_async_proxy();
+    __syncthreads();
+  };
+
+  float out[kDimTiles][4];
+#pragma unroll
+  for (int n = 0; n < kDimTiles; ++n) out[n][0] = out[n][1] = out[n][2] = out[n][3] = 0.0f;
+  RowSoftmax softmax;
+  float scores[kKeyTiles][4], rescale[2];
+  uint32_t p_fragments[kKeySteps][4];
+
+  // S = Q_wg K^T of the tile in `buffer`, issued and committed (after a wgmma_fence; the caller waits).
+  const auto issue_scores = [&](int buffer) {
+#pragma unroll
+    for (int step = 0; step < kDimSteps; ++step)
+      wgmma_64x64x16(scores, step_descriptor(q_tile, kQueryRows, warpgroup * kWarpgroupRows, step),
+                     step_descriptor(k_tile(buffer), kKeyTile, 0, step));
+    wgmma_commit();
+  };
+  // O_wg += P V of the tile in `buffer`, B[key][d] = V^T[d][key] (the keys contiguous), issued and committed.
+  const auto issue_values = [&](int buffer) {
+#pragma unroll
+    for (int j = 0; j < kKeySteps; ++j)
+      wgmma_pv(out, p_fragments[j], step_descriptor(k_tile(buffer) + kKBytes, kDim, 0, j));
+    wgmma_commit();
+  };
+  const auto clear_scores = [&] {
+#pragma unroll
+    for (int n = 0; n < kKeyTiles; ++n) scores[n][0] = scores[n][1] = scores[n][2] = scores[n][3] = 0.0f;
+    pin_registers(scores);
+  };
+  const auto pack_probabilities = [&] {
+#pragma unroll
+    for (int j = 0; j < kKeySteps; ++j) probability_fragment(scores, j, p_fragments[j]);
+    pin_registers(p_fragments);
   };
 
   copy_tile_async<kQueryRows, kDim, kThreadCount>(q_tile, in.q + (q0 * p.heads + head) * kDim, int64_t(p.heads) * kDim,
@@ -273,51 +318,70 @@ __global__ void __launch_bounds__(128 * kWarpgroups, kDim == 64 ? 2 : 1)
   if (k0 < key_end) copy_keys_and_values(k0, 0);
   commit_copies();
 
-  float out[kDimTiles][4];
-#pragma unroll
-  for (int n = 0; n < kDimTiles; ++n) out[n][0] = out[n][1] = out[n][2] = out[n][3] = 0.0f;
-  RowSoftmax softmax;
-
-  for (int buffer = 0; k0 < key_end; buffer ^= 1) {
-    const int64_t next = next_tile(k0 + kKeyTile);
-    if (next < key_end) copy_keys_and_values(next, buffer ^ 1);
+  if constexpr (!kOverlap) {
+    // Per tile: S, wait, softmax, P V, wait; the next tile's copies fly meanwhile (two buffers).
+    for (int buffer = 0; k0 < key_end; buffer ^= 1) {
+      const int64_t next = next_tile(k0 + kKeyTile);
+      if (next < key_end) copy_keys_and_values(next, buffer ^ 1);
+      commit_copies();
+      wait_for_tile();
+      clear_scores();
+      wgmma_fence();
+      issue_scores(buffer);
+      wgmma_wait<0>();
+      pin_registers(scores);
+      online_softmax_tile(p, head, queries, k0, key_end, per_score_mask, scores, out, softmax);
+      pack_probabilities();
+      pin_registers(out);
+      wgmma_fence();
+      issue_values(buffer);
+      wgmma_wait<0>();
+      pin_registers(out);
+      __syncthreads();  // every warpgroup is done with this buffer before the next iteration refills it
+      k0 = next;
+    }
+  } else if (k0 < key_end) {
+    // FlashAttention 3's intra-warpgroup overlap: the tensor cores compute the scores of tile t and P V of tile
+    // t - 1 while this warpgroup's softmax of tile t waits only for the scores; the output rows are rescaled once the
+    // P V product has landed in them. Three buffers: tile t - 1 (P V), tile t (S) and tile t + 1 (copies in flight).
+    int64_t following = next_tile(k0 + kKeyTile);
+    if (following < key_end) copy_keys_and_values(following, 1);
     commit_copies();
-    wait_copies<1>();  // this thread's copies of the current tile (and of Q) have landed; the next may fly
-    fence_async_proxy();
-    __syncthreads();  // everyone's have
-    const unsigned char* k_tile = kv_tiles + buffer * (kKBytes + kVBytes);
-    const unsigned char* v_tile = k_tile + kKBytes;
-
-    // S = Q_wg K^T.
-    float scores[kKeyTiles][4];
-#pragma unroll
-    for (int n = 0; n < kKeyTiles; ++n) scores[n][0] = scores[n][1] = scores[n][2] = scores[n][3] = 0.0f;
-    pin_registers(scores);
+    wait_for_tile();
+    clear_scores();
     wgmma_fence();
-#pragma unroll
-    for (int step = 0; step < kDimSteps; ++step)
-      wgmma_64x64x16(scores, step_descriptor(q_tile, kQueryRows, warpgroup * kWarpgroupRows, step),
-                     step_descriptor(k_tile, kKeyTile, 0, step));
-    wgmma_commit();
-    wgmma_wait_all();
+    issue_scores(0);
+    wgmma_wait<0>();
     pin_registers(scores);
-
-    online_softmax_tile(p, head, queries, k0, key_end, per_score_mask, scores, out, softmax);
-
-    // O_wg += P V: B[key][d] = V^T[d][key], stored with the keys contiguous.
-    uint32_t p_fragments[kKeySteps][4];
-#pragma unroll
-    for (int j = 0; j < kKeySteps; ++j) probability_fragment(scores, j, p_fragments[j]);
-    pin_registers(p_fragments);
+    softmax_scores(p, head, queries, k0, key_end, per_score_mask, scores, softmax, rescale);  // out is still zero
+    pack_probabilities();
+    int buffer = 0;  // the buffer of the tile whose P is in p_fragments, not yet multiplied by its V
+    while (following < key_end) {
+      k0 = following;
+      following = next_tile(k0 + kKeyTile);
+      if (following < key_end) copy_keys_and_values(following, (buffer + 2) % 3);  // the buffer of tile t - 2
+      commit_copies();
+      wait_for_tile();
+      clear_scores();
+      pin_registers(out);
+      wgmma_fence();
+      issue_scores((buffer + 1) % 3);
+      issue_values(buffer);
+      wgmma_wait<1>();  // the scores have landed; P V may still be in flight
+      pin_registers(scores);
+      softmax_scores(p, head, queries, k0, key_end, per_score_mask, scores, softmax, rescale);
+      wgmma_wait<0>();  // P V has landed in out, and p_fragments may be overwritten
+      pin_registers(out);
+      rescale_rows(out, rescale);
+      pack_probabilities();
+      __syncthreads();  // every warpgroup is done with `buffer` before the next iteration refills it
+      buffer = (buffer + 1) % 3;
+    }
     pin_registers(out);
     wgmma_fence();
-#pragma unroll
-    for (int j = 0; j < kKeySteps; ++j) wgmma_pv(out, p_fragments[j], step_descriptor(v_tile, kDim, 0, j));
-    wgmma_commit();
-    wgmma_wait_all();
+    issue_values(buffer);  // the last tile's P V
+    wgmma_wait<0>();
     pin_registers(out);
-    __syncthreads();  // every warpgroup is done with this buffer before the next iteration refills it
-    k0 = next;
   }
   wait_copies<0>();  // a block that visited no key tile still has Q's copies in flight
   store_output_rows(p, head, q0, row0, rows, out, softmax);

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <memory>
 
+#include "backends/cpu/rows.h"
 #include "backends/cuda/check.h"
 #include "backends/cuda/device_buffer.h"
 #include "backends/cuda/kernels.h"
@@ -26,8 +27,26 @@ void linear_int8(Context& ctx, const Tensor& x, const ops::Int8Weight& weight, c
   std::unique_ptr<ScratchBuffer> bias_f32;
   const float* bias_values = bias_as_f32(bias, N, bias_f32);
   const bool bf16 = ctx.precision() == Precision::bf16;
-  const int64_t block_rows = std::clamp<int64_t>(expanded_budget_elements / std::max<int64_t>(K, 1), 1, N);
-  const Tensor block = Tensor::empty(bf16 ? DType::BF16 : DType::F32, {block_rows, K}, Device::CUDA);
+  if (K == 0) {  // as the CPU: the bias alone, or zeros
+    K5_CUDA_CHECK(
+        cudaMemset2DAsync(out.raw(), size_t(out.stride(0)) * sizeof(float), 0, size_t(N) * sizeof(float), size_t(M)));
+    if (bias_values) add_bias_rows(bias_values, out.data<float>(), out.stride(0), M, N);
+    return;
+  }
+  const int64_t block_rows = std::clamp<int64_t>(expanded_budget_elements / K, 1, N);
+  // Scratch, not a tensor: every element is written before it is read, so no zero fill.
+  const DType expanded_dtype = bf16 ? DType::BF16 : DType::F32;
+  const ScratchBuffer block_memory(size_t(block_rows * K) * dtype_size(expanded_dtype));
+  const Tensor block = Tensor::wrap(block_memory.as<void>(), expanded_dtype, {block_rows, K}, Device::CUDA);
+  // In bf16 the GEMM reads x rounded to BF16: rounded once here instead of once per block.
+  std::unique_ptr<ScratchBuffer> x_memory;
+  Tensor input = x;
+  if (bf16 && x.dtype() == DType::F32) {
+    const cpu::Rows rows = cpu::rows_of(x, "linear_int8 input");
+    x_memory = std::make_unique<ScratchBuffer>(size_t(M * K) * sizeof(uint16_t));
+    round_rows_to_bf16(rows.data, rows.stride, x_memory->as<uint16_t>(), M, K);
+    input = Tensor::wrap(x_memory->as<void>(), DType::BF16, {M, K}, Device::CUDA);
+  }
   for (int64_t n0 = 0; n0 < N; n0 += block_rows) {
     const int64_t rows = std::min(block_rows, N - n0), count = rows * K;
     const int8_t* values = weight.values.data<int8_t>() + n0 * K;
@@ -38,7 +57,7 @@ void linear_int8(Context& ctx, const Tensor& x, const ops::Int8Weight& weight, c
       int8_to_f32_kernel<<<grid_stride_blocks(count, kInt8Threads), kInt8Threads>>>(values, block.data<float>(), count);
     K5_CUDA_CHECK_LAUNCH("int8 weight expansion");
     Tensor columns = out.slice(1, n0, n0 + rows);
-    cuda::linear(ctx, x, block.slice(0, 0, rows), nullptr, columns, ops::Activation::none);
+    cuda::linear(ctx, input, block.slice(0, 0, rows), nullptr, columns, ops::Activation::none);
     scale_columns_kernel<<<row_grid(M, rows, kInt8Threads), kInt8Threads>>>(columns.data<float>(), out.stride(0), M,
                                                                             rows, weight.scales.data<float>() + n0,
                                                                             bias_values ? bias_values + n0 : nullptr);

@@ -95,7 +95,7 @@ class ForcedKernel {
 // dim cannot run (the op refuses it with an error naming K5_CUDA_ATTENTION) is left out, and said so. An sm_90 GPU
 // refusing the wgmma kernel a head dim it takes is a failure (a build without sm_90a would pass unnoticed).
 void for_each_bf16_kernel(const std::function<void()>& check) {
-  for (const std::string kernel : {"auto", "wgmma", "mma", "wmma", "simt"}) {
+  for (const std::string kernel : {"auto", "wgmma", "wgmma-serial", "mma", "wmma", "simt"}) {
     SCOPED_TRACE("K5_CUDA_ATTENTION=" + kernel);
     const ForcedKernel forced(kernel);
     try {
@@ -105,7 +105,7 @@ void for_each_bf16_kernel(const std::function<void()>& check) {
       if (message.find("K5_CUDA_ATTENTION") == std::string::npos) throw;
       const bool model_head_dim =
           message.find("(head dim 64)") != std::string::npos || message.find("(head dim 128)") != std::string::npos;
-      if (kernel == "wgmma" && model_head_dim && cuda::compute_capability() / 10 == 9)
+      if (kernel.starts_with("wgmma") && model_head_dim && cuda::compute_capability() / 10 == 9)
         ADD_FAILURE() << "an sm_90 GPU refused the wgmma kernel: " << message;
       std::printf("[ note ] %s\n", message.c_str());
     }

@@ -240,6 +240,16 @@ TEST_F(CudaOps, LinearInt8FollowsTheCpu) {
         cuda::linear_int8(context, gpu_x, gpu_weight, &gpu_bias, blocks, 96 * 30);
         EXPECT_LE(gpu_vs_cpu(blocks, expected), tolerance);
       }
+    // No inputs (K = 0): the bias alone, as the CPU, in a column slice.
+    const ops::Int8Weight empty = ops::quantize_int8(context, Tensor::empty(DType::F32, {100, 0}));
+    const Tensor x = Tensor::empty(DType::F32, {3, 0}), bias = random_tensor({100}, 73);
+    Tensor expected = Tensor::empty(DType::F32, {3, 100});
+    ops::linear_int8(context, x, empty, &bias, expected);
+    Tensor wide = Tensor::empty(DType::F32, {3, 130}, Device::CUDA);
+    Tensor out = wide.slice(1, 10, 110);
+    const Tensor gpu_bias = on_gpu(bias);
+    ops::linear_int8(context, on_gpu(x), {on_gpu(empty.values), on_gpu(empty.scales)}, &gpu_bias, out);
+    EXPECT_EQ(gpu_vs_cpu(out, expected), 0.0);
   }
 }
 

@@ -128,7 +128,7 @@ Tensor run_mma(const Case& c, const Inputs& in, emulation::LaunchOrder order) {
   return out;
 }
 
-template <int kDim>
+template <int kDim, bool kOverlap>
 Tensor run_wgmma(const Case& c, const Inputs& in, emulation::LaunchOrder order) {
   Tensor out = Tensor::empty(DType::F32, {c.q_tokens, c.q_heads, c.dim});
   const int warpgroups = c.block_sparse ? 1 : 2;  // as attention_wgmma.cu launches them
@@ -138,11 +138,11 @@ Tensor run_wgmma(const Case& c, const Inputs& in, emulation::LaunchOrder order) 
                                      in.padded_keys};
   const cuda::AttentionParams p = params(c, in, out);
   if (c.block_sparse)
-    emulation::launch(grid, {128, 1, 1}, cuda::wgmma_shared_bytes(kDim, 1), order,
-                      cuda::flash_attention_bf16_wgmma<kDim, 1>, p, operands);
+    emulation::launch(grid, {128, 1, 1}, cuda::wgmma_shared_bytes(kDim, 1, kOverlap ? 3 : 2), order,
+                      cuda::flash_attention_bf16_wgmma<kDim, 1, kOverlap>, p, operands);
   else
-    emulation::launch(grid, {256, 1, 1}, cuda::wgmma_shared_bytes(kDim, 2), order,
-                      cuda::flash_attention_bf16_wgmma<kDim, 2>, p, operands);
+    emulation::launch(grid, {256, 1, 1}, cuda::wgmma_shared_bytes(kDim, 2, kOverlap ? 3 : 2), order,
+                      cuda::flash_attention_bf16_wgmma<kDim, 2, kOverlap>, p, operands);
   return out;
 }
 
@@ -175,9 +175,19 @@ void check(const Case& c, uint32_t seed) {
                                     << c.key_mask << " NABLA " << c.block_sparse << " block " << c.block_size);
   const Inputs in = make_inputs(c, seed);
   const Tensor f32 = cpu_attention(c, in, Precision::fp32), bf16_reference = cpu_attention(c, in, Precision::bf16);
-  const auto run = [&](bool wgmma, emulation::LaunchOrder order) {
-    if (c.dim == 64) return wgmma ? run_wgmma<64>(c, in, order) : run_mma<64>(c, in, order);
-    return wgmma ? run_wgmma<128>(c, in, order) : run_mma<128>(c, in, order);
+  enum class Tiled { mma, wgmma_serial, wgmma_overlapped };
+  const auto run = [&](Tiled kernel, emulation::LaunchOrder order) {
+    if (c.dim == 64) {
+      if (kernel == Tiled::mma) return run_mma<64>(c, in, order);
+      return kernel == Tiled::wgmma_serial ? run_wgmma<64, false>(c, in, order) : run_wgmma<64, true>(c, in, order);
+    }
+    if (kernel == Tiled::mma) return run_mma<128>(c, in, order);
+    return kernel == Tiled::wgmma_serial ? run_wgmma<128, false>(c, in, order) : run_wgmma<128, true>(c, in, order);
+  };
+  const auto name = [](Tiled kernel) {
+    return kernel == Tiled::mma            ? "mma.sync kernel, "
+           : kernel == Tiled::wgmma_serial ? "serial wgmma kernel, "
+                                           : "overlapped wgmma kernel, ";
   };
   using emulation::CopyLanding, emulation::LaunchOrder, emulation::Schedule;
   for (const Schedule schedule : {Schedule::first_warps_ahead, Schedule::last_warps_ahead}) {
@@ -189,16 +199,16 @@ void check(const Case& c, uint32_t seed) {
       EXPECT_LE(relative_l2(run_wmma(c, in, {schedule}), bf16_reference), kBf16VsCpuBf16Tolerance) << "WMMA kernel";
   }
   if (c.dim != 64 && c.dim != 128) return;  // the register-tiled kernels' head dims
-  for (const bool wgmma : {false, true})
+  for (const Tiled kernel : {Tiled::mma, Tiled::wgmma_serial, Tiled::wgmma_overlapped})
     for (const LaunchOrder order : {LaunchOrder{Schedule::first_warps_ahead, CopyLanding::at_wait},
                                     LaunchOrder{Schedule::last_warps_ahead, CopyLanding::at_wait},
                                     LaunchOrder{Schedule::first_warps_ahead, CopyLanding::at_issue},
                                     LaunchOrder{Schedule::last_warps_ahead, CopyLanding::at_issue}}) {
-      SCOPED_TRACE(::testing::Message() << (wgmma ? "wgmma kernel, " : "mma.sync kernel, ")
+      SCOPED_TRACE(::testing::Message() << name(kernel)
                                         << (order.schedule == Schedule::first_warps_ahead ? "first" : "last")
                                         << " warps ahead, copies land at "
                                         << (order.copies == CopyLanding::at_issue ? "issue" : "wait"));
-      const Tensor out = run(wgmma, order);
+      const Tensor out = run(kernel, order);
       EXPECT_LE(relative_l2(out, f32), kBf16VsF32Tolerance);
       EXPECT_LE(relative_l2(out, bf16_reference), kBf16VsCpuBf16Tolerance);
       // Rows that see no key are zeros, as on the CPU: the first Lq - Lk causal queries, NABLA's empty block row.
