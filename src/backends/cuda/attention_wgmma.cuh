@@ -237,7 +237,7 @@ __device__ inline void wgmma_pv(float (&d)[kDimTiles][4], const uint32_t (&a)[4]
 #endif
 
 template <int kDim, int kWarpgroups, bool kOverlap>
-__global__ void __launch_bounds__(128 * kWarpgroups, kDim == 64 ? 2 : 1)
+__global__ void __launch_bounds__(128 * kWarpgroups, kDim == 64 && !kOverlap ? 2 : 1)
     flash_attention_bf16_wgmma(const AttentionParams p, const WgmmaOperands in) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL) || defined(K5_CUDA_EMULATION)
   static_assert(kDim % kPanelValues == 0 && kKeyTile == kPanelValues, "tiles are whole swizzled panels");
