@@ -11,16 +11,20 @@
 //   O[64, D] += P V         wgmma m64nDk16, P as register A fragments, V (stored transposed) from shared memory.
 // Two loops (kOverlap): the serial one waits for each product before the next step, with K and V double-buffered
 // (the next tile's copies, cp.async 16 bytes each, fly while the current one is multiplied); the overlapped one
-// (FlashAttention 3's intra-warpgroup pipelining) issues the scores of tile t and P V of tile t - 1 together, so the
-// softmax of tile t runs while the tensor cores finish P V, with three buffers (tile t - 1, t, and t + 1 in flight). q,
-// k are first rounded to contiguous BF16 copies [tokens, heads, D] and v to a transposed one [kv heads, D, keys padded
-// to 64 with zeros], so every shared-memory operand is "K-major" (the reduction dimension contiguous) and stored in
-// wgmma's 128-byte swizzled layout: 64-value panels of the reduction dimension, one after the other; within a panel,
-// row r is 128 bytes at 128 r and its 16-byte chunk c sits at chunk c ^ (r % 8), which spreads the 8 rows a tensor-core
-// read touches over all banks. A descriptor gives the start (advanced by 32 bytes per 16-value step inside a panel),
-// 1024 bytes between groups of 8 rows, and the swizzle mode. Shared memory: Q [64 W, D], two or three buffers of K [64,
-// D] and V^T [D, 64], BF16, plus 1 KiB to align the tiles to the swizzle's 1024-byte period: with three, 129 KiB for D
-// = 128, W = 2; 65 KiB for D = 64.
+// (FlashAttention 3's intra-warpgroup pipelining) issues the scores of tile t and P V of tile t - 1 together, so
+// the softmax of tile t runs while the tensor cores finish P V, with three buffers (tiles t - 1, t, t + 1).
+//
+// q, k are first rounded to contiguous BF16 copies [tokens, heads, D] and v to a transposed one [kv heads, D, keys
+// padded to 64 with zeros], so every shared-memory operand is "K-major" (the reduction dimension contiguous) and
+// stored in wgmma's 128-byte swizzled layout: 64-value panels of the reduction dimension, one after the other;
+// within a panel, row r is 128 bytes at 128 r and its 16-byte chunk c sits at chunk c ^ (r % 8), which spreads the
+// 8 rows a tensor-core read touches over all banks. A descriptor gives the start (advanced by 32 bytes per 16-value
+// step inside a panel), 1024 bytes between groups of 8 rows, and the swizzle mode.
+//
+// Shared memory: Q [64 W, D], two or three buffers of K [64, D] and V^T [D, 64], BF16, plus 1 KiB to align the
+// tiles to the swizzle's 1024-byte period: with three, 129 KiB for D = 128, W = 2; 65 KiB for D = 64.
+// Registers (bench/results/cuda-ptxas.md): the serial loop at D = 64 is bounded to two blocks per SM (128
+// registers, a 12-byte spill); everything else to one (the overlapped loop needs 160 at D = 64, 209 at D = 128).
 #pragma once
 
 #include <cstddef>
