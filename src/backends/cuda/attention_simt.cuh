@@ -27,15 +27,10 @@ __device__ inline float round_to_bf16(float value) { return __uint_as_float(uint
 
 // tile[row][d] (rows `stride` floats apart) = source token `first + row` of `head`, zeros past `end`.
 template <bool kBf16>
-__device__ void load_tile(float* tile, int stride, const HeadView& source, int head, int64_t first, int64_t end,
-                          int rows, int dim) {
-  for (int i = threadIdx.x; i < rows * dim; i += kSimtThreads) {
-    const int row = i / dim, d = i % dim;
-    const int64_t token = first + row;
-    float value = 0.0f;
-    if (token < end) value = source.data[token * source.token_stride + head * source.head_stride + d];
-    tile[row * stride + d] = kBf16 ? round_to_bf16(value) : value;
-  }
+__device__ inline void load_tile(float* tile, int stride, const HeadView& source, int head, int64_t first, int64_t end,
+                                 int rows, int dim) {
+  load_head_tile(source, head, first, end, rows, dim, kSimtThreads,
+                 [&](int row, int d, float value) { tile[row * stride + d] = kBf16 ? round_to_bf16(value) : value; });
 }
 
 // kDimSlots: output columns per thread (head dim up to 16 * kDimSlots). kBf16: Precision::bf16 roundings.

@@ -63,6 +63,18 @@ __device__ inline bool score_visible(const AttentionParams& p, int head, int64_t
   return true;
 }
 
+// Tokens [first, first + rows) of `head`, their `dim` values each, handed to store(row, d, value) by `threads`
+// threads (threadIdx.x strided), zeros for tokens from `end` on: how the CUDA-core and WMMA kernels fill their tiles.
+template <typename Store>
+__device__ inline void load_head_tile(const HeadView& source, int head, int64_t first, int64_t end, int rows, int dim,
+                                      int threads, Store&& store) {
+  for (int i = threadIdx.x; i < rows * dim; i += threads) {
+    const int row = i / dim, d = i % dim;
+    const int64_t token = first + row;
+    store(row, d, token < end ? source.data[token * source.token_stride + head * source.head_stride + d] : 0.0f);
+  }
+}
+
 // Sum and max over 4 neighbouring lanes (lanes 4g .. 4g + 3): one score row of the reference kernel, and one row
 // of an m16n8 accumulator tile.
 constexpr int kLanesPerRow = 4;

@@ -63,13 +63,8 @@ __host__ __device__ inline WmmaLayout wmma_layout(int dim) {
 // tile[row][d] (rows `ld` apart) = BF16 of token `first + row` of `head`, zeros past `end`.
 __device__ inline void load_bf16_tile(__nv_bfloat16* tile, int ld, const HeadView& source, int head, int64_t first,
                                       int64_t end, int dim) {
-  for (int i = threadIdx.x; i < kKeyTile * dim; i += kWmmaThreads) {
-    const int row = i / dim, d = i % dim;
-    const int64_t token = first + row;
-    float value = 0.0f;
-    if (token < end) value = source.data[token * source.token_stride + head * source.head_stride + d];
-    tile[row * ld + d] = __float2bfloat16_rn(value);
-  }
+  load_head_tile(source, head, first, end, kKeyTile, dim, kWmmaThreads,
+                 [&](int row, int d, float value) { tile[row * ld + d] = __float2bfloat16_rn(value); });
 }
 
 static_assert(kQueryTile == kKeyTile, "load_bf16_tile loads Q tiles too");

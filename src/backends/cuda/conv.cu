@@ -94,22 +94,7 @@ void conv3d(Context& ctx, const Tensor& x, const Tensor& weight, const Tensor* b
 
   K5_CHECK(plane < (int64_t(1) << 31) && reduction < (int64_t(1) << 31), "conv3d: ", out.describe(), " from ",
            weight.describe(), " exceeds the 32-bit position and patch indices of the gather");
-  const ConvShape shape{.channels = x.size(0),
-                        .frames = x.size(1),
-                        .height = x.size(2),
-                        .width = x.size(3),
-                        .kt = weight.size(2),
-                        .kh = weight.size(3),
-                        .kw = weight.size(4),
-                        .out_height = out.size(2),
-                        .out_width = out.size(3),
-                        .stride_t = geometry.stride[0],
-                        .stride_h = geometry.stride[1],
-                        .stride_w = geometry.stride[2],
-                        .pad_t = geometry.pad_before[0],
-                        .pad_h = geometry.pad_before[1],
-                        .pad_w = geometry.pad_before[2],
-                        .replicate = geometry.pad_mode == ops::PadMode::replicate};
+  const ConvShape shape = conv_shape(x.shape(), weight.shape(), out.shape(), geometry);
   const int64_t budget_floats = std::max<int64_t>(column_budget_bytes, 0) / int64_t(sizeof(float));
   const int64_t chunk = std::clamp<int64_t>(budget_floats / reduction, 1, plane);
   const ScratchBuffer columns(size_t(reduction * chunk) * sizeof(float));

@@ -5,6 +5,9 @@
 
 #include <cstdint>
 
+#include "core/tensor.h"
+#include "ops/conv.h"
+
 namespace k5::cuda {
 
 constexpr int kConvThreads = 256;
@@ -19,6 +22,26 @@ struct ConvShape {
   int64_t pad_t, pad_h, pad_w;  // before; the padding after only shapes the output
   bool replicate;
 };
+
+// The gather's view of conv3d(x [C, T, H, W], weight [O, C, KT, KH, KW]) -> out [O, T', H', W'].
+inline ConvShape conv_shape(const Shape& x, const Shape& weight, const Shape& out, const ops::ConvGeometry& geometry) {
+  return {.channels = x[0],
+          .frames = x[1],
+          .height = x[2],
+          .width = x[3],
+          .kt = weight[2],
+          .kh = weight[3],
+          .kw = weight[4],
+          .out_height = out[2],
+          .out_width = out[3],
+          .stride_t = geometry.stride[0],
+          .stride_h = geometry.stride[1],
+          .stride_w = geometry.stride[2],
+          .pad_t = geometry.pad_before[0],
+          .pad_h = geometry.pad_before[1],
+          .pad_w = geometry.pad_before[2],
+          .replicate = geometry.pad_mode == ops::PadMode::replicate};
+}
 
 // The input index for a padded coordinate, or -1 for a zero-padded position (replicate clamps).
 __device__ inline int64_t source_index(int64_t padded, int64_t size, bool replicate) {

@@ -9,20 +9,6 @@
 
 namespace k5::cuda {
 
-namespace {
-
-CopyView view_of(const Tensor& t) {
-  CopyView v;
-  const int pad = kCopyMaxRank - t.dim();
-  for (int axis = 0; axis < kCopyMaxRank; ++axis) {
-    v.size[axis] = axis < pad ? 1 : t.size(axis - pad);
-    v.stride[axis] = axis < pad ? 0 : t.stride(axis - pad);
-  }
-  return v;
-}
-
-}  // namespace
-
 void copy(Context&, const Tensor& source, Tensor& destination) {
   K5_CHECK(source.device() == Device::CUDA && destination.device() == Device::CUDA && source.dim() <= kCopyMaxRank &&
                source.shape() == destination.shape(),
@@ -30,7 +16,7 @@ void copy(Context&, const Tensor& source, Tensor& destination) {
   const int64_t total = source.numel();
   if (total == 0) return;
   copy_kernel<<<grid_stride_blocks(total, kTilingThreads), kTilingThreads>>>(
-      source.data<float>(), view_of(source), destination.data<float>(), view_of(destination), total);
+      source.data<float>(), copy_view(source), destination.data<float>(), copy_view(destination), total);
   K5_CUDA_CHECK_LAUNCH("copy_kernel");
 }
 

@@ -5,6 +5,8 @@
 
 #include <cstdint>
 
+#include "core/tensor.h"
+
 namespace k5::cuda {
 
 constexpr int kTilingThreads = 256;
@@ -15,6 +17,16 @@ struct CopyView {
   int64_t size[kCopyMaxRank];
   int64_t stride[kCopyMaxRank];
 };
+
+inline CopyView copy_view(const Tensor& t) {
+  CopyView v;
+  const int pad = kCopyMaxRank - t.dim();
+  for (int axis = 0; axis < kCopyMaxRank; ++axis) {
+    v.size[axis] = axis < pad ? 1 : t.size(axis - pad);
+    v.stride[axis] = axis < pad ? 0 : t.stride(axis - pad);
+  }
+  return v;
+}
 
 // destination[index] = source[index] for every index of the common shape (element offsets from the strides).
 __global__ void copy_kernel(const float* source, CopyView from, float* destination, CopyView to, int64_t total) {

@@ -36,22 +36,7 @@ Tensor emulated_conv3d(const Tensor& x, const Tensor& weight, const Tensor* bias
   const int64_t reduction = weight.numel() / out_channels;
   run({cuda::grid_stride_blocks(out_channels * plane, cuda::kConvThreads)}, {cuda::kConvThreads}, cuda::prefill_kernel,
       bias ? bias->data<float>() : nullptr, residual != nullptr, out.data<float>(), out_channels, plane);
-  const cuda::ConvShape s{.channels = x.size(0),
-                          .frames = x.size(1),
-                          .height = x.size(2),
-                          .width = x.size(3),
-                          .kt = weight.size(2),
-                          .kh = weight.size(3),
-                          .kw = weight.size(4),
-                          .out_height = shape[2],
-                          .out_width = shape[3],
-                          .stride_t = g.stride[0],
-                          .stride_h = g.stride[1],
-                          .stride_w = g.stride[2],
-                          .pad_t = g.pad_before[0],
-                          .pad_h = g.pad_before[1],
-                          .pad_w = g.pad_before[2],
-                          .replicate = g.pad_mode == ops::PadMode::replicate};
+  const cuda::ConvShape s = cuda::conv_shape(x.shape(), weight.shape(), shape, g);
   std::vector<float> columns;
   for (int64_t p0 = 0; p0 < plane; p0 += chunk) {
     const int n = int(std::min(chunk, plane - p0));
@@ -160,16 +145,6 @@ TEST(EmulatedCudaUpsample, NearestAndStridedPlacementAreTheCpuOps) {
   EXPECT_EQ(relative_l2(out, expected), 0.0);
 }
 
-cuda::CopyView copy_view(const Tensor& t) {
-  cuda::CopyView v;
-  const int pad = cuda::kCopyMaxRank - t.dim();
-  for (int axis = 0; axis < cuda::kCopyMaxRank; ++axis) {
-    v.size[axis] = axis < pad ? 1 : t.size(axis - pad);
-    v.stride[axis] = axis < pad ? 0 : t.stride(axis - pad);
-  }
-  return v;
-}
-
 TEST(EmulatedCudaTiling, CopyAndBlendAreTheCpuOps) {
   Context ctx({.threads = 2, .precision = Precision::fp32});
   // A permuted, sliced source into a sliced destination: both strided.
@@ -178,8 +153,8 @@ TEST(EmulatedCudaTiling, CopyAndBlendAreTheCpuOps) {
   Tensor expected = background.clone(), out = background.clone();
   Tensor expected_view = expected.slice(2, 2, 7).slice(3, 1, 5), out_view = out.slice(2, 2, 7).slice(3, 1, 5);
   ops::copy(ctx, source, expected_view);
-  run({2}, {cuda::kTilingThreads}, cuda::copy_kernel, source.data<float>(), copy_view(source), out_view.data<float>(),
-      copy_view(out_view), source.numel());
+  run({2}, {cuda::kTilingThreads}, cuda::copy_kernel, source.data<float>(), cuda::copy_view(source),
+      out_view.data<float>(), cuda::copy_view(out_view), source.numel());
   EXPECT_EQ(relative_l2(out, expected), 0.0);
 
   for (const int axis : {1, 2, 3}) {
