@@ -65,17 +65,17 @@ void launch(const AttentionParams& p) {
 
 bool wgmma_attention_available(int dim) {
   return (dim == 64 || dim == 128) && wgmma_compiled_for_device() &&
-         wgmma_shared_bytes(dim, 2, 3) <= shared_memory_per_block();
+         wgmma_shared_bytes(dim, wgmma_warpgroups(dim, false, true), 3) <= shared_memory_per_block();
 }
 
 void launch_flash_attention_bf16_wgmma(const AttentionParams& p, bool overlap) {
-  // NABLA: one warpgroup, 64 rows, so a key tile is skipped exactly when its 64 x 64 block is masked.
-  if (overlap) {
-    if (p.block_mask) return p.dim == 64 ? launch<64, 1, true>(p) : launch<128, 1, true>(p);
-    return p.dim == 64 ? launch<64, 2, true>(p) : launch<128, 2, true>(p);
+  const int warpgroups = wgmma_warpgroups(p.dim, p.block_mask != nullptr, overlap);
+  if (p.dim == 64) {
+    if (!overlap) return warpgroups == 1 ? launch<64, 1, false>(p) : launch<64, 2, false>(p);
+    return warpgroups == 1 ? launch<64, 1, true>(p) : launch<64, 3, true>(p);
   }
-  if (p.block_mask) return p.dim == 64 ? launch<64, 1, false>(p) : launch<128, 1, false>(p);
-  return p.dim == 64 ? launch<64, 2, false>(p) : launch<128, 2, false>(p);
+  if (!overlap) return warpgroups == 1 ? launch<128, 1, false>(p) : launch<128, 2, false>(p);
+  return warpgroups == 1 ? launch<128, 1, true>(p) : launch<128, 2, true>(p);
 }
 
 }  // namespace k5::cuda

@@ -4,8 +4,8 @@
 // numerics as the mma.sync kernel (q, k, v and P rounded to BF16, float32 accumulation), with both products on
 // the warpgroup tensor-core instruction wgmma, the only one that reaches an H100's full tensor-core rate.
 //
-// A block is W warpgroups (128 threads each) over 64 W query rows of one head (W = 2 for dense attention, 1 for
-// NABLA, so a key tile skipped is exactly a masked 64 x 64 block). Per key tile of 64:
+// A block is W warpgroups (128 threads each) over 64 W query rows of one head (wgmma_warpgroups: 1 for NABLA, so a
+// key tile skipped is exactly a masked 64 x 64 block; 2 or 3 for dense attention). Per key tile of 64:
 //   S[64, 64] = Q_wg K^T   wgmma m64n64k16, Q and K from shared memory (descriptors), D / 16 steps;
 //   online softmax          in registers (attention_tiles.cuh: the accumulator layout is mma.sync's, per warp);
 //   O[64, D] += P V         wgmma m64nDk16, P as register A fragments, V (stored transposed) from shared memory.
@@ -24,7 +24,7 @@
 // Shared memory: Q [64 W, D], two or three buffers of K [64, D] and V^T [D, 64], BF16, plus 1 KiB to align the
 // tiles to the swizzle's 1024-byte period: with three, 129 KiB for D = 128, W = 2; 65 KiB for D = 64.
 // Registers (bench/results/cuda-ptxas.md): the serial loop at D = 64 is bounded to two blocks per SM (128
-// registers, a 12-byte spill); everything else to one (the overlapped loop needs 160 at D = 64, 209 at D = 128).
+// registers, a 12-byte spill); everything else to one (the overlapped loop needs 164 at D = 64, 209 at D = 128).
 #pragma once
 
 #include <cstddef>
@@ -44,6 +44,14 @@ struct WgmmaOperands {
   int kv_heads;
   int64_t padded_keys;
 };
+
+// Warpgroups per block: one for NABLA (a skipped key tile is then exactly a masked 64 x 64 block); for dense attention
+// three at D = 64 with the overlapped loop (192 query rows share each K/V tile: a third less K/V traffic from L2 than
+// with two, and three warpgroups of its 160 registers still fit an SM), else two.
+constexpr int wgmma_warpgroups(int dim, bool block_sparse, bool overlap) {
+  if (block_sparse) return 1;
+  return dim == 64 && overlap ? 3 : 2;
+}
 
 // Q, then `buffers` K and V^T tiles (2 for the serial loop, 3 for the overlapped one), then alignment slack.
 constexpr size_t wgmma_shared_bytes(int dim, int warpgroups, int buffers) {

@@ -131,18 +131,23 @@ Tensor run_mma(const Case& c, const Inputs& in, emulation::LaunchOrder order) {
 template <int kDim, bool kOverlap>
 Tensor run_wgmma(const Case& c, const Inputs& in, emulation::LaunchOrder order) {
   Tensor out = Tensor::empty(DType::F32, {c.q_tokens, c.q_heads, c.dim});
-  const int warpgroups = c.block_sparse ? 1 : 2;  // as attention_wgmma.cu launches them
-  const emulation::Dim3 grid{unsigned((c.q_tokens + 64 * warpgroups - 1) / (64 * warpgroups)), unsigned(c.q_heads), 1};
   const cuda::WgmmaOperands operands{bf16(in.q_bf16), bf16(in.k_bf16),
                                      reinterpret_cast<const __nv_bfloat16*>(in.v_transposed.data()), int(c.kv_heads),
                                      in.padded_keys};
   const cuda::AttentionParams p = params(c, in, out);
-  if (c.block_sparse)
-    emulation::launch(grid, {128, 1, 1}, cuda::wgmma_shared_bytes(kDim, 1, kOverlap ? 3 : 2), order,
-                      cuda::flash_attention_bf16_wgmma<kDim, 1, kOverlap>, p, operands);
+  // As attention_wgmma.cu launches them.
+  const int warpgroups = cuda::wgmma_warpgroups(kDim, c.block_sparse, kOverlap);
+  const emulation::Dim3 grid{unsigned((c.q_tokens + 64 * warpgroups - 1) / (64 * warpgroups)), unsigned(c.q_heads)};
+  const size_t bytes = cuda::wgmma_shared_bytes(kDim, warpgroups, kOverlap ? 3 : 2);
+  const auto launch = [&](auto kernel) {
+    emulation::launch(grid, {128u * warpgroups}, bytes, order, kernel, p, operands);
+  };
+  if (warpgroups == 1)
+    launch(cuda::flash_attention_bf16_wgmma<kDim, 1, kOverlap>);
+  else if (warpgroups == 2)
+    launch(cuda::flash_attention_bf16_wgmma<kDim, 2, kOverlap>);
   else
-    emulation::launch(grid, {256, 1, 1}, cuda::wgmma_shared_bytes(kDim, 2, kOverlap ? 3 : 2), order,
-                      cuda::flash_attention_bf16_wgmma<kDim, 2, kOverlap>, p, operands);
+    launch(cuda::flash_attention_bf16_wgmma<kDim, 3, kOverlap>);
   return out;
 }
 
