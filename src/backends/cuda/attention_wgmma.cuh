@@ -22,7 +22,7 @@
 // step inside a panel), 1024 bytes between groups of 8 rows, and the swizzle mode.
 //
 // Shared memory: Q [64 W, D], two or three buffers of K [64, D] and V^T [D, 64], BF16, plus 1 KiB to align the
-// tiles to the swizzle's 1024-byte period: with three, 129 KiB for D = 128, W = 2; 65 KiB for D = 64.
+// tiles to the swizzle's 1024-byte period: with three, 129 KiB for D = 128, W = 2; 73 KiB for D = 64, W = 3.
 // Registers (bench/results/cuda-ptxas.md): the serial loop at D = 64 is bounded to two blocks per SM (128
 // registers, a 12-byte spill); everything else to one (the overlapped loop needs 164 at D = 64, 209 at D = 128).
 #pragma once
@@ -47,7 +47,7 @@ struct WgmmaOperands {
 
 // Warpgroups per block: one for NABLA (a skipped key tile is then exactly a masked 64 x 64 block); for dense attention
 // three at D = 64 with the overlapped loop (192 query rows share each K/V tile: a third less K/V traffic from L2 than
-// with two, and three warpgroups of its 160 registers still fit an SM), else two.
+// with two, and three warpgroups of its 164 registers still fit an SM), else two.
 constexpr int wgmma_warpgroups(int dim, bool block_sparse, bool overlap) {
   if (block_sparse) return 1;
   return dim == 64 && overlap ? 3 : 2;

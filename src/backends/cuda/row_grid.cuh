@@ -8,9 +8,11 @@
 
 namespace k5::cuda {
 
-// At most 2^20 blocks across (each thread then loops along its row) and 65,535 down (the grid's y limit).
-inline dim3 row_grid(int64_t rows, int64_t width, int threads) {
-  return dim3(unsigned(std::clamp<int64_t>((width + threads - 1) / threads, 1, int64_t(1) << 20)),
+// At most 2^20 blocks across (each thread then loops along its row) and 65,535 down (the grid's y limit). A template
+// so that the warp emulator's stand-in for dim3 (tests/backends/cuda_emulated/) gets a function of its own.
+template <typename Grid = dim3>
+Grid row_grid(int64_t rows, int64_t width, int threads) {
+  return Grid(unsigned(std::clamp<int64_t>((width + threads - 1) / threads, 1, int64_t(1) << 20)),
               unsigned(std::clamp<int64_t>(rows, 1, 65535)));
 }
 

@@ -233,10 +233,19 @@ TEST(EmulatedCudaAttention, DenseGroupedHeadsAndKeyMask) {
   check({.q_tokens = 70, .k_tokens = 130, .q_heads = 2, .kv_heads = 2, .dim = 128, .q_spread = 2.0f}, 20);
 }
 
+// Dense head dim 64 beyond one block of the 3-warpgroup wgmma kernel (192 rows), every key visible (the unmasked
+// softmax path), and a single key tile (the overlapped loop's prologue and last P V only).
+TEST(EmulatedCudaAttention, SeveralBlocksAndOneKeyTile) {
+  check({.q_tokens = 300, .k_tokens = 330, .q_heads = 1, .kv_heads = 1, .dim = 64}, 110);
+  check({.q_tokens = 90, .k_tokens = 50, .q_heads = 1, .kv_heads = 1, .dim = 128}, 120);
+}
+
 TEST(EmulatedCudaAttention, Causal) {
   check({.q_tokens = 130, .k_tokens = 150, .q_heads = 2, .kv_heads = 2, .dim = 128, .causal = true}, 30);
-  // Lq > Lk: the first 53 queries see no key.
+  // Lq > Lk: the first 53 queries see no key; then the whole first 192-row block of the 3-warpgroup kernel sees none,
+  // and the rest one key tile.
   check({.q_tokens = 130, .k_tokens = 77, .q_heads = 1, .kv_heads = 1, .dim = 64, .causal = true}, 40);
+  check({.q_tokens = 260, .k_tokens = 40, .q_heads = 1, .kv_heads = 1, .dim = 64, .causal = true}, 45);
 }
 
 TEST(EmulatedCudaAttention, BlockSparse) {

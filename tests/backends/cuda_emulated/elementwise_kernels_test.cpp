@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #include "backends/cuda/launchers.h"
@@ -35,7 +36,7 @@ void run(Dim3 grid, Dim3 block, void (*kernel)(Params...), const Args&... args) 
 
 // The grids a test tries for `rows` x `width` elements: the launcher's row_grid, and one block for all.
 std::vector<Dim3> row_grids(int64_t rows, int64_t width, int threads) {
-  return {cuda::row_grid(rows, width, threads), Dim3{1, 1}};
+  return {cuda::row_grid<Dim3>(rows, width, threads), Dim3{1, 1}};
 }
 
 std::vector<unsigned> flat_grids(int64_t count, int threads) { return {cuda::grid_stride_blocks(count, threads), 1}; }
@@ -256,10 +257,15 @@ TEST(EmulatedCudaInt8, ExpansionAndColumnScalesGiveTheCpuLinear) {
           N * K);
     EXPECT_EQ(relative_l2(expanded.to(DType::F32), weight.values.to(DType::F32)), 0.0) << "the expansion is exact";
 
-    Tensor out = ops::linear(ctx, x, expanded);
-    run(cuda::row_grid(M, N, cuda::kInt8Threads), {cuda::kInt8Threads}, cuda::scale_columns_kernel, out.data<float>(),
-        out.stride(0), M, N, weight.scales.data<float>(), bias.data<float>());
-    EXPECT_LE(relative_l2(out, expected), kTolerance);
+    const Tensor product = ops::linear(ctx, x, expanded);
+    // The launcher's grid, and one warp for all: each thread then walks rows and columns.
+    for (const auto& [grid, threads] :
+         {std::pair{cuda::row_grid<Dim3>(M, N, cuda::kInt8Threads), cuda::kInt8Threads}, std::pair{Dim3{1, 1}, 32}}) {
+      Tensor out = product.clone();
+      run(grid, {unsigned(threads)}, cuda::scale_columns_kernel, out.data<float>(), out.stride(0), M, N,
+          weight.scales.data<float>(), bias.data<float>());
+      EXPECT_LE(relative_l2(out, expected), kTolerance);
+    }
   }
 }
 

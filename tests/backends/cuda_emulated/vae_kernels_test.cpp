@@ -34,8 +34,9 @@ Tensor emulated_conv3d(const Tensor& x, const Tensor& weight, const Tensor* bias
   Tensor out = residual ? residual->clone() : Tensor::empty(DType::F32, shape);
   const int64_t out_channels = weight.size(0), plane = shape[1] * shape[2] * shape[3];
   const int64_t reduction = weight.numel() / out_channels;
-  run({cuda::grid_stride_blocks(out_channels * plane, cuda::kConvThreads)}, {cuda::kConvThreads}, cuda::prefill_kernel,
-      bias ? bias->data<float>() : nullptr, residual != nullptr, out.data<float>(), out_channels, plane);
+  // One block: each thread prefills several outputs (the launcher's grid gives each thread one).
+  run({1}, {cuda::kConvThreads}, cuda::prefill_kernel, bias ? bias->data<float>() : nullptr, residual != nullptr,
+      out.data<float>(), out_channels, plane);
   const cuda::ConvShape s = cuda::conv_shape(x.shape(), weight.shape(), shape, g);
   std::vector<float> columns;
   for (int64_t p0 = 0; p0 < plane; p0 += chunk) {
@@ -109,7 +110,8 @@ Tensor emulated_group_norm(const Tensor& x, int groups, const Tensor* weight, co
 
 TEST(EmulatedCudaGroupNorm, SlicedStatisticsGiveTheCpuGroupNorm) {
   Context ctx({.threads = 2, .precision = Precision::fp32});
-  const Tensor x = random_tensor({8, 3, 5, 7}, 71, 2.0f);
+  // 640 values per group of 2 channels: slices of 420 give the block's 256 threads a second turn.
+  const Tensor x = random_tensor({8, 4, 8, 10}, 71, 2.0f);
   const Tensor weight = random_tensor({8}, 72), bias = random_tensor({8}, 73);
   for (const bool silu : {false, true})
     for (const int64_t slice_length : {int64_t(50), int64_t(420)}) {
@@ -140,7 +142,7 @@ TEST(EmulatedCudaUpsample, NearestAndStridedPlacementAreTheCpuOps) {
   const Tensor background = random_tensor({3, 7, 9, 11}, 82);
   Tensor expected = background.clone(), out = background.clone();
   ops::place_strided(ctx, x, {1, 0, 1}, {2, 2, 2}, expected);
-  run({1}, {cuda::kUpsampleThreads}, cuda::place_strided_kernel, x.data<float>(), in, cuda::VolumeExtent{1, 0, 1},
+  run({1}, {64}, cuda::place_strided_kernel, x.data<float>(), in, cuda::VolumeExtent{1, 0, 1},
       cuda::VolumeExtent{2, 2, 2}, cuda::VolumeExtent{7, 9, 11}, x.numel(), out.data<float>());
   EXPECT_EQ(relative_l2(out, expected), 0.0);
 }
@@ -153,8 +155,8 @@ TEST(EmulatedCudaTiling, CopyAndBlendAreTheCpuOps) {
   Tensor expected = background.clone(), out = background.clone();
   Tensor expected_view = expected.slice(2, 2, 7).slice(3, 1, 5), out_view = out.slice(2, 2, 7).slice(3, 1, 5);
   ops::copy(ctx, source, expected_view);
-  run({2}, {cuda::kTilingThreads}, cuda::copy_kernel, source.data<float>(), cuda::copy_view(source),
-      out_view.data<float>(), cuda::copy_view(out_view), source.numel());
+  run({2}, {64}, cuda::copy_kernel, source.data<float>(), cuda::copy_view(source), out_view.data<float>(),
+      cuda::copy_view(out_view), source.numel());
   EXPECT_EQ(relative_l2(out, expected), 0.0);
 
   for (const int axis : {1, 2, 3}) {
@@ -167,8 +169,8 @@ TEST(EmulatedCudaTiling, CopyAndBlendAreTheCpuOps) {
     int64_t outer = 1, inner = 1;
     for (int d = 0; d < axis; ++d) outer *= tile.size(d);
     for (int d = axis + 1; d < 4; ++d) inner *= tile.size(d);
-    run({1}, {cuda::kTilingThreads}, cuda::blend_kernel, previous.data<float>(), previous.size(axis),
-        out_tile.data<float>(), tile.size(axis), outer, extent, inner);
+    run({1}, {64}, cuda::blend_kernel, previous.data<float>(), previous.size(axis), out_tile.data<float>(),
+        tile.size(axis), outer, extent, inner);
     EXPECT_LE(relative_l2(out_tile, expected_tile), 1e-7);
   }
 }

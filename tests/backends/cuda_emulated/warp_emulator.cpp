@@ -42,10 +42,17 @@ struct PendingCopy {
   bool valid;
 };
 
-// A wgmma's result, added to its accumulator registers when its group is waited for.
+// A wgmma's result, added to its accumulator registers when its group is waited for, and what its operands were at
+// issue: the GPU may read them any time until then, so a change before the wait is an error.
 struct PendingProduct {
   float* accumulators;
   std::vector<float> values;
+  const uint32_t* a_registers = nullptr;  // this thread's A fragment, when A comes from registers
+  uint32_t a_copy[4] = {};
+  // Kept by the warpgroup's first thread only: the descriptors and the shared-memory values they read.
+  uint64_t a_descriptor = 0, b_descriptor = 0;
+  int n = 0;
+  std::vector<float> shared_operands;
 };
 
 // A thread's asynchronous operations of one kind (cp.async copies, wgmma products): those issued since the last
@@ -293,6 +300,21 @@ void mma_m16n8k16_bf16(float* d, const uint32_t* a, const uint32_t* b) {
   arrive_and_wait(grid->warp_barriers[warp]);
 }
 
+namespace {
+
+// The shared-memory operands of a wgmma m64nNk16 (A when a_descriptor is not 0, then B), as it reads them.
+std::vector<float> shared_operands(uint64_t a_descriptor, uint64_t b_descriptor, int n) {
+  std::vector<float> values;
+  if (a_descriptor)
+    for (int row = 0; row < 64; ++row)
+      for (int k = 0; k < 16; ++k) values.push_back(descriptor_element(a_descriptor, row, k));
+  for (int column = 0; column < n; ++column)
+    for (int k = 0; k < 16; ++k) values.push_back(descriptor_element(b_descriptor, column, k));
+  return values;
+}
+
+}  // namespace
+
 void wgmma_m64k16_bf16(float* d, int n, const uint32_t* a, uint64_t a_descriptor, uint64_t b_descriptor) {
   const int thread = linear_thread(), group = thread / 128, member = thread % 128;
   if (grid->warpgroup_barriers[group].expected != 128) fail("wgmma in a block that is not whole warpgroups");
@@ -330,6 +352,16 @@ void wgmma_m64k16_bf16(float* d, int n, const uint32_t* a, uint64_t a_descriptor
   for (int i = 0; i < n / 8; ++i)
     for (int e = 0; e < 4; ++e)
       product.values[size_t(4 * i + e)] = slots.product[(16 * warp + g + 8 * (e / 2)) * n + 8 * i + 2 * t + e % 2];
+  if (a) {
+    product.a_registers = a;
+    std::memcpy(product.a_copy, a, sizeof(product.a_copy));
+  }
+  if (member == 0) {
+    product.a_descriptor = a ? 0 : a_descriptor;
+    product.b_descriptor = b_descriptor;
+    product.n = n;
+    product.shared_operands = shared_operands(product.a_descriptor, b_descriptor, n);
+  }
   current().products.open.push_back(std::move(product));
   arrive_and_wait(grid->warpgroup_barriers[group]);
 }
@@ -342,6 +374,13 @@ void wgmma_wait(int pending_groups) {
   Fiber& fiber = current();
   if (!fiber.products.open.empty()) fail("wgmma.wait_group with wgmma products not committed");
   fiber.products.wait(pending_groups, [](const PendingProduct& product) {
+    if (product.a_registers && std::memcmp(product.a_registers, product.a_copy, sizeof(product.a_copy)) != 0)
+      fail("a wgmma's A registers changed before the wait_group that retires it");
+    if (!product.shared_operands.empty()) {
+      const std::vector<float> now = shared_operands(product.a_descriptor, product.b_descriptor, product.n);
+      if (std::memcmp(now.data(), product.shared_operands.data(), now.size() * sizeof(float)) != 0)
+        fail("shared memory a wgmma reads changed before the wait_group that retires it");
+    }
     for (size_t i = 0; i < product.values.size(); ++i) product.accumulators[i] += product.values[i];
   });
   fiber.fenced = false;

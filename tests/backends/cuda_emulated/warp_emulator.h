@@ -1,6 +1,5 @@
-// A CPU stand-in for the CUDA features the register-tiled attention kernels, the rotary-embedding kernel and NABLA's
-// block selection use, so that their device code (src/backends/cuda/attention_mma.cuh, attention_wgmma.cuh,
-// rope.cuh, nabla.cuh) runs, unchanged, in the CPU test suite: CI has no GPU. Every thread of a block is a fiber
+// A CPU stand-in for the CUDA features the CUDA backend's kernels use, so that their device code
+// (src/backends/cuda/*.cuh) runs, unchanged, in the CPU test suite: CI has no GPU. Every thread of a block is a fiber
 // (ucontext); blocks run one after another. Include this header before the kernel headers, which then compile with
 // K5_CUDA_EMULATION defined and call the `emulation::` functions below where the GPU code has PTX.
 //
@@ -12,6 +11,8 @@
 //   summed in float32 in k order (the hardware's order may differ in the last bits).
 // - wgmma is asynchronous as on the GPU: its operands are read at issue, its result is added to the accumulator
 //   registers only when wgmma.wait_group retires its group, so registers read before the wait hold old values.
+//   Its operands (this thread's A registers; the shared memory behind the descriptors, checked by the warpgroup's
+//   first thread) must not change before that wait: the GPU may read them any time until then.
 //   A product issued without a wgmma.fence since the last wait, a wait with products not committed, and a thread
 //   that ends with products in flight are errors.
 // - wgmma descriptors are decoded as the hardware reads them (start address, stride byte offset between 8-row
