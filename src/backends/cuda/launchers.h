@@ -21,6 +21,9 @@ void unary_rows(Unary function, const float* in, int64_t in_stride, float* out, 
                 int64_t width);
 // float32 rows -> a contiguous BF16 matrix, rounded to nearest even exactly as k5::f32_to_bf16.
 void round_rows_to_bf16(const float* in, int64_t in_stride, uint16_t* out, int64_t rows, int64_t width);
+// The same rounding into a contiguous BF16 copy kept in `storage` (what a BF16 GEMM reads of F32 rows; linear.cpp).
+uint16_t* bf16_copy_of_rows(const float* in, int64_t in_stride, int64_t rows, int64_t width,
+                            std::unique_ptr<ScratchBuffer>& storage);
 // rows[r][j] += bias[j] for `rows` rows of `width` floats.
 void add_bias_rows(const float* bias, float* rows, int64_t stride, int64_t row_count, int64_t width);
 void bf16_to_f32(const uint16_t* in, float* out, int64_t count);

@@ -58,6 +58,13 @@ const float* bias_as_f32(const Tensor* bias, int64_t count, std::unique_ptr<Scra
   return storage->as<float>();
 }
 
+uint16_t* bf16_copy_of_rows(const float* in, int64_t in_stride, int64_t rows, int64_t width,
+                            std::unique_ptr<ScratchBuffer>& storage) {
+  storage = std::make_unique<ScratchBuffer>(size_t(rows * width) * sizeof(uint16_t));
+  round_rows_to_bf16(in, in_stride, storage->as<uint16_t>(), rows, width);
+  return storage->as<uint16_t>();
+}
+
 void linear(Context&, const Tensor& x, const Tensor& weight, const Tensor* bias, Tensor& out,
             ops::Activation activation) {
   // The same contract as the CPU path (src/backends/cpu/linear.cpp): BF16 activations go to the GEMM as they
@@ -103,9 +110,7 @@ void linear(Context&, const Tensor& x, const Tensor& weight, const Tensor* bias,
       gemm.b = x.raw();
       gemm.ldb = k;
     } else {
-      rounded = std::make_unique<ScratchBuffer>(size_t(m * k) * sizeof(uint16_t));
-      round_rows_to_bf16(input.data, input.stride, rounded->as<uint16_t>(), m, k);
-      gemm.b = rounded->as<void>();
+      gemm.b = bf16_copy_of_rows(input.data, input.stride, m, k, rounded);
       gemm.ldb = k;
     }
   }

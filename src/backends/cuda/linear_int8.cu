@@ -43,9 +43,7 @@ void linear_int8(Context& ctx, const Tensor& x, const ops::Int8Weight& weight, c
   Tensor input = x;
   if (bf16 && x.dtype() == DType::F32) {
     const cpu::Rows rows = cpu::rows_of(x, "linear_int8 input");
-    x_memory = std::make_unique<ScratchBuffer>(size_t(M * K) * sizeof(uint16_t));
-    round_rows_to_bf16(rows.data, rows.stride, x_memory->as<uint16_t>(), M, K);
-    input = Tensor::wrap(x_memory->as<void>(), DType::BF16, {M, K}, Device::CUDA);
+    input = Tensor::wrap(bf16_copy_of_rows(rows.data, rows.stride, M, K, x_memory), DType::BF16, {M, K}, Device::CUDA);
   }
   for (int64_t n0 = 0; n0 < N; n0 += block_rows) {
     const int64_t rows = std::min(block_rows, N - n0), count = rows * K;
