@@ -284,13 +284,13 @@ TEST(EmulatedCudaAttention, Bf16CopiesOfStridedViews) {
 
   std::vector<uint16_t> copy(size_t(tokens * heads * dim), 0);
   for (const unsigned blocks : {cuda::grid_stride_blocks(tokens * heads * dim, 256), 3u}) {
-    emulation::launch({blocks}, {256}, 0, {}, cuda::to_bf16_heads_kernel, source, tokens, int(heads), int(dim),
+    emulation::launch({blocks}, {256}, cuda::to_bf16_heads_kernel, source, tokens, int(heads), int(dim),
                       reinterpret_cast<__nv_bfloat16*>(copy.data()));
     EXPECT_EQ(std::memcmp(copy.data(), expected.data<uint16_t>(), copy.size() * 2), 0);
   }
 
   std::vector<uint16_t> transposed(size_t(heads * dim * padded_keys), 0xffff);
-  emulation::launch({unsigned(padded_keys / 32), unsigned(dim / 32), unsigned(heads)}, {32, 8}, 0, {},
+  emulation::launch({unsigned(padded_keys / 32), unsigned(dim / 32), unsigned(heads)}, {32, 8},
                     cuda::to_bf16_transposed_kernel, source, tokens, padded_keys, int(dim),
                     reinterpret_cast<__nv_bfloat16*>(transposed.data()));
   for (int64_t h = 0; h < heads; ++h)

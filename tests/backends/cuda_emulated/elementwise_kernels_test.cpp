@@ -24,15 +24,11 @@ namespace k5::test {
 namespace {
 
 using emulation::Dim3;
+using emulation::launch;
 
 // The CPU takes its sums in double and may contract into FMAs or vectorise exp; the kernels sum float partials in a
 // tree with CUDA's (here glibc's) expf.
 constexpr double kTolerance = 2e-6;
-
-template <typename... Params, typename... Args>
-void run(Dim3 grid, Dim3 block, void (*kernel)(Params...), const Args&... args) {
-  emulation::launch(grid, block, 0, {}, kernel, args...);
-}
 
 // The grids a test tries for `rows` x `width` elements: the launcher's row_grid, and one block for all.
 std::vector<Dim3> row_grids(int64_t rows, int64_t width, int threads) {
@@ -83,12 +79,12 @@ void check_activation(Context& ctx) {
   const Tensor expected = cpu_activation(ctx, kFunction, x.contiguous());
   for (const Dim3 grid : row_grids(rows, width, cuda::kElementwiseThreads)) {
     Tensor out = Tensor::empty(DType::F32, {rows, width});
-    run(grid, {cuda::kElementwiseThreads}, cuda::unary_kernel<kFunction, float>, x.data<float>(), x.stride(0),
-        out.data<float>(), width, rows, width);
+    launch(grid, {cuda::kElementwiseThreads}, cuda::unary_kernel<kFunction, float>, x.data<float>(), x.stride(0),
+           out.data<float>(), width, rows, width);
     EXPECT_LE(relative_l2(out, expected), kTolerance);
     std::vector<uint16_t> bits(size_t(rows * width));
-    run(grid, {cuda::kElementwiseThreads}, cuda::unary_kernel<kFunction, uint16_t>, x.data<float>(), x.stride(0),
-        bits.data(), width, rows, width);
+    launch(grid, {cuda::kElementwiseThreads}, cuda::unary_kernel<kFunction, uint16_t>, x.data<float>(), x.stride(0),
+           bits.data(), width, rows, width);
     EXPECT_EQ(relative_l2(bf16_bits_to_f32(bits, {rows, width}), out.to(DType::BF16).to(DType::F32)), 0.0)
         << "the BF16 store should round the float32 result to nearest even";
   }
@@ -110,24 +106,24 @@ TEST(EmulatedCudaElementwise, SwigluBinaryAndScaleFollowTheCpuOps) {
   Tensor expected = Tensor::empty(DType::F32, {rows, width});
   for (const unsigned blocks : flat_grids(count, cuda::kElementwiseThreads)) {
     Tensor out = Tensor::empty(DType::F32, {rows, width});
-    run({blocks}, {cuda::kElementwiseThreads}, cuda::swiglu_kernel, a.data<float>(), b.data<float>(), out.data<float>(),
-        count);
+    launch({blocks}, {cuda::kElementwiseThreads}, cuda::swiglu_kernel, a.data<float>(), b.data<float>(),
+           out.data<float>(), count);
     ops::swiglu(ctx, a, b, expected);
     EXPECT_LE(relative_l2(out, expected), kTolerance);
 
     for (const Tensor* right : {&b, &row}) {
       const int64_t period = right->numel();
-      run({blocks}, {cuda::kElementwiseThreads}, cuda::binary_kernel<cuda::Binary::add>, a.data<float>(),
-          right->data<float>(), period, out.data<float>(), count);
+      launch({blocks}, {cuda::kElementwiseThreads}, cuda::binary_kernel<cuda::Binary::add>, a.data<float>(),
+             right->data<float>(), period, out.data<float>(), count);
       ops::add(ctx, a, *right, expected);
       EXPECT_EQ(relative_l2(out, expected), 0.0) << "add, period " << period;
-      run({blocks}, {cuda::kElementwiseThreads}, cuda::binary_kernel<cuda::Binary::mul>, a.data<float>(),
-          right->data<float>(), period, out.data<float>(), count);
+      launch({blocks}, {cuda::kElementwiseThreads}, cuda::binary_kernel<cuda::Binary::mul>, a.data<float>(),
+             right->data<float>(), period, out.data<float>(), count);
       ops::mul(ctx, a, *right, expected);
       EXPECT_EQ(relative_l2(out, expected), 0.0) << "mul, period " << period;
     }
 
-    run({blocks}, {cuda::kElementwiseThreads}, cuda::scale_kernel, a.data<float>(), 0.37f, out.data<float>(), count);
+    launch({blocks}, {cuda::kElementwiseThreads}, cuda::scale_kernel, a.data<float>(), 0.37f, out.data<float>(), count);
     ops::scale(ctx, a, 0.37f, expected);
     EXPECT_EQ(relative_l2(out, expected), 0.0);
   }
@@ -141,8 +137,8 @@ TEST(EmulatedCudaElementwise, SoftmaxFollowsTheCpuOp) {
     const Tensor x = strided_rows(rows, width, uint32_t(width), 4.0f);
     Tensor expected = Tensor::empty(DType::F32, {rows, width}), out = Tensor::empty(DType::F32, {rows, width});
     ops::softmax(ctx, x.contiguous(), expected);
-    run({unsigned(rows)}, {cuda::kElementwiseThreads}, cuda::softmax_kernel, x.data<float>(), x.stride(0),
-        out.data<float>(), width, width);
+    launch({unsigned(rows)}, {cuda::kElementwiseThreads}, cuda::softmax_kernel, x.data<float>(), x.stride(0),
+           out.data<float>(), width, width);
     EXPECT_LE(relative_l2(out, expected), kTolerance);
   }
 }
@@ -155,20 +151,20 @@ TEST(EmulatedCudaElementwise, ConversionsAndBiasAreExact) {
   const Tensor rounded = x.contiguous().to(DType::BF16);
   for (const Dim3 grid : row_grids(rows, width, cuda::kElementwiseThreads)) {
     std::vector<uint16_t> bits(size_t(rows * width));
-    run(grid, {cuda::kElementwiseThreads}, cuda::round_to_bf16_kernel, x.data<float>(), x.stride(0), bits.data(), rows,
-        width);
+    launch(grid, {cuda::kElementwiseThreads}, cuda::round_to_bf16_kernel, x.data<float>(), x.stride(0), bits.data(),
+           rows, width);
     EXPECT_EQ(std::memcmp(bits.data(), rounded.data<uint16_t>(), bits.size() * 2), 0);
 
     Tensor widened = Tensor::empty(DType::F32, {rows, width});
     for (const unsigned blocks : flat_grids(rows * width, cuda::kElementwiseThreads)) {
-      run({blocks}, {cuda::kElementwiseThreads}, cuda::bf16_to_f32_kernel, rounded.data<uint16_t>(),
-          widened.data<float>(), rows * width);
+      launch({blocks}, {cuda::kElementwiseThreads}, cuda::bf16_to_f32_kernel, rounded.data<uint16_t>(),
+             widened.data<float>(), rows * width);
       EXPECT_EQ(relative_l2(widened, rounded.to(DType::F32)), 0.0);
     }
 
     Tensor sum = x.clone();
-    run(grid, {cuda::kElementwiseThreads}, cuda::add_bias_kernel, bias.data<float>(), sum.data<float>(), sum.stride(0),
-        rows, width);
+    launch(grid, {cuda::kElementwiseThreads}, cuda::add_bias_kernel, bias.data<float>(), sum.data<float>(),
+           sum.stride(0), rows, width);
     Tensor expected = Tensor::empty(DType::F32, {rows, width});
     ops::add(ctx, x.contiguous(), bias, expected);
     EXPECT_EQ(relative_l2(sum.contiguous(), expected), 0.0);
@@ -187,20 +183,20 @@ TEST(EmulatedCudaNorm, LayerAndRmsNormFollowTheCpuOps) {
     for (const bool affine : {false, true}) {
       Tensor expected = Tensor::empty(DType::F32, {rows, width}), out = Tensor::empty(DType::F32, {rows, width});
       ops::layer_norm(ctx, x.contiguous(), affine ? &weight : nullptr, affine ? &bias : nullptr, 1e-5f, expected);
-      run({unsigned(rows)}, {cuda::kNormRowThreads}, cuda::layer_norm_kernel, x.data<float>(), x.stride(0),
-          affine ? gamma : none, affine ? beta : none, 1e-5f, out.data<float>(), width, width);
+      launch({unsigned(rows)}, {cuda::kNormRowThreads}, cuda::layer_norm_kernel, x.data<float>(), x.stride(0),
+             affine ? gamma : none, affine ? beta : none, 1e-5f, out.data<float>(), width, width);
       EXPECT_LE(relative_l2(out, expected), kTolerance) << "layer_norm, affine " << affine;
 
       ops::rms_norm(ctx, x.contiguous(), affine ? &weight : nullptr, 1e-6f, expected);
       if (width <= cuda::kRmsNormWarpRowWidthLimit) {
         for (const unsigned blocks : {cuda::grid_stride_blocks(rows, cuda::kRmsNormWarpRowsPerBlock), 1u}) {
-          run({blocks}, {32 * cuda::kRmsNormWarpRowsPerBlock}, cuda::rms_norm_warp_rows_kernel, x.data<float>(),
-              x.stride(0), affine ? gamma : none, 1e-6f, out.data<float>(), width, rows, width);
+          launch({blocks}, {32 * cuda::kRmsNormWarpRowsPerBlock}, cuda::rms_norm_warp_rows_kernel, x.data<float>(),
+                 x.stride(0), affine ? gamma : none, 1e-6f, out.data<float>(), width, rows, width);
           EXPECT_LE(relative_l2(out, expected), kTolerance) << "rms_norm (warp rows), affine " << affine;
         }
       }
-      run({unsigned(rows)}, {cuda::kNormRowThreads}, cuda::rms_norm_kernel, x.data<float>(), x.stride(0),
-          affine ? gamma : none, 1e-6f, out.data<float>(), width, width);
+      launch({unsigned(rows)}, {cuda::kNormRowThreads}, cuda::rms_norm_kernel, x.data<float>(), x.stride(0),
+             affine ? gamma : none, 1e-6f, out.data<float>(), width, width);
       EXPECT_LE(relative_l2(out, expected), kTolerance) << "rms_norm (block rows), affine " << affine;
     }
   }
@@ -219,19 +215,19 @@ TEST(EmulatedCudaNorm, ModulationOpsFollowTheCpuOps) {
 
   Tensor expected = Tensor::empty(DType::F32, {rows, width}), out = Tensor::empty(DType::F32, {rows, width});
   ops::scale_shift_norm(ctx, x.contiguous(), scale, shift, 1e-6f, expected);
-  run({unsigned(rows)}, {cuda::kNormRowThreads}, cuda::scale_shift_norm_kernel<float>, x.data<float>(), x.stride(0),
-      scale_vector, shift_vector, 1e-6f, out.data<float>(), width, width);
+  launch({unsigned(rows)}, {cuda::kNormRowThreads}, cuda::scale_shift_norm_kernel<float>, x.data<float>(), x.stride(0),
+         scale_vector, shift_vector, 1e-6f, out.data<float>(), width, width);
   EXPECT_LE(relative_l2(out, expected), kTolerance);
   std::vector<uint16_t> bits(size_t(rows * width));
-  run({unsigned(rows)}, {cuda::kNormRowThreads}, cuda::scale_shift_norm_kernel<uint16_t>, x.data<float>(), x.stride(0),
-      scale_vector, shift_vector, 1e-6f, bits.data(), width, width);
+  launch({unsigned(rows)}, {cuda::kNormRowThreads}, cuda::scale_shift_norm_kernel<uint16_t>, x.data<float>(),
+         x.stride(0), scale_vector, shift_vector, 1e-6f, bits.data(), width, width);
   EXPECT_EQ(relative_l2(bf16_bits_to_f32(bits, {rows, width}), out.to(DType::BF16).to(DType::F32)), 0.0);
 
   const Tensor h = strided_rows(rows, width, 33);
   for (const Dim3 grid : row_grids(rows, width, 256)) {
     Tensor residual = x.clone(), expected_residual = x.contiguous();
-    run(grid, {256}, cuda::gated_residual_kernel, residual.data<float>(), residual.stride(0), h.data<float>(),
-        h.stride(0), gate_vector, rows, width);
+    launch(grid, {256}, cuda::gated_residual_kernel, residual.data<float>(), residual.stride(0), h.data<float>(),
+           h.stride(0), gate_vector, rows, width);
     ops::gated_residual(ctx, expected_residual, h.contiguous(), gate);
     EXPECT_LE(relative_l2(residual.contiguous(), expected_residual), 1e-7);
   }
@@ -250,11 +246,11 @@ TEST(EmulatedCudaInt8, ExpansionAndColumnScalesGiveTheCpuLinear) {
 
     Tensor expanded = Tensor::empty(precision == Precision::bf16 ? DType::BF16 : DType::F32, {N, K});
     if (precision == Precision::bf16)
-      run({1}, {cuda::kInt8Threads}, cuda::int8_to_bf16_kernel, weight.values.data<int8_t>(), expanded.data<uint16_t>(),
-          N * K);
+      launch({1}, {cuda::kInt8Threads}, cuda::int8_to_bf16_kernel, weight.values.data<int8_t>(),
+             expanded.data<uint16_t>(), N * K);
     else
-      run({1}, {cuda::kInt8Threads}, cuda::int8_to_f32_kernel, weight.values.data<int8_t>(), expanded.data<float>(),
-          N * K);
+      launch({1}, {cuda::kInt8Threads}, cuda::int8_to_f32_kernel, weight.values.data<int8_t>(), expanded.data<float>(),
+             N * K);
     EXPECT_EQ(relative_l2(expanded.to(DType::F32), weight.values.to(DType::F32)), 0.0) << "the expansion is exact";
 
     const Tensor product = ops::linear(ctx, x, expanded);
@@ -262,8 +258,8 @@ TEST(EmulatedCudaInt8, ExpansionAndColumnScalesGiveTheCpuLinear) {
     for (const auto& [grid, threads] :
          {std::pair{cuda::row_grid<Dim3>(M, N, cuda::kInt8Threads), cuda::kInt8Threads}, std::pair{Dim3{1, 1}, 32}}) {
       Tensor out = product.clone();
-      run(grid, {unsigned(threads)}, cuda::scale_columns_kernel, out.data<float>(), out.stride(0), M, N,
-          weight.scales.data<float>(), bias.data<float>());
+      launch(grid, {unsigned(threads)}, cuda::scale_columns_kernel, out.data<float>(), out.stride(0), M, N,
+             weight.scales.data<float>(), bias.data<float>());
       EXPECT_LE(relative_l2(out, expected), kTolerance);
     }
   }
@@ -277,9 +273,9 @@ TEST(EmulatedCudaPool, BlockMeansAreTheCpuBits) {
          out = Tensor::empty(DType::F32, {heads, blocks, dim});
   ops::block_mean_pool(ctx, x, block, expected);
   const int64_t total = heads * blocks * dim;
-  run({unsigned((total + cuda::kBlockMeanPoolThreads - 1) / cuda::kBlockMeanPoolThreads)},
-      {cuda::kBlockMeanPoolThreads}, cuda::block_mean_pool_kernel, x.data<float>(), x.stride(0), x.stride(1), heads,
-      blocks, block, dim, out.data<float>());
+  launch({unsigned((total + cuda::kBlockMeanPoolThreads - 1) / cuda::kBlockMeanPoolThreads)},
+         {cuda::kBlockMeanPoolThreads}, cuda::block_mean_pool_kernel, x.data<float>(), x.stride(0), x.stride(1), heads,
+         blocks, block, dim, out.data<float>());
   EXPECT_EQ(relative_l2(out, expected), 0.0);
 }
 

@@ -43,7 +43,7 @@ Tensor run_emulated(const Case& c, const Tensor& qkv, const Tensor& angles, cons
                             .norm_weight_stride = 2,
                             .norm_eps = 1e-6f};
   const emulation::Dim3 grid{c.blocks, 1, 1}, block{32 * cuda::kRopeWarpsPerBlock, 1, 1};
-  const auto launch = [&](auto kernel) { emulation::launch(grid, block, 0, {}, kernel, rows); };
+  const auto launch = [&](auto kernel) { emulation::launch(grid, block, kernel, rows); };
   if (c.interleaved && c.normalise)
     launch(cuda::rope_kernel<true, true>);
   else if (c.interleaved)

@@ -19,11 +19,7 @@ namespace k5::test {
 namespace {
 
 using emulation::Dim3;
-
-template <typename... Params, typename... Args>
-void run(Dim3 grid, Dim3 block, void (*kernel)(Params...), const Args&... args) {
-  emulation::launch(grid, block, 0, {}, kernel, args...);
-}
+using emulation::launch;
 
 // conv3d as conv.cu runs it: the output prefilled with the bias (and the residual), then per chunk of `chunk`
 // positions an im2col of their patches and out[:, chunk] += weight x columns (here in double, on the CPU). Fewer
@@ -35,15 +31,15 @@ Tensor emulated_conv3d(const Tensor& x, const Tensor& weight, const Tensor* bias
   const int64_t out_channels = weight.size(0), plane = shape[1] * shape[2] * shape[3];
   const int64_t reduction = weight.numel() / out_channels;
   // One block: each thread prefills several outputs (the launcher's grid gives each thread one).
-  run({1}, {cuda::kConvThreads}, cuda::prefill_kernel, bias ? bias->data<float>() : nullptr, residual != nullptr,
-      out.data<float>(), out_channels, plane);
+  launch({1}, {cuda::kConvThreads}, cuda::prefill_kernel, bias ? bias->data<float>() : nullptr, residual != nullptr,
+         out.data<float>(), out_channels, plane);
   const cuda::ConvShape s = cuda::conv_shape(x.shape(), weight.shape(), shape, g);
   std::vector<float> columns;
   for (int64_t p0 = 0; p0 < plane; p0 += chunk) {
     const int n = int(std::min(chunk, plane - p0));
     columns.assign(size_t(reduction * n), -1.0f);
-    run({unsigned((n + cuda::kConvThreads - 1) / cuda::kConvThreads), unsigned(std::min<int64_t>(reduction, 5))},
-        {cuda::kConvThreads}, cuda::im2col_kernel, x.data<float>(), s, p0, n, int(reduction), columns.data());
+    launch({unsigned((n + cuda::kConvThreads - 1) / cuda::kConvThreads), unsigned(std::min<int64_t>(reduction, 5))},
+           {cuda::kConvThreads}, cuda::im2col_kernel, x.data<float>(), s, p0, n, int(reduction), columns.data());
     for (int64_t o = 0; o < out_channels; ++o)
       for (int j = 0; j < n; ++j) {
         double sum = 0.0;
@@ -93,18 +89,20 @@ Tensor emulated_group_norm(const Tensor& x, int groups, const Tensor* weight, co
   std::vector<double> partial(size_t(groups * slices)), mean(static_cast<size_t>(groups)),
       m2(static_cast<size_t>(groups));
   const Dim3 grid{unsigned(slices), unsigned(groups)}, block{cuda::kGroupNormThreads};
-  run(grid, block, cuda::group_partial_sums_kernel, x.data<float>(), count, slice_length, nullptr, partial.data());
-  run({unsigned(groups)}, block, cuda::group_finish_kernel, partial.data(), slices, 1.0 / double(count), mean.data());
-  run(grid, block, cuda::group_partial_sums_kernel, x.data<float>(), count, slice_length, mean.data(), partial.data());
-  run({unsigned(groups)}, block, cuda::group_finish_kernel, partial.data(), slices, 1.0, m2.data());
+  launch(grid, block, cuda::group_partial_sums_kernel, x.data<float>(), count, slice_length, nullptr, partial.data());
+  launch({unsigned(groups)}, block, cuda::group_finish_kernel, partial.data(), slices, 1.0 / double(count),
+         mean.data());
+  launch(grid, block, cuda::group_partial_sums_kernel, x.data<float>(), count, slice_length, mean.data(),
+         partial.data());
+  launch({unsigned(groups)}, block, cuda::group_finish_kernel, partial.data(), slices, 1.0, m2.data());
   std::vector<float> scale(static_cast<size_t>(channels)), shift(static_cast<size_t>(channels));
-  run({cuda::grid_stride_blocks(channels, cuda::kGroupNormThreads)}, block, cuda::group_affine_kernel, mean.data(),
-      m2.data(), double(count), 1e-6f, weight ? weight->data<float>() : nullptr, bias ? bias->data<float>() : nullptr,
-      channels, channels / groups, scale.data(), shift.data());
+  launch({cuda::grid_stride_blocks(channels, cuda::kGroupNormThreads)}, block, cuda::group_affine_kernel, mean.data(),
+         m2.data(), double(count), 1e-6f, weight ? weight->data<float>() : nullptr,
+         bias ? bias->data<float>() : nullptr, channels, channels / groups, scale.data(), shift.data());
   Tensor out = Tensor::empty(DType::F32, x.shape());
   const auto apply = silu ? cuda::group_norm_apply_kernel<true> : cuda::group_norm_apply_kernel<false>;
-  run({3}, block, apply, x.data<float>(), scale.data(), shift.data(), x.numel() / channels, x.numel(),
-      out.data<float>());
+  launch({3}, block, apply, x.data<float>(), scale.data(), shift.data(), x.numel() / channels, x.numel(),
+         out.data<float>());
   return out;
 }
 
@@ -134,16 +132,16 @@ TEST(EmulatedCudaUpsample, NearestAndStridedPlacementAreTheCpuOps) {
     Tensor expected = Tensor::empty(DType::F32, shape), out = Tensor::empty(DType::F32, shape);
     ops::upsample_nearest(ctx, x, 2, 2, 2, first_frame_alone, expected);
     for (const unsigned blocks : {cuda::grid_stride_blocks(out.numel(), cuda::kUpsampleThreads), 2u}) {
-      run({blocks}, {cuda::kUpsampleThreads}, cuda::upsample_nearest_kernel, x.data<float>(), in, 2, 2, 2,
-          first_frame_alone, cuda::VolumeExtent{shape[1], shape[2], shape[3]}, out.numel(), out.data<float>());
+      launch({blocks}, {cuda::kUpsampleThreads}, cuda::upsample_nearest_kernel, x.data<float>(), in, 2, 2, 2,
+             first_frame_alone, cuda::VolumeExtent{shape[1], shape[2], shape[3]}, out.numel(), out.data<float>());
       EXPECT_EQ(relative_l2(out, expected), 0.0) << "first frame alone " << first_frame_alone;
     }
   }
   const Tensor background = random_tensor({3, 7, 9, 11}, 82);
   Tensor expected = background.clone(), out = background.clone();
   ops::place_strided(ctx, x, {1, 0, 1}, {2, 2, 2}, expected);
-  run({1}, {64}, cuda::place_strided_kernel, x.data<float>(), in, cuda::VolumeExtent{1, 0, 1},
-      cuda::VolumeExtent{2, 2, 2}, cuda::VolumeExtent{7, 9, 11}, x.numel(), out.data<float>());
+  launch({1}, {64}, cuda::place_strided_kernel, x.data<float>(), in, cuda::VolumeExtent{1, 0, 1},
+         cuda::VolumeExtent{2, 2, 2}, cuda::VolumeExtent{7, 9, 11}, x.numel(), out.data<float>());
   EXPECT_EQ(relative_l2(out, expected), 0.0);
 }
 
@@ -155,8 +153,8 @@ TEST(EmulatedCudaTiling, CopyAndBlendAreTheCpuOps) {
   Tensor expected = background.clone(), out = background.clone();
   Tensor expected_view = expected.slice(2, 2, 7).slice(3, 1, 5), out_view = out.slice(2, 2, 7).slice(3, 1, 5);
   ops::copy(ctx, source, expected_view);
-  run({2}, {64}, cuda::copy_kernel, source.data<float>(), cuda::copy_view(source), out_view.data<float>(),
-      cuda::copy_view(out_view), source.numel());
+  launch({2}, {64}, cuda::copy_kernel, source.data<float>(), cuda::copy_view(source), out_view.data<float>(),
+         cuda::copy_view(out_view), source.numel());
   EXPECT_EQ(relative_l2(out, expected), 0.0);
 
   for (const int axis : {1, 2, 3}) {
@@ -169,8 +167,8 @@ TEST(EmulatedCudaTiling, CopyAndBlendAreTheCpuOps) {
     int64_t outer = 1, inner = 1;
     for (int d = 0; d < axis; ++d) outer *= tile.size(d);
     for (int d = axis + 1; d < 4; ++d) inner *= tile.size(d);
-    run({1}, {64}, cuda::blend_kernel, previous.data<float>(), previous.size(axis), out_tile.data<float>(),
-        tile.size(axis), outer, extent, inner);
+    launch({1}, {64}, cuda::blend_kernel, previous.data<float>(), previous.size(axis), out_tile.data<float>(),
+           tile.size(axis), outer, extent, inner);
     EXPECT_LE(relative_l2(out_tile, expected_tile), 1e-7);
   }
 }
@@ -185,8 +183,8 @@ TEST(EmulatedCudaVaeAttention, QuerySoftmaxFollowsTheCpuSoftmax) {
     ops::scale(ctx, scores, scale, scaled);
     ops::softmax(ctx, scaled, expected);
     Tensor out = scores.clone();
-    run({unsigned(queries)}, {cuda::kFrameSoftmaxThreads}, cuda::query_softmax_kernel, out.data<float>(), visible,
-        scale);
+    launch({unsigned(queries)}, {cuda::kFrameSoftmaxThreads}, cuda::query_softmax_kernel, out.data<float>(), visible,
+           scale);
     EXPECT_LE(relative_l2(out, expected), 1e-6) << visible << " visible keys";
   }
 }

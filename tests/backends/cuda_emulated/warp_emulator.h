@@ -90,6 +90,12 @@ void launch(Dim3 grid, Dim3 block, size_t shared_bytes, LaunchOrder order, void 
   run_grid(grid, block, shared_bytes, order, [&] { kernel(args...); });
 }
 
+// A launch without dynamic shared memory, in the default order.
+template <typename... Params, typename... Args>
+void launch(Dim3 grid, Dim3 block, void (*kernel)(Params...), const Args&... args) {
+  launch(grid, block, 0, LaunchOrder{}, kernel, args...);
+}
+
 }  // namespace k5::emulation
 
 namespace k5::cuda {
