@@ -49,31 +49,49 @@ struct DemoSizes {
 
 // Tiny: Qwen 64 wide (4 heads of 16, 2 key/value heads), 2 layers; CLIP 32 wide, 2 heads, 2 layers; VAEs with
 // tiny widths and one resnet per block; CrossDiT 128 wide, 2 + 2 blocks.
-const DemoSizes kTinySizes{kDemoQwenHiddenSize,
-                           2,
-                           4,
-                           2,
-                           128,
-                           0,
-                           kDemoClipHiddenSize,
-                           2,
-                           2,
-                           64,
-                           0,
-                           {8, 16, 16, 16},
-                           {8, 8, 16, 16},
-                           4,
-                           1,
-                           128,
-                           256,
-                           64,
-                           2,
-                           2,
-                           128};
+const DemoSizes kTinySizes{.qwen_hidden = kDemoQwenHiddenSize,
+                           .qwen_layers = 2,
+                           .qwen_heads = 4,
+                           .qwen_key_value_heads = 2,
+                           .qwen_intermediate = 128,
+                           .qwen_vocab = 0,
+                           .clip_hidden = kDemoClipHiddenSize,
+                           .clip_layers = 2,
+                           .clip_heads = 2,
+                           .clip_intermediate = 64,
+                           .clip_vocab = 0,
+                           .hunyuan_channels = {8, 16, 16, 16},
+                           .flux_channels = {8, 8, 16, 16},
+                           .vae_groups = 4,
+                           .vae_layers_per_block = 1,
+                           .dit_model_dim = 128,
+                           .dit_ff_dim = 256,
+                           .dit_time_dim = 64,
+                           .dit_text_blocks = 2,
+                           .dit_visual_blocks = 2,
+                           .resolution = 128};
 // Qwen2.5-VL-7B, CLIP ViT-L/14's text model, the HunyuanVideo VAE and Video Lite's CrossDiT as released.
-const DemoSizes kVideoLiteSizes{
-    3584, 28, 28,   4,    18944, 152064, 768, 12, 12, 3072, 49408, {128, 256, 512, 512}, {128, 256, 512, 512},
-    32,   2,  1792, 7168, 512,   2,      32,  512};
+const DemoSizes kVideoLiteSizes{.qwen_hidden = 3584,
+                                .qwen_layers = 28,
+                                .qwen_heads = 28,
+                                .qwen_key_value_heads = 4,
+                                .qwen_intermediate = 18944,
+                                .qwen_vocab = 152064,
+                                .clip_hidden = 768,
+                                .clip_layers = 12,
+                                .clip_heads = 12,
+                                .clip_intermediate = 3072,
+                                .clip_vocab = 49408,
+                                .hunyuan_channels = {128, 256, 512, 512},
+                                .flux_channels = {128, 256, 512, 512},
+                                .vae_groups = 32,
+                                .vae_layers_per_block = 2,
+                                .dit_model_dim = 1792,
+                                .dit_ff_dim = 7168,
+                                .dit_time_dim = 512,
+                                .dit_text_blocks = 2,
+                                .dit_visual_blocks = 32,
+                                .resolution = 512};
 // The Qwen vision tower (unused by text-to-video; there so that the checkpoint is complete): 32 wide, 2 blocks.
 constexpr int64_t kVisionDepth = 2, kVisionHidden = 32, kVisionHeads = 2, kVisionIntermediate = 64;
 constexpr int64_t kClipPositions = 77, kClipTokenizerVocab = 2 * 256 + 2;
@@ -608,6 +626,11 @@ json qwen_tokenizer_json(const QwenVocabulary& v) {
             {"merges", v.merges}}}};
 }
 
+// The model's vocabulary: the released size, or (tiny) the tokenizer's, padded.
+int64_t qwen_vocab_size(const QwenVocabulary& v, const DemoSizes& z) {
+  return z.qwen_vocab ? z.qwen_vocab : v.padded_size;
+}
+
 // The released Qwen2.5-VL-7B-Instruct config.json layout (text parameters at the top level), at tiny size.
 json qwen_config(const QwenVocabulary& v, const DemoSizes& z) {
   // M-RoPE sections head_dim / 8, 3 / 16, 3 / 16 (2 + 3 + 3 tiny; 16 + 24 + 24 as released).
@@ -640,7 +663,7 @@ json qwen_config(const QwenVocabulary& v, const DemoSizes& z) {
       {"use_cache", true},
       {"use_sliding_window", false},
       {"rope_scaling", {{"type", "mrope"}, {"mrope_section", {head_dim / 8, 3 * head_dim / 16, 3 * head_dim / 16}}}},
-      {"vocab_size", z.qwen_vocab ? z.qwen_vocab : v.padded_size},
+      {"vocab_size", qwen_vocab_size(v, z)},
       {"vision_config",
        {{"depth", kVisionDepth},
         {"hidden_act", "silu"},
@@ -730,8 +753,7 @@ void write_qwen(const DemoWriter& w) {
                                                    {"image_std", {0.26862954, 0.26130258, 0.27577711}},
                                                    {"resample", 3},
                                                    {"image_processor_type", "Qwen2VLImageProcessor"}});
-  w.save_random(folder / "model.safetensors",
-                qwen_shapes(w.sizes, w.sizes.qwen_vocab ? w.sizes.qwen_vocab : vocabulary.padded_size), "qwen25vl",
+  w.save_random(folder / "model.safetensors", qwen_shapes(w.sizes, qwen_vocab_size(vocabulary, w.sizes)), "qwen25vl",
                 DType::BF16, "random Qwen2.5-VL language model (demo model)");
 }
 
