@@ -7,6 +7,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "core/context.h"
 
@@ -24,6 +25,9 @@ void register_parent(const std::string& path, const std::string& summary);
 
 // --threads, --verbose / --quiet, --precision, --device: the options every compute command shares.
 void add_context_options(CLI::App& app, ContextOptions& options, bool with_precision = true);
+
+// --lora FILE|FOLDER[:MULTIPLIER], repeatable (src/models/crossdit/lora.h).
+void add_lora_option(CLI::App& app, std::vector<std::string>& specs);
 
 // "on" / "off" -> true / false; "auto" -> nullopt (the program decides). CLI11 checks the spelling.
 inline std::optional<bool> parse_auto_on_off(const std::string& value) {

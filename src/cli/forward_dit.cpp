@@ -16,6 +16,7 @@ namespace {
 struct DitOptions {
   ContextOptions context;
   std::string config, weights, inputs, output, attention = "auto";
+  std::vector<std::string> loras;
 };
 
 int run_forward_dit(const DitOptions& o) {
@@ -23,7 +24,8 @@ int run_forward_dit(const DitOptions& o) {
   const KandinskyConfig config = load_kandinsky_config(o.config);
   const DitInputFile file(o.inputs, {"x", "text_embed", "pooled_text_embed", "time", "attention_mask"});
   const DitInputs inputs = read_dit_inputs(file);
-  const CrossDit dit = CrossDit::load(config, o.weights, ctx.precision(), parse_dit_attention(o.attention), ctx.device());
+  const CrossDit dit = CrossDit::load(config, o.weights, ctx.precision(), parse_dit_attention(o.attention),
+                                      ctx.device(), load_loras(ctx, o.loras, config.dit));
   dit.check_inputs(inputs);
   const Tensor velocity = dit.forward(ctx, inputs);
   save_safetensors(o.output, {{"velocity", velocity}});
@@ -42,6 +44,7 @@ K5_COMMAND("forward dit", "CrossDiT forward: x, text_embed, pooled_text_embed, t
              app.add_option("--inputs", o->inputs, "input .safetensors")->required();
              app.add_option("--output", o->output, "output .safetensors (velocity)")->required();
              app.add_option("--attention", o->attention, "auto | dense | nabla (auto: as the config says)");
+             add_lora_option(app, o->loras);
              return [o]() { return run_forward_dit(*o); };
            });
 

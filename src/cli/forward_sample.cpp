@@ -18,6 +18,7 @@ namespace {
 struct SampleOptions {
   ContextOptions context;
   std::string config, weights, inputs, output, attention = "auto";
+  std::vector<std::string> loras;
   int steps = 0;
   double guidance = 1.0, scheduler_scale = 1.0;
 };
@@ -49,7 +50,8 @@ int run_forward_sample(const SampleOptions& o) {
   const bool cfg = std::abs(o.guidance - 1.0) > 1e-6;
   K5_CHECK(!cfg || request.negative.text_embed.defined(), o.inputs,
            ": missing input tensor 'null_text_embed' (needed with --guidance ", o.guidance, ")");
-  const CrossDit dit = CrossDit::load(config, o.weights, ctx.precision(), parse_dit_attention(o.attention), ctx.device());
+  const CrossDit dit = CrossDit::load(config, o.weights, ctx.precision(), parse_dit_attention(o.attention),
+                                      ctx.device(), load_loras(ctx, o.loras, config.dit));
   const Tensor latents = sample(ctx, dit, request);
   save_safetensors(o.output, {{"latents", latents}});
   return 0;
@@ -70,6 +72,7 @@ K5_COMMAND("forward sample", "the official sampling loop: noise + text embedding
              app.add_option("--scheduler-scale", o->scheduler_scale, "time-grid shift s")->required()
                  ->check(CLI::PositiveNumber);
              app.add_option("--attention", o->attention, "auto | dense | nabla");
+             add_lora_option(app, o->loras);
              return [o]() { return run_forward_sample(*o); };
            });
 

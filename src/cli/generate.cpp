@@ -87,6 +87,13 @@ int run_generate(GenerateOptions& o) {
            plan.is_video() ? ", " + std::to_string(plan.frames) + " frames" : std::string(), ", ", plan.steps,
            " steps, guidance ", plan.guidance, ", scheduler scale ", plan.scheduler_scale, ", seed ", plan.seed, " (",
            o.rng, " generator)");
+  for (const LoraAdapter& lora : plan.loras) {
+    log_lora(log, lora);
+    if (!lora.trigger.empty() && !plan.expand_prompt)
+      log.warn("LoRA trigger '", lora.trigger,
+               "' not added: the official pipelines add it to expanded prompts only; "
+               "write it into the prompt if the adapter needs it");
+  }
 
   ProgressDisplay display(style);
   interrupted = false;
@@ -146,6 +153,7 @@ K5_COMMAND("generate", "text/image -> video or image with an official Kandinsky 
                             "video decode frame by frame: bounded memory, ~1.6x the convolution work; auto (default: when a "
                             "whole tile would need over 3/4 of the free RAM or GPU memory), on or off")
                  ->check(CLI::IsMember({"auto", "on", "off"}));
+             add_lora_option(app, r.loras);
              app.add_flag("--magcache", r.magcache, "MagCache: skip DiT blocks on steps the config's ratios allow");
              app.add_flag("--text-only-edit", r.text_only_edit,
                           "I2I: condition the text on the prompt alone, not the source image (differs from official)");

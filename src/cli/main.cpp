@@ -48,6 +48,13 @@ void add_context_options(CLI::App& app, ContextOptions& options, bool with_preci
   }
 }
 
+void add_lora_option(CLI::App& app, std::vector<std::string>& specs) {
+  app.add_option("--lora", specs,
+                 "LoRA adapter of the DiT: its .safetensors file or folder (PEFT config beside it), optionally "
+                 "followed by :MULTIPLIER (default 1); repeat for several")
+      ->allow_extra_args(false);
+}
+
 int main(int argc, char** argv) {
   CLI::App app{"k5: native runtime for the Kandinsky 5.0 image and video models", "k5"};
   app.require_subcommand(1);

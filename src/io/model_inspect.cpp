@@ -19,6 +19,7 @@ const char* component_kind_name(ComponentKind kind) {
     case ComponentKind::FluxVae: return "FLUX VAE";
     case ComponentKind::Qwen25VL: return "Qwen2.5-VL";
     case ComponentKind::ClipText: return "CLIP text encoder";
+    case ComponentKind::CrossDiTLora: return "CrossDiT LoRA adapter";
     case ComponentKind::Unknown: break;
   }
   return "unknown component";
@@ -149,6 +150,34 @@ bool classify_crossdit(const TensorTable& table, ComponentReport& report) {
   const uint64_t tokens = image ? 64 * 64 : 31 * 32 * 48;
   report.workload = image ? "a 1024x1024 image" : "a 5 s 512x768 video";
   if (model_dim > 0 && ff_dim > 0) report.activation_bytes = tokens * uint64_t(ff_dim + 8 * model_dim) * kFloatBytes;
+  return true;
+}
+
+// PEFT LoRA weights of CrossDiT layers (models/crossdit/lora.h): "<layer>.lora_A[.default].weight" [r, in].
+bool classify_crossdit_lora(const std::vector<TensorInfo>& tensors, ComponentReport& report) {
+  int64_t layers = 0, min_rank = 0, max_rank = 0, visual_blocks = 0, model_dim = -1;
+  bool dit_names = false;
+  for (const TensorInfo& info : tensors) {
+    const size_t at = info.name.find(".lora_A.");
+    if (at == std::string::npos || info.shape.size() != 2) continue;
+    const std::string layer = info.name.substr(0, at);
+    const int64_t rank = info.shape[0];
+    min_rank = layers ? std::min(min_rank, rank) : rank;
+    max_rank = std::max(max_rank, rank);
+    ++layers;
+    dit_names |= layer.find("transformer_blocks.") != std::string::npos;
+    const size_t block = layer.find("visual_transformer_blocks.");
+    if (block != std::string::npos)
+      visual_blocks = std::max<int64_t>(visual_blocks, std::atoll(layer.c_str() + block + 26) + 1);
+    if (layer.size() > 9 && layer.compare(layer.size() - 9, 9, ".to_query") == 0) model_dim = info.shape[1];
+  }
+  if (!layers || !dit_names) return false;
+  report.kind = ComponentKind::CrossDiTLora;
+  report.dimensions = {{"layers", layers}, {"rank", max_rank}, {"visual_blocks", visual_blocks}};
+  if (model_dim > 0) report.dimensions.push_back({"model_dim", model_dim});
+  const std::string ranks =
+      min_rank == max_rank ? concat("rank ", max_rank) : concat("ranks ", min_rank, "..", max_rank);
+  report.variant = concat("PEFT, ", ranks, ", ", layers, layers == 1 ? " layer" : " layers");
   return true;
 }
 
@@ -286,7 +315,7 @@ ComponentReport classify_tensors(const std::vector<TensorInfo>& tensors) {
   }
   const TensorTable table(tensors);
   if (classify_crossdit(table, report) || classify_hunyuan_vae(table, report) || classify_flux_vae(table, report) ||
-      classify_qwen(table, report) || classify_clip(table, report))
+      classify_qwen(table, report) || classify_clip(table, report) || classify_crossdit_lora(tensors, report))
     return report;
   report.kind = ComponentKind::Unknown;
   std::vector<std::string> names;
@@ -304,6 +333,9 @@ ComponentReport inspect_opened(const Checkpoint& checkpoint, const std::string& 
   for (const auto& name : checkpoint.names()) tensors.push_back(checkpoint.info(name));
   ComponentReport report = classify_tensors(tensors);
   report.path = path;
+  if (report.kind == ComponentKind::CrossDiTLora)
+    for (const auto& file : checkpoint.files())
+      if (file->metadata().count("trigger")) report.variant += ", trigger '" + file->metadata().at("trigger") + "'";
   std::error_code error;
   for (const auto& file : checkpoint.files()) report.bytes_on_disk += fs::file_size(file->path(), error);
   return report;

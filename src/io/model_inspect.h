@@ -14,7 +14,7 @@
 
 namespace k5 {
 
-enum class ComponentKind { CrossDiT, HunyuanVideoVae, FluxVae, Qwen25VL, ClipText, Unknown };
+enum class ComponentKind { CrossDiT, HunyuanVideoVae, FluxVae, Qwen25VL, ClipText, CrossDiTLora, Unknown };
 const char* component_kind_name(ComponentKind kind);  // "CrossDiT", "HunyuanVideo VAE", ..., "unknown component"
 
 struct ComponentReport {

@@ -178,6 +178,7 @@ GenerationPlan plan_generation(const KandinskyConfig& config, const GenerationRe
   // i2i_pipeline.expand_prompt needs the source image (without one the official call fails): none then.
   plan.expand_prompt = r.expand_prompt && (plan.mode != GenerationMode::i2i || has_image);
   K5_CHECK(!plan.magcache || !config.mag_ratios.empty(), "--magcache: ", model, " has no magcache.mag_ratios");
+  for (const std::string& spec : r.loras) plan.loras.push_back(load_lora(parse_lora_spec(spec), config.dit));
   return plan;
 }
 
@@ -338,6 +339,7 @@ GenerationResult generate(Context& ctx, const ModelFiles& files, const Generatio
       prompt = expand_prompt(ctx, encoders, expansion_generation_config(files.text_encoders), mode, plan.prompt, image,
                              plan.rng, plan.seed);
       K5_CHECK(!prompt.empty(), "prompt expansion produced an empty prompt");
+      prompt = lora_triggers(plan.loras) + prompt;  // the official pipelines add the trigger here only
       result.expanded_prompt = prompt;
       notify(observer, "expand", 1, 1);
       log.info("expanded prompt: ", prompt);
@@ -376,7 +378,8 @@ GenerationResult generate(Context& ctx, const ModelFiles& files, const Generatio
     const GpuMemoryReport memory(ctx, "DiT");
     const auto start = std::chrono::steady_clock::now();
     // --device cuda: every model runs on the GPU, one at a time (each is released before the next loads).
-    const CrossDit dit = CrossDit::load(config, files.dit, ctx.precision(), DitAttention::automatic, ctx.device());
+    const CrossDit dit =
+        CrossDit::load(config, files.dit, ctx.precision(), DitAttention::automatic, ctx.device(), plan.loras);
     log.info("DiT loaded in ", seconds_since(start), " s", ctx.device() == Device::CUDA ? " (on the GPU)" : "");
     SampleRequest request;
     // generate_sample*: torch.randn([T, h, w, 16], generator seeded with the seed, dtype=bfloat16).
@@ -457,6 +460,13 @@ std::vector<std::pair<std::string, std::string>> generation_metadata(const Gener
       {"software", "k5 0.1.0"},
   };
   m.emplace_back("prompt_expansion", plan.expand_prompt ? "on" : "off");
+  if (!plan.loras.empty()) {
+    std::string loras;
+    for (const LoraAdapter& lora : plan.loras)
+      loras += (loras.empty() ? "" : ", ") + std::filesystem::path(lora.path).filename().string() + ":" +
+               number(lora.multiplier);
+    m.emplace_back("lora", loras);
+  }
   if (!expanded_prompt.empty()) m.emplace_back("expanded_prompt", expanded_prompt);
   if (plan.is_video()) {
     m.emplace_back("frames", std::to_string(plan.frames));

@@ -18,6 +18,7 @@
 #include "io/image_file.h"
 #include "io/kandinsky_config.h"
 #include "models/bpe/kandinsky_prompt.h"
+#include "models/crossdit/lora.h"
 #include "pipelines/model_files.h"
 #include "pipelines/torch_random.h"
 
@@ -41,6 +42,7 @@ struct GenerationRequest {
   bool text_only_edit = false;  // I2I text conditioning without the source image (differs from official)
   bool expand_prompt = true;    // the official default: Qwen2.5-VL rewrites the prompt first
   std::optional<bool> vae_by_frames;  // decode video tiles frame by frame; nullopt: when memory asks for it
+  std::vector<std::string> loras;     // DiT LoRA adapters, "PATH[:MULTIPLIER]" (models/crossdit/lora.h)
 };
 
 // The settled settings.
@@ -61,6 +63,7 @@ struct GenerationPlan {
   std::optional<bool> vae_by_frames;
   std::optional<Image> init_image;      // as the pipeline uses it (I2V resized, I2I resized and cropped)
   std::optional<Image> original_image;  // as read (prompt expansion sees this one)
+  std::vector<LoraAdapter> loras;       // read and checked against the DiT; merged when it loads
 
   bool cfg() const;
   bool is_video() const { return mode == GenerationMode::t2v || mode == GenerationMode::i2v; }

@@ -157,6 +157,35 @@ TEST(ModelInspect, OtherComponentsFromShapes) {
   EXPECT_EQ(unknown.parameters, 5);
 }
 
+TEST(ModelInspect, LoraAdapters) {
+  // Video Lite's sizes (model_dim 1792, ff 7168), PEFT's key forms, two ranks.
+  std::vector<std::pair<std::string, Shape>> shapes;
+  for (int i = 0; i < 32; ++i) {
+    const std::string block = "base_model.model.visual_transformer_blocks." + std::to_string(i);
+    shapes.push_back({block + ".self_attention.to_query.lora_A.default.weight", {16, 1792}});
+    shapes.push_back({block + ".self_attention.to_query.lora_B.default.weight", {1792, 16}});
+    shapes.push_back({block + ".feed_forward.in_layer.lora_A.default.weight", {8, 1792}});
+    shapes.push_back({block + ".feed_forward.in_layer.lora_B.default.weight", {7168, 8}});
+  }
+  const auto lora = classify_tensors(infos(shapes));
+  EXPECT_EQ(lora.kind, ComponentKind::CrossDiTLora);
+  EXPECT_EQ(lora.variant, "PEFT, ranks 8..16, 64 layers");
+  EXPECT_EQ(lora.dimension("visual_blocks"), 32);
+  EXPECT_EQ(lora.dimension("model_dim"), 1792);
+  // Another model's LoRA (no CrossDiT layer names) stays unknown.
+  const auto other = classify_tensors(infos({{"unet.down.0.attn.to_q.lora_A.weight", {4, 320}}}));
+  EXPECT_EQ(other.kind, ComponentKind::Unknown);
+  // The trigger word comes from the file's metadata.
+  const ScratchDir dir;
+  const std::string path = dir.file("lora.safetensors");
+  save_safetensors(
+      path,
+      {{"visual_transformer_blocks.0.self_attention.to_query.lora_A.weight", Tensor::zeros(DType::F32, {2, 8})},
+       {"visual_transformer_blocks.0.self_attention.to_query.lora_B.weight", Tensor::zeros(DType::F32, {8, 2})}},
+      {{"trigger", "dolly in, "}});
+  EXPECT_EQ(inspect_checkpoint(path).variant, "PEFT, rank 2, 1 layer, trigger 'dolly in, '");
+}
+
 TEST(ModelInspect, Formatting) {
   EXPECT_EQ(format_bytes(999), "999 B");
   EXPECT_EQ(format_bytes(3'970'000'000), "3.97 GB");

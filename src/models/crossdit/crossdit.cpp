@@ -219,7 +219,7 @@ DitAttention parse_dit_attention(const std::string& name) {
 }
 
 CrossDit CrossDit::load(const KandinskyConfig& config, const std::string& weights_path, Precision precision,
-                        DitAttention attention, Device device) {
+                        DitAttention attention, Device device, const std::vector<LoraAdapter>& loras) {
   CrossDit model;
   model.config_ = config;
   model.device_ = device;
@@ -227,7 +227,7 @@ CrossDit CrossDit::load(const KandinskyConfig& config, const std::string& weight
   K5_CHECK(p.patch_size[0] >= 1 && p.patch_size[1] >= 1 && p.patch_size[2] >= 1, config.source,
            ": patch_size must be positive");
   model.checkpoint_ = Checkpoint::open(weights_path);
-  model.weights_ = load_crossdit_weights(model.checkpoint_, p, precision, device);
+  model.weights_ = load_crossdit_weights(model.checkpoint_, p, precision, device, loras);
   if (device != Device::CPU) model.checkpoint_ = {};  // everything was copied to the device
   model.nabla_ =
       attention == DitAttention::nabla || (attention == DitAttention::automatic && config.attention.type == "nabla");

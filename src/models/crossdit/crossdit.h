@@ -11,6 +11,7 @@
 #include "io/kandinsky_config.h"
 #include "io/safetensors.h"
 #include "models/crossdit/crossdit_weights.h"
+#include "models/crossdit/lora.h"
 
 namespace k5 {
 
@@ -33,9 +34,10 @@ struct DitInputs {
 class CrossDit {
  public:
   // On Device::CUDA the weights are uploaded once and every forward runs on the GPU (inputs and the result
-  // stay host tensors: they are copied over and back).
+  // stay host tensors: they are copied over and back). `loras` (load_lora) are merged into the weights.
   static CrossDit load(const KandinskyConfig& config, const std::string& weights_path, Precision precision,
-                       DitAttention attention = DitAttention::automatic, Device device = Device::CPU);
+                       DitAttention attention = DitAttention::automatic, Device device = Device::CPU,
+                       const std::vector<LoraAdapter>& loras = {});
 
   // velocity [T, H, W, out_visual_dim] F32 (an owned host tensor).
   Tensor forward(Context& ctx, const DitInputs& inputs) const;

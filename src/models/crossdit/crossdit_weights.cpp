@@ -4,6 +4,7 @@
 #include <set>
 
 #include "core/error.h"
+#include "models/crossdit/lora.h"
 
 namespace k5 {
 namespace {
@@ -41,8 +42,9 @@ enum class Role { gemm, matvec, vector };
 
 class Loader {
  public:
-  Loader(const Checkpoint& checkpoint, const DitParams& params, Precision precision, Device device)
-      : checkpoint_(checkpoint), precision_(precision), device_(device) {
+  Loader(const Checkpoint& checkpoint, const DitParams& params, Precision precision, Device device,
+         const std::vector<LoraAdapter>& adapters)
+      : checkpoint_(checkpoint), precision_(precision), device_(device), adapters_(adapters) {
     for (const auto& [name, shape] : crossdit_parameter_shapes(params)) expected_[name] = shape;
     for (const std::string& stored : checkpoint.names()) {
       const std::string name = strip_prefix(stored);
@@ -61,12 +63,19 @@ class Loader {
   }
 
   Tensor converted(const std::string& name, Role role) const {
-    const Tensor stored = checkpoint_.tensor(stored_name_.at(name));
+    Tensor stored = checkpoint_.tensor(stored_name_.at(name));
     const Shape& shape = expected_.at(name);
     K5_CHECK(stored.shape() == shape, checkpoint_.path(), ": DiT key '", name, "' has shape ",
              shape_string(stored.shape()), ", expected ", shape_string(shape));
     K5_CHECK(stored.dtype() == DType::F32 || stored.dtype() == DType::BF16 || stored.dtype() == DType::F16,
              checkpoint_.path(), ": DiT key '", name, "' has dtype ", stored.describe(), ", expected a float type");
+    const std::string layer = name.substr(0, name.size() - std::string(".weight").size());
+    if (role != Role::vector && lora_adapts(adapters_, layer)) {
+      // Merged in float32 into an owned copy (the mapped file stays untouched), then stored as usual.
+      Tensor merged = stored.dtype() == DType::F32 ? stored.clone() : stored.to(DType::F32).contiguous();
+      apply_lora(adapters_, layer, merged);
+      stored = merged;
+    }
     switch (role) {
       case Role::gemm:
         return stored.to(precision_ == Precision::bf16 ? DType::BF16 : DType::F32).contiguous();
@@ -104,6 +113,7 @@ class Loader {
   const Checkpoint& checkpoint_;
   Precision precision_;
   Device device_;
+  const std::vector<LoraAdapter>& adapters_;
   std::map<std::string, Shape> expected_;
   std::map<std::string, std::string> stored_name_;
 };
@@ -145,8 +155,8 @@ std::vector<std::pair<std::string, Shape>> crossdit_parameter_shapes(const DitPa
 }
 
 CrossDitWeights load_crossdit_weights(const Checkpoint& checkpoint, const DitParams& params, Precision precision,
-                                      Device device) {
-  const Loader load(checkpoint, params, precision, device);
+                                      Device device, const std::vector<LoraAdapter>& adapters) {
+  const Loader load(checkpoint, params, precision, device, adapters);
   CrossDitWeights w;
   w.time_in = load.linear("time_embeddings.in_layer", Role::matvec);
   w.time_out = load.linear("time_embeddings.out_layer", Role::matvec);

@@ -14,6 +14,8 @@
 
 namespace k5 {
 
+struct LoraAdapter;
+
 struct LinearWeights {
   Tensor weight;  // [out, in]: BF16 in bf16 mode (GEMM layers), F32 in fp32 mode; F32/BF16 for matvec layers
   Tensor bias;    // [out] F32, or undefined
@@ -61,8 +63,9 @@ std::vector<std::pair<std::string, Shape>> crossdit_parameter_shapes(const DitPa
 // become F32 (fp32) or BF16 (bf16; zero-copy when the file is BF16); modulation / time-embedding weights stay
 // as stored when F32/BF16 (they run as float32 matrix-vector products); vectors become F32. On
 // Device::CUDA every tensor is uploaded once, the modulation / time-embedding weights as F32 (the GPU runs
-// those products as float32 GEMMs; a BF16-weight kernel would halve their memory).
+// those products as float32 GEMMs; a BF16-weight kernel would halve their memory). LoRA adapters (lora.h)
+// are merged into the weights they adapt before that conversion.
 CrossDitWeights load_crossdit_weights(const Checkpoint& checkpoint, const DitParams& params, Precision precision,
-                                      Device device = Device::CPU);
+                                      Device device = Device::CPU, const std::vector<LoraAdapter>& adapters = {});
 
 }  // namespace k5

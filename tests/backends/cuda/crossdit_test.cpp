@@ -1,8 +1,8 @@
 // The CrossDiT forward on the GPU (CrossDit::load(..., Device::CUDA)) through the CPU test's check
 // (tests/models/crossdit/crossdit_checks.h: the goldens of tests/golden/crossdit, tools/golden/crossdit.py): dense
 // with a padded text mask and visual conditioning, a non-square image, NABLA with the official windows and a
-// sparse mask; fp32 within the CPU's 1e-4, bf16 within the 3e-2 budget; and MagCache's stored residual reused on
-// the GPU.
+// sparse mask; fp32 within the CPU's 1e-4, bf16 within the 3e-2 budget; LoRA adapters (merged on the host, then
+// uploaded; tools/golden/lora.py); and MagCache's stored residual reused on the GPU.
 #include "gpu_test_util.h"
 #include "models/crossdit/crossdit_checks.h"
 
@@ -28,6 +28,13 @@ TEST_F(CudaCrossDit, NablaFp32) {
 TEST_F(CudaCrossDit, Bf16) {
   EXPECT_LE(error(kDenseT2vCond, Precision::bf16), 3e-2);
   EXPECT_LE(error(kNablaSparse, Precision::bf16), 3e-2);
+}
+
+TEST_F(CudaCrossDit, LoraAdapters) {
+  EXPECT_LE(
+      lora_error({lora_golden("a"), lora_golden("b") + ":0.5"}, "velocity_a_b_half", Precision::fp32, Device::CUDA),
+      1e-4);
+  EXPECT_LE(lora_error({lora_golden("a")}, "velocity_a", Precision::bf16, Device::CUDA), 3e-2);
 }
 
 TEST_F(CudaCrossDit, MagCacheResidualOnTheGpu) {

@@ -27,16 +27,28 @@ constexpr DitCase kNablaSparse{"nabla_sparse", "weights_plain.safetensors"};
 
 // Relative L2 error of the velocity of the DiT loaded on `device` (from `weights_path` when given, else the
 // case's golden weights) against the official one; the velocity comes back to the host.
-inline double dit_error(const DitCase& c, Precision precision, Device device, const std::string& weights_path = "") {
+// With `loras` ("PATH[:MULTIPLIER]" each) merged into the weights, the expected velocity is `expected` (a tensor
+// of <name>.safetensors, or of `expected_file`).
+inline double dit_error(const DitCase& c, Precision precision, Device device, const std::string& weights_path = "",
+                        const std::vector<std::string>& loras = {}, const std::string& expected_file = "",
+                        const std::string& expected = "velocity") {
   Context ctx = make_context(precision, device);
   const KandinskyConfig config = load_kandinsky_config(crossdit_golden(std::string(c.name) + ".yaml"));
   const CrossDit dit = CrossDit::load(config, weights_path.empty() ? crossdit_golden(c.weights) : weights_path,
-                                      precision, DitAttention::automatic, device);
+                                      precision, DitAttention::automatic, device, load_loras(ctx, loras, config.dit));
   const DitInputFile file(crossdit_golden(std::string(c.name) + ".safetensors"),
                           {"x", "text_embed", "pooled_text_embed", "time", "attention_mask", "velocity"});
   const Tensor velocity = dit.forward(ctx, read_dit_inputs(file));
   EXPECT_EQ(velocity.device(), Device::CPU);
-  return relative_l2(velocity, file.float_tensor("velocity"));
+  if (!expected_file.empty()) return relative_l2(velocity, SafetensorsFile::open(expected_file)->tensor(expected));
+  return relative_l2(velocity, file.float_tensor(expected));
+}
+
+// LoRA goldens (tools/golden/lora.py): adapters a and b on the t2i case.
+inline std::string lora_golden(const std::string& name) { return source_path("tests/golden/lora/" + name); }
+inline double lora_error(const std::vector<std::string>& loras, const std::string& expected, Precision precision,
+                         Device device) {
+  return dit_error(kT2iNonSquare, precision, device, "", loras, lora_golden("velocity.safetensors"), expected);
 }
 
 }  // namespace k5::test
