@@ -21,6 +21,8 @@ int hardware_threads() {
   return std::max(1u, std::thread::hardware_concurrency());
 }
 
+int default_threads() { return omp_get_max_threads(); }
+
 ThreadPool::ThreadPool(int threads) : threads_(threads > 0 ? threads : hardware_threads()) {}
 
 ThreadPool::~ThreadPool() = default;

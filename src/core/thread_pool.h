@@ -31,5 +31,7 @@ class ThreadPool {
 };
 
 int hardware_threads();
+// The thread count the newest Context asked for (OpenMP's default team): for work outside a Context's ops.
+int default_threads();
 
 }  // namespace k5

@@ -165,11 +165,14 @@ bool classify_crossdit_lora(const std::vector<TensorInfo>& tensors, ComponentRep
     min_rank = layers ? std::min(min_rank, rank) : rank;
     max_rank = std::max(max_rank, rank);
     ++layers;
-    dit_names |= layer.find("transformer_blocks.") != std::string::npos;
-    const size_t block = layer.find("visual_transformer_blocks.");
+    dit_names |= layer.find("visual_transformer_blocks.") != std::string::npos ||
+                 layer.find("text_transformer_blocks.") != std::string::npos;
+    const std::string visual = "visual_transformer_blocks.", query = ".to_query";
+    const size_t block = layer.find(visual);
     if (block != std::string::npos)
-      visual_blocks = std::max<int64_t>(visual_blocks, std::atoll(layer.c_str() + block + 26) + 1);
-    if (layer.size() > 9 && layer.compare(layer.size() - 9, 9, ".to_query") == 0) model_dim = info.shape[1];
+      visual_blocks = std::max<int64_t>(visual_blocks, std::atoll(layer.c_str() + block + visual.size()) + 1);
+    if (layer.size() > query.size() && layer.compare(layer.size() - query.size(), query.size(), query) == 0)
+      model_dim = info.shape[1];
   }
   if (!layers || !dit_names) return false;
   report.kind = ComponentKind::CrossDiTLora;

@@ -22,11 +22,11 @@ Tensor linear(Context& ctx, const Tensor& x, const Tensor& weight, const Tensor*
   return out;
 }
 
-void matmul(Context& ctx, const Tensor& a, const Tensor& b, Tensor& out) {
+void matmul(Context& ctx, const Tensor& a, const Tensor& b, Tensor& out, bool accumulate) {
   if constexpr (kCudaBuild)
-    if (on_cuda("matmul", a, b, out)) return cuda::matmul(ctx, a, b, out);
+    if (on_cuda("matmul", a, b, out)) return cuda::matmul(ctx, a, b, out, accumulate);
   device_of("matmul", a, b, out);
-  cpu::matmul(ctx, a, b, out);
+  cpu::matmul(ctx, a, b, out, accumulate);
 }
 
 }  // namespace k5::ops

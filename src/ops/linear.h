@@ -20,7 +20,8 @@ void linear(Context& ctx, const Tensor& x, const Tensor& weight, const Tensor* b
 Tensor linear(Context& ctx, const Tensor& x, const Tensor& weight, const Tensor* bias = nullptr,
               Activation activation = Activation::none);
 
-// out[M, N] = a[M, K] * b[K, N] (both F32, rows contiguous): plain matrix product for model glue code.
-void matmul(Context& ctx, const Tensor& a, const Tensor& b, Tensor& out);
+// out[M, N] = a[M, K] * b[K, N] (both F32, rows contiguous): plain matrix product for model glue code; with
+// `accumulate`, out += a * b.
+void matmul(Context& ctx, const Tensor& a, const Tensor& b, Tensor& out, bool accumulate = false);
 
 }  // namespace k5::ops

@@ -95,7 +95,7 @@ struct GenerationResult {
 GenerationResult generate(Context& ctx, const ModelFiles& files, const GenerationPlan& plan,
                           const GenerationObserver& observer = {});
 
-// The parameters stored in output files' metadata.
+// The parameters stored in output files' metadata (LoRA adapters as given, with their multipliers).
 std::vector<std::pair<std::string, std::string>> generation_metadata(const GenerationPlan& plan,
                                                                      const ModelFiles& files, Precision precision,
                                                                      const std::string& expanded_prompt = "");

@@ -175,6 +175,8 @@ TEST(ModelInspect, LoraAdapters) {
   // Another model's LoRA (no CrossDiT layer names) stays unknown.
   const auto other = classify_tensors(infos({{"unet.down.0.attn.to_q.lora_A.weight", {4, 320}}}));
   EXPECT_EQ(other.kind, ComponentKind::Unknown);
+  const auto flux = classify_tensors(infos({{"transformer.transformer_blocks.0.attn.to_q.lora_A.weight", {4, 3072}}}));
+  EXPECT_EQ(flux.kind, ComponentKind::Unknown);
   // The trigger word comes from the file's metadata.
   const ScratchDir dir;
   const std::string path = dir.file("lora.safetensors");

@@ -136,9 +136,11 @@ def main():
     probe, _ = plain_model()
     inject_adapter_in_model(LoraConfig(**config_b), probe, "b")
     pairs_b = random_pairs(probe, "b", g)
+    pairs_b = {layer: (a.bfloat16(), b.bfloat16()) for layer, (a, b) in pairs_b.items()}  # stored as BF16
     save_adapter(os.path.join(OUT, "b"), "adapter_model.safetensors", "adapter_config.json", config_b, pairs_b,
                  lambda layer, ab: f"transformer.{layer}.lora_{ab}.weight")
-    half = {k: (v * 0.5 if ".lora_B." in k else v) for k, v in load_file(os.path.join(OUT, "b", "adapter_model.safetensors")).items()}
+    half = {k: (v.float() * 0.5 if ".lora_B." in k else v.float())
+            for k, v in load_file(os.path.join(OUT, "b", "adapter_model.safetensors")).items()}
     official_load(model, LoraConfig(**config_b), "b", half)
     activate(model, ["a", "b"])
     with_a_b, _ = velocity(model, params)
@@ -152,7 +154,16 @@ def main():
         "exclude": {"r": 2, "lora_alpha": 3, "target_modules": ["to_query", "to_key", "in_layer"],
                     "exclude_modules": ["text_transformer_blocks.0.self_attention.to_key", "time_embeddings.in_layer"]},
         "layers": {"r": 2, "lora_alpha": 2, "target_modules": ["to_value", "feed_forward.out_layer"],
-                   "layers_to_transform": [1, 5], "layers_pattern": ["text_transformer_blocks", "visual_transformer_blocks"]},
+                   "layers_to_transform": [0, 5], "layers_pattern": ["text_transformer_blocks", "visual_transformer_blocks"]},
+        # An exact name escapes layers_to_transform; a name by its last components does not.
+        "exact_name": {"r": 2, "lora_alpha": 3, "layers_to_transform": [1], "layers_pattern": "visual_transformer_blocks",
+                       "target_modules": ["visual_transformer_blocks.0.self_attention.to_query", "to_key"]},
+        # A layers_pattern with a group of its own.
+        "group_pattern": {"r": 2, "lora_alpha": 2, "target_modules": ["in_layer", "to_query"], "layers_to_transform": [1],
+                          "layers_pattern": "(visual|text)_transformer_blocks"},
+        "upper_all_linear": {"r": 2, "lora_alpha": 1, "target_modules": "ALL-LINEAR"},
+        # Python's \Z anchor and a named group.
+        "anchors": {"r": 2, "lora_alpha": 2, "target_modules": r"(?P<block>.*visual_transformer_blocks\.1)\..*to_key\Z"},
         "layers_pattern": {"r": 2, "lora_alpha": 4, "target_modules": ["in_layer"], "layers_to_transform": 0,
                            "layers_pattern": "visual_transformer_blocks"},
         "all_linear": {"r": 3, "lora_alpha": 7, "target_modules": "all-linear", "use_rslora": True},

@@ -11,7 +11,7 @@ namespace k5::cpu {
 
 void linear(Context& ctx, const Tensor& x, const Tensor& weight, const Tensor* bias, Tensor& out,
             ops::Activation activation);
-void matmul(Context& ctx, const Tensor& a, const Tensor& b, Tensor& out);
+void matmul(Context& ctx, const Tensor& a, const Tensor& b, Tensor& out, bool accumulate);
 
 void attention(Context& ctx, const Tensor& q, const Tensor& k, const Tensor& v, Tensor& out,
                const ops::AttentionOptions& options);

@@ -138,13 +138,13 @@ void linear(Context& ctx, const Tensor& x, const Tensor& weight, const Tensor* b
   });
 }
 
-void matmul(Context&, const Tensor& a, const Tensor& b, Tensor& out) {
+void matmul(Context&, const Tensor& a, const Tensor& b, Tensor& out, bool accumulate) {
   const Rows left = rows_of(a, "matmul a"), right = rows_of(b, "matmul b"), result = rows_of(out, "matmul out");
   K5_CHECK(left.width == right.count && result.count == left.count && result.width == right.width,
            "matmul: ", a.describe(), " x ", b.describe(), " -> ", out.describe());
   if (result.count == 0 || result.width == 0) return;
   K5_CHECK(dnnl_sgemm('N', 'N', left.count, right.width, left.width, 1.0f, left.data, left.stride, right.data,
-                      right.stride, 0.0f, result.data, result.stride) == dnnl_success,
+                      right.stride, accumulate ? 1.0f : 0.0f, result.data, result.stride) == dnnl_success,
            "matmul: oneDNN sgemm failed");
 }
 

@@ -30,7 +30,7 @@ void gated_residual(Context& ctx, Tensor& x, const Tensor& h, const Tensor& gate
 // GEMMs through cuBLASLt (src/backends/cuda/linear.cpp).
 void linear(Context& ctx, const Tensor& x, const Tensor& weight, const Tensor* bias, Tensor& out,
             ops::Activation activation);
-void matmul(Context& ctx, const Tensor& a, const Tensor& b, Tensor& out);
+void matmul(Context& ctx, const Tensor& a, const Tensor& b, Tensor& out, bool accumulate);
 // The int8 weight-only linear (linear_int8.cu): the weight is expanded to BF16 (Precision::bf16) or F32 in
 // blocks of at most `expanded_budget_elements` (at least one row) and multiplied with linear() above.
 inline constexpr int64_t kInt8ExpandedBudgetElements = int64_t(64) << 20;

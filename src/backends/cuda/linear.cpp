@@ -119,7 +119,7 @@ void linear(Context&, const Tensor& x, const Tensor& weight, const Tensor* bias,
     unary_rows(unary_for(activation), output.data, output.stride, output.data, output.stride, m, n);
 }
 
-void matmul(Context&, const Tensor& a, const Tensor& b, Tensor& out) {
+void matmul(Context&, const Tensor& a, const Tensor& b, Tensor& out, bool accumulate) {
   // Row-major out[M, N] = a[M, K] * b[K, N] is column-major out^T = b^T * a^T, both read as stored.
   const cpu::Rows left = cpu::rows_of(a, "matmul a"), right = cpu::rows_of(b, "matmul b"),
                   result = cpu::rows_of(out, "matmul out");
@@ -138,7 +138,8 @@ void matmul(Context&, const Tensor& a, const Tensor& b, Tensor& out) {
             .m = right.width,
             .n = left.count,
             .k = left.width,
-            .bias = nullptr});
+            .bias = nullptr,
+            .accumulate = accumulate});
 }
 
 }  // namespace k5::cuda

@@ -1,6 +1,7 @@
 #include "models/crossdit/crossdit_weights.h"
 
 #include <map>
+#include <memory>
 #include <set>
 
 #include "core/error.h"
@@ -69,12 +70,15 @@ class Loader {
              shape_string(stored.shape()), ", expected ", shape_string(shape));
     K5_CHECK(stored.dtype() == DType::F32 || stored.dtype() == DType::BF16 || stored.dtype() == DType::F16,
              checkpoint_.path(), ": DiT key '", name, "' has dtype ", stored.describe(), ", expected a float type");
-    const std::string layer = name.substr(0, name.size() - std::string(".weight").size());
-    if (role != Role::vector && lora_adapts(adapters_, layer)) {
-      // Merged in float32 into an owned copy (the mapped file stays untouched), then stored as usual.
-      Tensor merged = stored.dtype() == DType::F32 ? stored.clone() : stored.to(DType::F32).contiguous();
-      apply_lora(adapters_, layer, merged);
-      stored = merged;
+    if (role != Role::vector && !adapters_.empty()) {
+      const std::string layer = name.substr(0, name.size() - std::string(".weight").size());
+      if (lora_adapts(adapters_, layer)) {
+        // Merged in float32 into an owned copy (the mapped file stays untouched), then stored as usual: GEMM
+        // weights in the precision's dtype, matrix-vector ones as F32.
+        Tensor merged = stored.dtype() == DType::F32 ? stored.clone() : stored.to(DType::F32).contiguous();
+        apply_lora(merge_context(), adapters_, layer, merged);
+        stored = merged;
+      }
     }
     switch (role) {
       case Role::gemm:
@@ -110,10 +114,19 @@ class Loader {
   }
 
  private:
+  // The CPU threads of the LoRA products: the caller's --threads (its Context set OpenMP's default).
+  Context& merge_context() const {
+    if (!merge_context_)
+      merge_context_ = std::make_unique<Context>(
+          ContextOptions{.threads = default_threads(), .precision = Precision::fp32, .log_level = LogLevel::quiet});
+    return *merge_context_;
+  }
+
   const Checkpoint& checkpoint_;
   Precision precision_;
   Device device_;
   const std::vector<LoraAdapter>& adapters_;
+  mutable std::unique_ptr<Context> merge_context_;
   std::map<std::string, Shape> expected_;
   std::map<std::string, std::string> stored_name_;
 };

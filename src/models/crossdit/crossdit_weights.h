@@ -61,7 +61,8 @@ std::vector<std::pair<std::string, Shape>> crossdit_parameter_shapes(const DitPa
 
 // Loads and validates a checkpoint: every expected key present with its shape, no unknown keys. GEMM weights
 // become F32 (fp32) or BF16 (bf16; zero-copy when the file is BF16); modulation / time-embedding weights stay
-// as stored when F32/BF16 (they run as float32 matrix-vector products); vectors become F32. On
+// as stored when F32/BF16 (they run as float32 matrix-vector products; F32 when an adapter changes them);
+// vectors become F32. On
 // Device::CUDA every tensor is uploaded once, the modulation / time-embedding weights as F32 (the GPU runs
 // those products as float32 GEMMs; a BF16-weight kernel would halve their memory). LoRA adapters (lora.h)
 // are merged into the weights they adapt before that conversion.

@@ -1,54 +1,80 @@
 #include "models/crossdit/lora.h"
 
-#include <omp.h>
-
+#include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <regex>
+#include <set>
+#include <sstream>
 
 #include "core/error.h"
-#include "core/thread_pool.h"
 #include "io/json_fields.h"
 #include "io/safetensors.h"
 #include "models/crossdit/crossdit_weights.h"
+#include "ops/linear.h"
 
 namespace k5 {
 namespace {
 
 namespace fs = std::filesystem;
 
-constexpr const char* kLoraFiles[] = {"lora.safetensors", "adapter_model.safetensors"};  // official, PEFT
-constexpr const char* kConfigFiles[] = {"config_lora.json", "adapter_config.json"};
+bool is_file(const fs::path& path) {
+  std::error_code error;
+  return fs::is_regular_file(path, error);
+}
 
+// The file of an adapter: the path itself, or in a folder the official or PEFT name, else its only .safetensors.
 std::string find_adapter_file(const std::string& path) {
-  K5_CHECK(fs::exists(path), "LoRA adapter '", path, "' does not exist");
-  if (!fs::is_directory(path)) return path;
-  for (const char* name : kLoraFiles)
-    if (fs::is_regular_file(fs::path(path) / name)) return (fs::path(path) / name).string();
+  std::error_code error;
+  const fs::file_status status = fs::status(path, error);
+  K5_CHECK(fs::exists(status), "LoRA adapter '", path, "' does not exist");
+  if (!fs::is_directory(status)) {
+    K5_CHECK(fs::is_regular_file(status), "LoRA adapter '", path, "' is not a file");
+    return path;
+  }
+  for (const char* name : {"lora.safetensors", "adapter_model.safetensors"})
+    if (is_file(fs::path(path) / name)) return (fs::path(path) / name).string();
   std::vector<std::string> found;
-  for (const auto& entry : fs::directory_iterator(path))
-    if (entry.path().extension() == ".safetensors") found.push_back(entry.path().string());
+  for (fs::directory_iterator it(path, error), end; !error && it != end; it.increment(error))
+    if (it->path().extension() == ".safetensors" && is_file(it->path())) found.push_back(it->path().string());
+  K5_CHECK(!error, "LoRA folder '", path, "': cannot list it: ", error.message());
   K5_CHECK(found.size() == 1, "LoRA folder '", path, "' holds ", found.size(),
            " .safetensors files and none is named lora.safetensors or adapter_model.safetensors");
   return found[0];
 }
 
+// The config beside the file: its own name's partner first (official lora.safetensors + config_lora.json, PEFT
+// adapter_model.safetensors + adapter_config.json), then the other.
 std::string find_config_file(const std::string& adapter_file) {
   const fs::path folder = fs::path(adapter_file).parent_path();
-  for (const char* name : kConfigFiles)
-    if (fs::is_regular_file(folder / name)) return (folder / name).string();
+  const bool peft = fs::path(adapter_file).filename() == "adapter_model.safetensors";
+  for (const char* name : peft ? std::vector<const char*>{"adapter_config.json", "config_lora.json"}
+                               : std::vector<const char*>{"config_lora.json", "adapter_config.json"})
+    if (is_file(folder / name)) return (folder / name).string();
   return "";
 }
 
-// Python's re semantics for the patterns PEFT configs hold; a pattern std::regex rejects is a config error.
-bool full_match(const std::string& pattern, const std::string& text, const std::string& source) {
-  try {
-    return std::regex_match(text, std::regex(pattern));
-  } catch (const std::regex_error&) {
-    fail(source, ": cannot read the pattern '", pattern, "'");
-  }
+std::string read_text_file(const std::string& path) {
+  std::ifstream stream(path, std::ios::binary);
+  K5_CHECK(stream, path, ": cannot open");
+  std::ostringstream text;
+  text << stream.rdbuf();
+  K5_CHECK(!stream.bad(), path, ": read error");
+  return text.str();
+}
+
+bool is_empty_value(const nlohmann::ordered_json& value) {
+  return value.is_null() || (value.is_boolean() && !value.get<bool>()) ||
+         ((value.is_object() || value.is_array() || value.is_string()) && value.empty());
+}
+
+bool equals_ignoring_case(const std::string& a, const std::string& b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+         });
 }
 
 // The subset of PEFT's LoraConfig that decides which layers an adapter changes and by how much.
@@ -56,53 +82,68 @@ class LoraConfig {
  public:
   LoraConfig() = default;
   explicit LoraConfig(const std::string& path) : source_(path) {
-    const nlohmann::json plain = read_json_file(path);  // its errors name the file
-    K5_CHECK(plain.is_object(), path, ": expected a JSON object (a PEFT LoraConfig)");
-    std::ifstream stream(path);
-    json_ = nlohmann::ordered_json::parse(stream);  // in file order: PEFT takes the first matching pattern
+    const std::string text = read_text_file(path);
+    nlohmann::json plain;
+    try {
+      plain = nlohmann::json::parse(text);
+      json_ = nlohmann::ordered_json::parse(text);  // in file order: PEFT takes the first matching pattern
+    } catch (const nlohmann::json::exception& error) {
+      fail(path, ": not valid JSON (", error.what(), ")");
+    }
+    K5_CHECK(json_.is_object(), path, ": expected a JSON object (a PEFT LoraConfig)");
     const JsonFields fields(plain, path);
     rank_ = fields.integer("r", 8);
     alpha_ = fields.number("lora_alpha", 8);
     rslora_ = fields.boolean("use_rslora", false);
     K5_CHECK(rank_ > 0, path, ": r must be positive");
-    K5_CHECK(!fields.boolean("use_dora", false), path, ": DoRA adapters (use_dora) are not supported");
-    K5_CHECK(!fields.boolean("lora_bias", false), path, ": adapters with LoRA biases (lora_bias) are not supported");
+    refuse_options();
+    check_targets();
     for (const char* key : {"rank_pattern", "alpha_pattern"})
-      if (fields.has(key)) K5_CHECK(json_.at(key).is_object(), path, ": ", key, " must be an object");
+      if (const auto* patterns = field(key)) {
+        K5_CHECK(patterns->is_object(), path, ": ", key, " must be an object");
+        for (const auto& [pattern, value] : patterns->items()) {
+          const bool rank = std::string(key) == "rank_pattern";
+          K5_CHECK(rank ? value.is_number_integer() && value.get<int64_t>() > 0 && value.get<int64_t>() < (1 << 20)
+                        : value.is_number() && std::isfinite(value.get<double>()),
+                   path, ": ", key, " '", pattern, "' must be ", rank ? "a positive integer" : "a number");
+        }
+      }
   }
 
   bool present() const { return !source_.empty(); }
 
-  // PEFT's check_target_module_exists: a string is a full regular expression, a list names modules or their
-  // last components ("all-linear": every linear layer); exclude_modules the same way; layers_to_transform
-  // keeps the blocks whose index follows `layers_pattern` (default: the first "name.index." in the key).
-  bool targets(const std::string& module) const {
+  // PEFT's check_target_module_exists: exclude_modules first; a string target_modules is a full regular
+  // expression ("all-linear", in any case: every linear layer); a list names layers exactly, or by their last
+  // components, and only the latter are filtered by layers_to_transform (the block index after one of
+  // layers_pattern; PEFT's default pattern, a component before the block name, never matches the DiT's keys).
+  bool targets(const std::string& layer) {
     if (!present()) return true;
-    if (matches_modules("exclude_modules", module)) return false;
-    const nlohmann::ordered_json* targets = field("target_modules");
-    if (!targets) return true;  // PEFT needs target_modules to inject; a config without them came from elsewhere
-    if (targets->is_string()) {
-      const std::string pattern = targets->get<std::string>();
-      return pattern == "all-linear" || full_match(pattern, module, source_);
+    if (matches_names("exclude_modules", layer)) return false;
+    const nlohmann::ordered_json& targets = *field("target_modules");
+    if (targets.is_string()) {
+      const std::string pattern = targets.get<std::string>();
+      return equals_ignoring_case(pattern, "all-linear") || full_match(pattern, layer);
     }
-    if (!matches_modules("target_modules", module)) return false;
+    for (const auto& name : targets)
+      if (name.get<std::string>() == layer) return true;
+    if (!matches_names("target_modules", layer)) return false;
     const nlohmann::ordered_json* layers = field("layers_to_transform");
     if (!layers || (layers->is_array() && layers->empty())) return true;
-    const int64_t index = layer_index(module);
+    const int64_t index = block_index(layer);
     if (index < 0) return false;
     if (layers->is_number_integer()) return index == layers->get<int64_t>();
-    for (const auto& layer : *layers)
-      if (layer.is_number_integer() && layer.get<int64_t>() == index) return true;
+    for (const auto& entry : *layers)
+      if (entry.get<int64_t>() == index) return true;
     return false;
   }
 
-  int64_t rank(const std::string& module) const {
-    const nlohmann::ordered_json* value = pattern_value("rank_pattern", module);
+  int64_t rank(const std::string& layer) {
+    const nlohmann::ordered_json* value = pattern_value("rank_pattern", layer);
     return value ? value->get<int64_t>() : rank_;
   }
-  double scale(const std::string& module, int64_t rank) const {
+  double scale(const std::string& layer, int64_t rank) {
     if (!present()) return 1.0;  // no config: lora_alpha = r, the usual convention of config-less files
-    const nlohmann::ordered_json* value = pattern_value("alpha_pattern", module);
+    const nlohmann::ordered_json* value = pattern_value("alpha_pattern", layer);
     const double alpha = value ? value->get<double>() : alpha_;
     return rslora_ ? alpha / std::sqrt(double(rank)) : alpha / double(rank);
   }
@@ -113,63 +154,144 @@ class LoraConfig {
     return it == json_.end() || it->is_null() ? nullptr : &*it;
   }
 
-  bool matches_modules(const char* key, const std::string& module) const {
+  // Options under which PEFT changes more than W by the low-rank product (other LoRA variants, base weights
+  // rewritten at injection, whole layers trained beside the adapter): refused, not silently ignored.
+  void refuse_options() const {
+    for (const char* key :
+         {"use_dora", "lora_bias", "use_bdlora", "use_qalora", "modules_to_save", "target_parameters",
+          "trainable_token_indices", "layer_replication", "alora_invocation_tokens", "arrow_config", "velora_config",
+          "monteclora_config", "loftq_config", "corda_config", "lora_ga_config", "kasa_config"})
+      if (const auto* value = field(key))
+        K5_CHECK(is_empty_value(*value), source_, ": ", key, " is not supported (k5 applies plain LoRA adapters)");
+    if (const auto* bias = field("bias"))
+      K5_CHECK(*bias == "none", source_, ": bias ", bias->dump(), " (trained biases) is not supported");
+    if (const auto* init = field("init_lora_weights")) {
+      const bool plain =
+          init->is_boolean() ||
+          (init->is_string() && (*init == "gaussian" || *init == "eva" || *init == "orthogonal" || *init == "mica"));
+      K5_CHECK(plain, source_, ": init_lora_weights ", init->dump(),
+               " rewrites the base weights when PEFT loads the adapter; not supported");
+    }
+  }
+
+  void check_targets() const {
+    const nlohmann::ordered_json* targets = field("target_modules");
+    K5_CHECK(targets && !is_empty_value(*targets) && (targets->is_string() || targets->is_array()), source_,
+             ": target_modules must name the layers (a list or a regular expression), as PEFT needs");
+    for (const char* key : {"target_modules", "exclude_modules"})
+      if (const auto* names = field(key); names && names->is_array())
+        for (const auto& name : *names) K5_CHECK(name.is_string(), source_, ": ", key, " must list strings");
+    if (const auto* excluded = field("exclude_modules"))
+      K5_CHECK(excluded->is_string() || excluded->is_array(), source_, ": exclude_modules must be a string or a list");
+    const nlohmann::ordered_json* layers = field("layers_to_transform");
+    const nlohmann::ordered_json* pattern = field("layers_pattern");
+    K5_CHECK(!targets->is_string() || (!layers && !pattern), source_,
+             ": layers_to_transform / layers_pattern need target_modules as a list (PEFT refuses them with a "
+             "regular expression)");
+    if (layers) {
+      bool integers = layers->is_number_integer() || layers->is_array();
+      if (layers->is_array())
+        for (const auto& entry : *layers) integers = integers && entry.is_number_integer();
+      K5_CHECK(integers, source_, ": layers_to_transform must be an integer or a list of integers");
+    }
+    if (pattern) {
+      bool strings = pattern->is_string() || pattern->is_array();
+      if (pattern->is_array())
+        for (const auto& entry : *pattern) strings = strings && entry.is_string();
+      K5_CHECK(strings, source_, ": layers_pattern must be a string or a list of strings");
+    }
+  }
+
+  // Python's `re` syntax as std::regex (ECMAScript) reads it: \A and \Z become anchors, named groups plain
+  // groups; what ECMAScript cannot express is refused by name rather than matched differently.
+  const std::regex& compiled(const std::string& pattern) {
+    const auto found = regexes_.find(pattern);
+    if (found != regexes_.end()) return found->second;
+    std::string translated;
+    for (size_t i = 0; i < pattern.size(); ++i) {
+      if (pattern[i] == '\\' && i + 1 < pattern.size()) {
+        const char next = pattern[i + 1];
+        K5_CHECK(next != 'z' && next != 'G', source_, ": the pattern '", pattern, "' uses \\", next,
+                 ", which k5 cannot read");
+        translated += next == 'A' ? "^" : next == 'Z' ? "$" : pattern.substr(i, 2);
+        ++i;
+      } else if (pattern.compare(i, 4, "(?P<") == 0) {
+        const size_t close = pattern.find('>', i);
+        K5_CHECK(close != std::string::npos, source_, ": cannot read the pattern '", pattern, "'");
+        translated += "(";
+        i = close;
+      } else {
+        K5_CHECK(pattern.compare(i, 4, "(?P=") != 0 && pattern.compare(i, 3, "(?<") != 0 &&
+                     !(pattern.compare(i, 2, "(?") == 0 && i + 2 < pattern.size() && std::isalpha(pattern[i + 2])),
+                 source_, ": the pattern '", pattern,
+                 "' uses Python-only syntax (flags, look-behind or back-references by name), which k5 cannot read");
+        translated += pattern[i];
+      }
+    }
+    try {
+      return regexes_.emplace(pattern, std::regex(translated)).first->second;
+    } catch (const std::regex_error&) {
+      fail(source_, ": cannot read the pattern '", pattern, "'");
+    }
+  }
+  bool full_match(const std::string& pattern, const std::string& text) {
+    return std::regex_match(text, compiled(pattern));
+  }
+
+  // PEFT's name rule: a string is a full regular expression; a list entry is the layer's name or its last
+  // components.
+  bool matches_names(const char* key, const std::string& layer) {
     const nlohmann::ordered_json* names = field(key);
     if (!names) return false;
-    if (names->is_string()) return full_match(names->get<std::string>(), module, source_);
-    K5_CHECK(names->is_array(), source_, ": ", key, " must be a string or a list");
-    for (const auto& name : *names) {
-      K5_CHECK(name.is_string(), source_, ": ", key, " must list strings");
-      const std::string target = name.get<std::string>();
-      if (module == target || (module.size() > target.size() &&
-                               module.compare(module.size() - target.size() - 1, std::string::npos, "." + target) == 0))
+    if (names->is_string()) return full_match(names->get<std::string>(), layer);
+    for (const auto& entry : *names) {
+      const std::string name = entry.get<std::string>();
+      if (layer == name || (layer.size() > name.size() + 1 && layer[layer.size() - name.size() - 1] == '.' &&
+                            layer.compare(layer.size() - name.size(), std::string::npos, name) == 0))
         return true;
     }
     return false;
   }
 
-  int64_t layer_index(const std::string& module) const {
-    std::vector<std::string> patterns;
-    if (const nlohmann::ordered_json* given = field("layers_pattern")) {
-      if (given->is_string()) patterns.push_back(given->get<std::string>());
-      if (given->is_array())
-        for (const auto& p : *given)
-          if (p.is_string()) patterns.push_back(p.get<std::string>());
-    }
+  // The block index PEFT reads for layers_to_transform: the number after one of layers_pattern (its own
+  // groups come first, so the index is the last group), or with PEFT's default pattern.
+  int64_t block_index(const std::string& layer) {
     std::vector<std::string> expressions;
-    if (patterns.empty()) expressions.push_back(R"(.*?\.[^.]*\.(\d+)\..*)");
-    for (const std::string& p : patterns) expressions.push_back("(?:|.*?\\.)" + p + R"(\.(\d+)\..*)");
-    std::smatch match;
-    for (const std::string& expression : expressions) {
-      try {
-        if (std::regex_match(module, match, std::regex(expression))) return std::stoll(match[1].str());
-      } catch (const std::regex_error&) {
-        fail(source_, ": cannot read layers_pattern '", expression, "'");
-      }
+    if (const nlohmann::ordered_json* given = field("layers_pattern")) {
+      if (given->is_string()) expressions.push_back("(?:|.*?\\.)" + given->get<std::string>() + R"(\.(\d+)\..*)");
+      if (given->is_array())
+        for (const auto& p : *given) expressions.push_back("(?:|.*?\\.)" + p.get<std::string>() + R"(\.(\d+)\..*)");
+    } else {
+      expressions.push_back(R"(.*?\.[^.]*\.(\d+)\..*)");
     }
+    std::smatch match;
+    for (const std::string& expression : expressions)
+      if (std::regex_match(layer, match, compiled(expression))) {
+        const std::string digits = match[match.size() - 1].str();
+        return digits.size() <= 9 ? std::stoll(digits) : -1;
+      }
     return -1;
   }
 
-  // PEFT's get_pattern_key: the first pattern p (in file order) with `(.*\.)?(p)` matching the whole module.
-  const nlohmann::ordered_json* pattern_value(const char* key, const std::string& module) const {
+  // PEFT's get_pattern_key: the first pattern p (in file order) with `(.*\.)?(p)` matching the whole layer name.
+  const nlohmann::ordered_json* pattern_value(const char* key, const std::string& layer) {
     const nlohmann::ordered_json* patterns = field(key);
     if (!patterns) return nullptr;
-    for (const auto& [pattern, value] : patterns->items()) {
-      if (!full_match("(.*\\.)?(" + pattern + ")", module, source_)) continue;
-      K5_CHECK(value.is_number(), source_, ": ", key, " '", pattern, "' must be a number");
-      return &value;
-    }
+    for (const auto& [pattern, value] : patterns->items())
+      if (full_match("(.*\\.)?(" + pattern + ")", layer)) return &value;
     return nullptr;
   }
 
   std::string source_;
   nlohmann::ordered_json json_;
+  std::map<std::string, std::regex> regexes_;
   int64_t rank_ = 8;
   double alpha_ = 8;
   bool rslora_ = false;
 };
 
-// The official load_adapter's key cleanup: one leading "base_model.model." or "transformer.", no ".default".
+// The official load_adapter's key cleanup: one leading "base_model.model." or "transformer.", then every
+// ".default" removed (Python's str.replace: left to right, not rescanned).
 std::string official_key(const std::string& stored) {
   std::string key = stored;
   for (const std::string prefix : {"base_model.model.", "transformer."})
@@ -177,8 +299,13 @@ std::string official_key(const std::string& stored) {
       key = key.substr(prefix.size());
       break;
     }
-  for (size_t at; (at = key.find(".default")) != std::string::npos;) key.erase(at, 8);
-  return key;
+  std::string cleaned;
+  for (size_t from = 0;;) {
+    const size_t at = key.find(".default", from);
+    cleaned += key.substr(from, at == std::string::npos ? std::string::npos : at - from);
+    if (at == std::string::npos) return cleaned;
+    from = at + 8;
+  }
 }
 
 bool strip_suffix(std::string& text, const std::string& suffix) {
@@ -187,6 +314,8 @@ bool strip_suffix(std::string& text, const std::string& suffix) {
   text.resize(text.size() - suffix.size());
   return true;
 }
+
+bool is_float(DType dtype) { return dtype == DType::F32 || dtype == DType::BF16 || dtype == DType::F16; }
 
 }  // namespace
 
@@ -203,10 +332,11 @@ LoraSpec parse_lora_spec(const std::string& text) {
 
 LoraAdapter load_lora(const LoraSpec& spec, const DitParams& params) {
   LoraAdapter adapter;
+  adapter.spec = spec.path;
   adapter.path = find_adapter_file(spec.path);
   adapter.multiplier = spec.multiplier;
   adapter.config = find_config_file(adapter.path);
-  const LoraConfig config = adapter.config.empty() ? LoraConfig() : LoraConfig(adapter.config);
+  LoraConfig config = adapter.config.empty() ? LoraConfig() : LoraConfig(adapter.config);
   const auto file = SafetensorsFile::open(adapter.path);
   const auto trigger = file->metadata().find("trigger");
   if (trigger != file->metadata().end()) adapter.trigger = trigger->second;
@@ -217,18 +347,22 @@ LoraAdapter load_lora(const LoraSpec& spec, const DitParams& params) {
     if (shape.size() == 2 && strip_suffix(layer, ".weight")) linears[layer] = shape;
   }
   std::map<std::string, std::pair<Tensor, Tensor>> pairs;  // layer -> (lora_A, lora_B)
+  std::set<std::string> seen;                              // keys after the cleanup
   for (const TensorInfo& info : file->tensors()) {
-    std::string layer = official_key(info.name);
+    const std::string key = official_key(info.name);
+    K5_CHECK(seen.insert(key).second, adapter.path, ": '", info.name, "' repeats '", key,
+             "' (the same weight under another prefix)");
+    std::string layer = key;
     const bool down = strip_suffix(layer, ".lora_A.weight");
-    K5_CHECK(down || strip_suffix(layer, ".lora_B.weight"), adapter.path, ": '", info.name,
+    const bool up = !down && strip_suffix(layer, ".lora_B.weight");
+    K5_CHECK(down || up, adapter.path, ": '", info.name,
              "' is not a LoRA weight (<layer>.lora_A.weight / .lora_B.weight; DoRA, LoRA biases and other PEFT "
              "methods are not supported)");
     K5_CHECK(linears.count(layer), adapter.path, ": '", info.name, "' adapts '", layer,
              "', which is not a linear layer of this DiT");
-    const Tensor tensor = file->tensor(info.name);
-    K5_CHECK(tensor.dtype() == DType::F32 || tensor.dtype() == DType::BF16 || tensor.dtype() == DType::F16,
-             adapter.path, ": '", info.name, "' has dtype ", tensor.describe(), ", expected a float type");
-    (down ? pairs[layer].first : pairs[layer].second) = tensor.to(DType::F32).contiguous();
+    K5_CHECK(is_float(info.dtype), adapter.path, ": '", info.name, "' has dtype ", dtype_name(info.dtype),
+             ", expected a float type");
+    (down ? pairs[layer].first : pairs[layer].second) = file->tensor(info.name);
   }
   K5_CHECK(!pairs.empty(), adapter.path, ": no LoRA weights in the file");
   for (auto& [layer, pair] : pairs) {
@@ -241,7 +375,7 @@ LoraAdapter load_lora(const LoraSpec& spec, const DitParams& params) {
              adapter.path, ": '", layer, "' has lora_A ", shape_string(down.shape()), " and lora_B ",
              shape_string(up.shape()), ", expected [r, ", weight[1], "] and [", weight[0], ", r]");
     if (!config.targets(layer)) {
-      adapter.untargeted.push_back(layer);
+      adapter.left_alone.push_back(layer);
       continue;
     }
     if (config.present())
@@ -250,16 +384,21 @@ LoraAdapter load_lora(const LoraSpec& spec, const DitParams& params) {
     const float scale = float(double(spec.multiplier) * config.scale(layer, rank));
     adapter.layers[layer] = {std::move(down), std::move(up), scale};
   }
+  K5_CHECK(!adapter.layers.empty(), adapter.path, ": ", adapter.config,
+           " targets none of the adapter's layers (target_modules, exclude_modules, layers_to_transform), as PEFT "
+           "finds no layer to adapt");
   return adapter;
 }
 
 void log_lora(Logger& log, const LoraAdapter& adapter) {
   log.info("LoRA ", adapter.path, ": ", adapter.layers.size(), " layers, multiplier ", adapter.multiplier,
-           adapter.config.empty() ? ", no config beside it (lora_alpha = r)" : ", config " + adapter.config,
+           adapter.config.empty() ? "" : ", config " + adapter.config,
            adapter.trigger.empty() ? "" : ", trigger '" + adapter.trigger + "'");
-  if (!adapter.untargeted.empty())
-    log.warn("LoRA ", adapter.path, ": weights for ", adapter.untargeted.size(), " layers outside target_modules (",
-             adapter.untargeted.front(), adapter.untargeted.size() > 1 ? ", ..." : "",
+  if (adapter.config.empty())
+    log.warn("LoRA ", adapter.path, ": no config_lora.json or adapter_config.json beside it: lora_alpha = r (scale 1)");
+  if (!adapter.left_alone.empty())
+    log.warn("LoRA ", adapter.path, ": weights for ", adapter.left_alone.size(), " layers its config does not target (",
+             adapter.left_alone.front(), adapter.left_alone.size() > 1 ? ", ..." : "",
              ") are left alone, as PEFT leaves them");
 }
 
@@ -278,44 +417,29 @@ bool lora_adapts(const std::vector<LoraAdapter>& adapters, const std::string& la
   return false;
 }
 
-void apply_lora(const std::vector<LoraAdapter>& adapters, const std::string& layer, Tensor& weight) {
+void apply_lora(Context& ctx, const std::vector<LoraAdapter>& adapters, const std::string& layer, Tensor& weight) {
   for (const LoraAdapter& adapter : adapters) {
     const auto it = adapter.layers.find(layer);
     if (it == adapter.layers.end()) continue;
     const LoraLayer& lora = it->second;
     K5_CHECK(weight.dtype() == DType::F32 && weight.is_contiguous() && weight.dim() == 2 &&
-                 weight.size(0) == lora.up.size(0) && weight.size(1) == lora.down.size(1),
+                 weight.device() == Device::CPU && weight.size(0) == lora.up.size(0) &&
+                 weight.size(1) == lora.down.size(1),
              "LoRA '", layer, "': weight ", weight.describe(), " does not match the adapter");
-    const int64_t rows = weight.size(0), columns = weight.size(1), rank = lora.down.size(0);
-    const float* up = lora.up.data<float>();
-    const float* down = lora.down.data<float>();
-    float* w = weight.data<float>();
-    // Row by row: the weight row stays in cache while the rank rows of lora_A stream past it. OpenMP's default
-    // team is the context's --threads (Context sets it).
-    ThreadPool pool(omp_get_max_threads());
-    pool.parallel_for(0, rows, 16, [&](int64_t begin, int64_t end) {
-      for (int64_t o = begin; o < end; ++o) {
-        float* row = w + o * columns;
-        int64_t k = 0;
-        for (; k + 4 <= rank; k += 4) {  // four rank rows per pass: a quarter of the row loads and stores
-          const float* f = up + o * rank + k;
-          const float f0 = lora.scale * f[0], f1 = lora.scale * f[1], f2 = lora.scale * f[2], f3 = lora.scale * f[3];
-          const float *s0 = down + k * columns, *s1 = s0 + columns, *s2 = s1 + columns, *s3 = s2 + columns;
-          for (int64_t i = 0; i < columns; ++i) row[i] += f0 * s0[i] + f1 * s1[i] + f2 * s2[i] + f3 * s3[i];
-        }
-        for (; k < rank; ++k) {
-          const float factor = lora.scale * up[o * rank + k];
-          const float* source = down + k * columns;
-          for (int64_t i = 0; i < columns; ++i) row[i] += factor * source[i];
-        }
-      }
-    });
+    // W += (scale * B) A: the scale rides the small [out, r] factor.
+    Tensor scaled_up = lora.up.to(DType::F32).clone();
+    float* up = scaled_up.data<float>();
+    for (int64_t i = 0; i < scaled_up.numel(); ++i) up[i] *= lora.scale;
+    ops::matmul(ctx, scaled_up, lora.down.to(DType::F32).contiguous(), weight, /*accumulate=*/true);
   }
 }
 
 std::string lora_triggers(const std::vector<LoraAdapter>& adapters) {
   std::string prefix;
-  for (const LoraAdapter& adapter : adapters) prefix += adapter.trigger;
+  std::set<std::string> used;
+  for (const LoraAdapter& adapter : adapters)
+    if (!adapter.trigger.empty() && adapter.multiplier != 0.0f && used.insert(adapter.trigger).second)
+      prefix += adapter.trigger;
   return prefix;
 }
 

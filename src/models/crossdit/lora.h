@@ -3,7 +3,7 @@
 // optionally prefixed `base_model.model.` or `transformer.` and carrying `.default`; the PEFT LoraConfig as
 // JSON beside it (`config_lora.json`, the official name, or `adapter_config.json`, PEFT's); an optional
 // trigger word in the file's metadata (`trigger`). Each adapted linear computes W x + m * s * B (A x) with
-// s = lora_alpha / r (lora_alpha / sqrt(r) with use_rslora; rank_pattern / alpha_pattern per module) and m the
+// s = lora_alpha / r (lora_alpha / sqrt(r) with use_rslora; rank_pattern / alpha_pattern per layer) and m the
 // user's multiplier; k5 merges the product into W at load, so a forward costs nothing extra.
 #pragma once
 
@@ -26,35 +26,39 @@ struct LoraSpec {
 LoraSpec parse_lora_spec(const std::string& text);
 
 struct LoraLayer {
-  Tensor down;         // lora_A [r, in] F32
-  Tensor up;           // lora_B [out, r] F32
+  Tensor down;         // lora_A [r, in], as stored (F32, BF16 or F16; a view of the mapped file)
+  Tensor up;           // lora_B [out, r], as stored
   float scale = 1.0f;  // multiplier * lora_alpha / r (or / sqrt(r))
 };
 
 struct LoraAdapter {
+  std::string spec;     // as given on the command line
   std::string path;     // the safetensors file
   std::string config;   // the JSON config it was read with, or empty (then lora_alpha = r: scale 1)
-  std::string trigger;  // from the metadata; the official pipelines put it before the expanded prompt
+  std::string trigger;  // from the metadata; the official T2V / I2V pipelines put it before the expanded prompt
   float multiplier = 1.0f;
   std::map<std::string, LoraLayer> layers;  // DiT linear (e.g. "visual_transformer_blocks.0.feed_forward.in_layer")
-  std::vector<std::string> untargeted;      // layers with weights but outside target_modules: left alone, as PEFT
+  std::vector<std::string> left_alone;      // layers with weights that the config does not target, as PEFT
 };
 
 // Reads and checks an adapter against a DiT: every key a lora_A/lora_B pair of one of its linear layers with
-// matching shapes and the config's rank. Throws a one-line error naming the file and key.
+// matching shapes and the config's rank; config options that change more than W are refused. Throws a one-line
+// error naming the file and key or option.
 LoraAdapter load_lora(const LoraSpec& spec, const DitParams& params);
 
-// One info line (file, layers, multiplier, config, trigger), and a warning for layers left alone.
+// One info line (file, layers, multiplier, config, trigger); warnings for a missing config and layers left alone.
 void log_lora(Logger& log, const LoraAdapter& adapter);
 // The adapters of a command line ("PATH[:MULTIPLIER]" each), loaded and logged.
 std::vector<LoraAdapter> load_loras(Context& ctx, const std::vector<std::string>& specs, const DitParams& params);
 
 // Whether any adapter changes `layer`.
 bool lora_adapts(const std::vector<LoraAdapter>& adapters, const std::string& layer);
-// weight [out, in] F32 contiguous, in place: += sum over the adapters that adapt `layer` of scale * up * down.
-void apply_lora(const std::vector<LoraAdapter>& adapters, const std::string& layer, Tensor& weight);
+// weight [out, in] F32 contiguous on the host, in place: += scale * up * down for each adapter of `layer`, as one
+// float32 GEMM each on the context's CPU threads.
+void apply_lora(Context& ctx, const std::vector<LoraAdapter>& adapters, const std::string& layer, Tensor& weight);
 
-// The adapters' trigger words, in order, as the prompt prefix the official pipelines build.
+// The prompt prefix of the adapters' trigger words: each distinct one once, in order, skipping adapters at
+// multiplier 0. (The official pipelines run one adapter at a time and put its trigger there.)
 std::string lora_triggers(const std::vector<LoraAdapter>& adapters);
 
 }  // namespace k5

@@ -152,6 +152,30 @@ TEST(CpuKernels, LinearFloatAndBf16) {
   EXPECT_THROW(ops::linear(ctx, x, random_tensor({n, k + 1}, 1), nullptr, out), Error);
 }
 
+TEST(CpuKernels, MatmulAndAccumulate) {
+  Context ctx({.threads = 2, .precision = Precision::fp32});
+  const int64_t m = 45, k = 7, n = 70;
+  const Tensor a = random_tensor({m, k}, 11), b = random_tensor({k, n}, 12);
+  const Tensor start = random_tensor({m, n}, 13);
+  std::vector<double> product(size_t(m * n));
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j)
+      for (int64_t c = 0; c < k; ++c)
+        product[size_t(i * n + j)] += double(a.data<float>()[i * k + c]) * b.data<float>()[c * n + j];
+  std::vector<float> expected(product.size()), accumulated(product.size());
+  for (size_t i = 0; i < product.size(); ++i) {
+    expected[i] = float(product[i]);
+    accumulated[i] = float(product[i] + start.data<float>()[i]);
+  }
+  Tensor out = start.clone();
+  ops::matmul(ctx, a, b, out);
+  EXPECT_LT(test::relative_l2(out.to_f32_vector(), expected), 1e-6);
+  out = start.clone();
+  ops::matmul(ctx, a, b, out, /*accumulate=*/true);
+  EXPECT_LT(test::relative_l2(out.to_f32_vector(), accumulated), 1e-6);
+  EXPECT_THROW(ops::matmul(ctx, b, a, out), Error);
+}
+
 TEST(CpuKernels, NormsAndModulation) {
   Context ctx({.threads = 2, .precision = Precision::fp32});
   const int64_t rows = 9, width = 300;

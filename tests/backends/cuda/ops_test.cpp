@@ -212,6 +212,9 @@ TEST_F(CudaOps, Matmul) {
   Tensor out = Tensor::empty(DType::F32, {45, 33}, Device::CUDA);
   ops::matmul(ctx, on_gpu(a), on_gpu(b), out);
   EXPECT_LE(gpu_vs_cpu(out, expected), kF32Tolerance);
+  ops::matmul(ctx, a, b, expected, /*accumulate=*/true);  // out += a b
+  ops::matmul(ctx, on_gpu(a), on_gpu(b), out, /*accumulate=*/true);
+  EXPECT_LE(gpu_vs_cpu(out, expected), kF32Tolerance);
 }
 
 TEST_F(CudaOps, LinearInt8FollowsTheCpu) {

@@ -200,8 +200,9 @@ void check(const Case& c, uint32_t seed) {
                                                          : "CUDA-core kernel, last warps ahead");
     EXPECT_LE(relative_l2(run_simt<false>(c, in, {schedule}), f32), 1e-5);
     EXPECT_LE(relative_l2(run_simt<true>(c, in, {schedule}), bf16_reference), kBf16VsCpuBf16Tolerance);
-    if (c.dim % 16 == 0)
+    if (c.dim % 16 == 0) {
       EXPECT_LE(relative_l2(run_wmma(c, in, {schedule}), bf16_reference), kBf16VsCpuBf16Tolerance) << "WMMA kernel";
+    }
   }
   if (c.dim != 64 && c.dim != 128) return;  // the register-tiled kernels' head dims
   for (const Tiled kernel : {Tiled::mma, Tiled::wgmma_serial, Tiled::wgmma_overlapped})
