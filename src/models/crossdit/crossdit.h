@@ -11,7 +11,6 @@
 #include "io/kandinsky_config.h"
 #include "io/safetensors.h"
 #include "models/crossdit/crossdit_weights.h"
-#include "models/crossdit/lora.h"
 
 namespace k5 {
 

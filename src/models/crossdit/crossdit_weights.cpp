@@ -5,7 +5,6 @@
 #include <set>
 
 #include "core/error.h"
-#include "models/crossdit/lora.h"
 
 namespace k5 {
 namespace {

@@ -11,10 +11,9 @@
 #include "core/tensor.h"
 #include "io/kandinsky_config.h"
 #include "io/safetensors.h"
+#include "models/crossdit/lora.h"
 
 namespace k5 {
-
-struct LoraAdapter;
 
 struct LinearWeights {
   Tensor weight;  // [out, in]: BF16 in bf16 mode (GEMM layers), F32 in fp32 mode; F32/BF16 for matvec layers

@@ -258,12 +258,12 @@ class LoraConfig {
   int64_t block_index(const std::string& layer) {
     std::vector<std::string> expressions;
     if (const nlohmann::ordered_json* given = field("layers_pattern")) {
-      if (given->is_string()) expressions.push_back("(?:|.*?\\.)" + given->get<std::string>() + R"(\.(\d+)\..*)");
+      if (given->is_string() && !given->empty()) expressions.push_back(given->get<std::string>());
       if (given->is_array())
-        for (const auto& p : *given) expressions.push_back("(?:|.*?\\.)" + p.get<std::string>() + R"(\.(\d+)\..*)");
-    } else {
-      expressions.push_back(R"(.*?\.[^.]*\.(\d+)\..*)");
+        for (const auto& p : *given) expressions.push_back(p.get<std::string>());
     }
+    for (std::string& p : expressions) p = "(?:|.*?\\.)" + p + R"(\.(\d+)\..*)";
+    if (expressions.empty()) expressions.push_back(R"(.*?\.[^.]*\.(\d+)\..*)");  // none given: PEFT's default
     std::smatch match;
     for (const std::string& expression : expressions)
       if (std::regex_match(layer, match, compiled(expression))) {

@@ -165,6 +165,8 @@ TEST(Lora, BadAdaptersGiveOneLineErrors) {
       {R"({"r": 2, "target_modules": "to_.*", "layers_to_transform": [0]})", "need target_modules as a list"},
       {R"({"r": 2, "target_modules": ["to_query"], "layers_to_transform": "0"})", "must be an integer or a list"},
       {R"({"r": 2, "target_modules": ["to_query"], "layers_to_transform": [0]})", "targets none of the adapter's"},
+      {R"({"r": 2, "target_modules": ["to_query"], "layers_to_transform": [0], "layers_pattern": []})",
+       "targets none of the adapter's"},
       {R"({"r": 2, "target_modules": ["to_key"]})", "targets none of the adapter's"},
       {R"({"r": 2, "target_modules": ["to_query"], "init_lora_weights": "pissa"})", "rewrites the base weights"},
       {R"({"r": 2, "target_modules": ["to_query"], "modules_to_save": ["out_layer"]})", "modules_to_save is not"},
