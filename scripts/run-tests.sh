@@ -10,8 +10,8 @@ cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j "$jobs"
 (cd build && ctest --output-on-failure -j "$jobs" --timeout 900)
 
-# Sanitizers: the same tests, minus the ones labelled `slow` (large shapes that would take too long
-# instrumented). Benchmarks are not built here, nor the CUDA backend (the Release build above builds it
+# Sanitizers: the same tests, minus the ones labelled `slow` (tests/CMakeLists.txt: too long instrumented, their
+# code covered there by others). Benchmarks are not built here, nor the CUDA backend (the Release build above builds it
 # when nvcc is present; its GPU tests skip without a device).
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DK5_SANITIZE=ON -DK5_BUILD_BENCH=OFF \
   -DK5_CUDA=OFF >/dev/null

@@ -81,15 +81,16 @@ int run_generate(GenerateOptions& o) {
   Context ctx(o.context);
   auto& log = ctx.log();
   if (plan.mode == GenerationMode::i2i && plan.init_image && plan.text_only_edit)
-    log.warn("--text-only-edit: the source image conditions the latents but not the text; results differ from the "
-             "official pipeline");
+    log.warn(
+        "--text-only-edit: the source image conditions the latents but not the text; results differ from the "
+        "official pipeline");
   log.info(generation_mode_name(plan.mode), " with ", files.config.source, ": ", plan.width, "x", plan.height,
            plan.is_video() ? ", " + std::to_string(plan.frames) + " frames" : std::string(), ", ", plan.steps,
            " steps, guidance ", plan.guidance, ", scheduler scale ", plan.scheduler_scale, ", seed ", plan.seed, " (",
            o.rng, " generator)");
   for (const LoraAdapter& lora : plan.loras) {
     log_lora(log, lora);
-    if (!lora.trigger.empty() && !plan.expand_prompt)
+    if (!lora.trigger.empty() && lora.multiplier != 0.0f && !plan.expand_prompt)
       log.warn("LoRA trigger '", lora.trigger,
                "' not added: the official pipelines add it to expanded prompts only; "
                "write it into the prompt if the adapter needs it");
@@ -135,8 +136,9 @@ K5_COMMAND("generate", "text/image -> video or image with an official Kandinsky 
              app.add_option("-p,--prompt", r.prompt, "the prompt")->required();
              app.add_option("-n,--negative-prompt", o->negative,
                             "negative prompt (default: the official one for video, empty for images)");
-             app.add_option("-o,--output", o->output, "output .mp4 (video) or .png/.jpg/.webp (image); "
-                                                      "default output.mp4 / output.png");
+             app.add_option("-o,--output", o->output,
+                            "output .mp4 (video) or .png/.jpg/.webp (image); "
+                            "default output.mp4 / output.png");
              app.add_option("-W,--width", r.width, "width in pixels (one of the model's sizes)");
              app.add_option("-H,--height", r.height, "height in pixels (one of the model's sizes)");
              app.add_option("--duration", r.duration, "video length in seconds (default 5, or 10 for 10 s models)");
@@ -148,10 +150,12 @@ K5_COMMAND("generate", "text/image -> video or image with an official Kandinsky 
              app.add_option("-s,--seed", o->seed, "seed (default -1: random, printed and stored in the file)");
              app.add_option("--rng", o->rng, "noise generator: cuda (as the official GPU run; default) or cpu")
                  ->check(CLI::IsMember({"cuda", "cpu"}));
-             app.add_option("-i,--init-img", r.init_image, "input image: I2V first frame or I2I source (PNG/JPEG/WebP)");
-             app.add_option("--vae-by-frames", o->vae_by_frames,
-                            "video decode frame by frame: bounded memory, ~1.6x the convolution work; auto (default: when a "
-                            "whole tile would need over 3/4 of the free RAM or GPU memory), on or off")
+             app.add_option("-i,--init-img", r.init_image,
+                            "input image: I2V first frame or I2I source (PNG/JPEG/WebP)");
+             app.add_option(
+                    "--vae-by-frames", o->vae_by_frames,
+                    "video decode frame by frame: bounded memory, ~1.6x the convolution work; auto (default: when a "
+                    "whole tile would need over 3/4 of the free RAM or GPU memory), on or off")
                  ->check(CLI::IsMember({"auto", "on", "off"}));
              add_lora_option(app, r.loras);
              app.add_flag("--magcache", r.magcache, "MagCache: skip DiT blocks on steps the config's ratios allow");

@@ -31,7 +31,8 @@ class ThreadPool {
 };
 
 int hardware_threads();
-// The thread count the newest Context asked for (OpenMP's default team): for work outside a Context's ops.
+// OpenMP's default team size on the calling thread, which a Context sets to its thread count: for work that runs
+// outside the ops of a Context it was not handed.
 int default_threads();
 
 }  // namespace k5

@@ -14,13 +14,20 @@ namespace fs = std::filesystem;
 
 const char* component_kind_name(ComponentKind kind) {
   switch (kind) {
-    case ComponentKind::CrossDiT: return "CrossDiT";
-    case ComponentKind::HunyuanVideoVae: return "HunyuanVideo VAE";
-    case ComponentKind::FluxVae: return "FLUX VAE";
-    case ComponentKind::Qwen25VL: return "Qwen2.5-VL";
-    case ComponentKind::ClipText: return "CLIP text encoder";
-    case ComponentKind::CrossDiTLora: return "CrossDiT LoRA adapter";
-    case ComponentKind::Unknown: break;
+    case ComponentKind::CrossDiT:
+      return "CrossDiT";
+    case ComponentKind::HunyuanVideoVae:
+      return "HunyuanVideo VAE";
+    case ComponentKind::FluxVae:
+      return "FLUX VAE";
+    case ComponentKind::Qwen25VL:
+      return "Qwen2.5-VL";
+    case ComponentKind::ClipText:
+      return "CLIP text encoder";
+    case ComponentKind::CrossDiTLora:
+      return "CrossDiT LoRA adapter";
+    case ComponentKind::Unknown:
+      break;
   }
   return "unknown component";
 }
@@ -68,8 +75,8 @@ class TensorTable {
   // 1 + the largest N among names "<prefix>N.<anything>"; 0 when there are none.
   int64_t count_indexed(const std::string& prefix) const {
     int64_t count = 0;
-    for (auto it = by_name_.lower_bound(prefix); it != by_name_.end() && it->first.compare(0, prefix.size(), prefix) == 0;
-         ++it) {
+    for (auto it = by_name_.lower_bound(prefix);
+         it != by_name_.end() && it->first.compare(0, prefix.size(), prefix) == 0; ++it) {
       const std::string rest = it->first.substr(prefix.size());
       const size_t dot = rest.find('.');
       if (dot == 0 || dot == std::string::npos) continue;
@@ -113,12 +120,17 @@ bool classify_crossdit(const TensorTable& table, ComponentReport& report) {
   const int64_t input_channels = patch_volume > 0 && visual_in % patch_volume == 0 ? visual_in / patch_volume : -1;
 
   report.kind = ComponentKind::CrossDiT;
-  report.dimensions = {{"model_dim", model_dim},         {"ff_dim", ff_dim},
-                       {"time_dim", time_dim},           {"head_dim", head_dim},
+  report.dimensions = {{"model_dim", model_dim},
+                       {"ff_dim", ff_dim},
+                       {"time_dim", time_dim},
+                       {"head_dim", head_dim},
                        {"heads", head_dim > 0 ? model_dim / head_dim : -1},
-                       {"text_blocks", text_blocks},     {"visual_blocks", visual_blocks},
-                       {"in_text_dim", text_dim},        {"in_text_dim2", pooled_dim},
-                       {"patch_volume", patch_volume},   {"input_channels", input_channels}};
+                       {"text_blocks", text_blocks},
+                       {"visual_blocks", visual_blocks},
+                       {"in_text_dim", text_dim},
+                       {"in_text_dim2", pooled_dim},
+                       {"patch_volume", patch_volume},
+                       {"input_channels", input_channels}};
 
   // Published sizes (spec/dit.md): Lite video 1792 / head 64, Lite image 2560 / head 128, Pro 4096 / head 128.
   std::string family;
@@ -155,7 +167,7 @@ bool classify_crossdit(const TensorTable& table, ComponentReport& report) {
 
 // PEFT LoRA weights of CrossDiT layers (models/crossdit/lora.h): "<layer>.lora_A[.default].weight" [r, in].
 bool classify_crossdit_lora(const std::vector<TensorInfo>& tensors, ComponentReport& report) {
-  int64_t layers = 0, min_rank = 0, max_rank = 0, visual_blocks = 0, model_dim = -1;
+  int64_t layers = 0, min_rank = 0, max_rank = 0, last_visual_block = -1, model_dim = -1;
   bool dit_names = false;
   for (const TensorInfo& info : tensors) {
     const size_t at = info.name.find(".lora_A.");
@@ -170,13 +182,14 @@ bool classify_crossdit_lora(const std::vector<TensorInfo>& tensors, ComponentRep
     const std::string visual = "visual_transformer_blocks.", query = ".to_query";
     const size_t block = layer.find(visual);
     if (block != std::string::npos)
-      visual_blocks = std::max<int64_t>(visual_blocks, std::atoll(layer.c_str() + block + visual.size()) + 1);
+      last_visual_block = std::max<int64_t>(last_visual_block, std::atoll(layer.c_str() + block + visual.size()));
     if (layer.size() > query.size() && layer.compare(layer.size() - query.size(), query.size(), query) == 0)
       model_dim = info.shape[1];
   }
   if (!layers || !dit_names) return false;
   report.kind = ComponentKind::CrossDiTLora;
-  report.dimensions = {{"layers", layers}, {"rank", max_rank}, {"visual_blocks", visual_blocks}};
+  report.dimensions = {{"layers", layers}, {"rank", max_rank}};
+  if (last_visual_block >= 0) report.dimensions.push_back({"last_visual_block", last_visual_block});
   if (model_dim > 0) report.dimensions.push_back({"model_dim", model_dim});
   const std::string ranks =
       min_rank == max_rank ? concat("rank ", max_rank) : concat("ranks ", min_rank, "..", max_rank);
@@ -185,9 +198,7 @@ bool classify_crossdit_lora(const std::vector<TensorInfo>& tensors, ComponentRep
 }
 
 // Channels of the first encoder level, from the first down block's first conv (or conv_in).
-int64_t first_level_channels(const TensorTable& table, const std::string& conv_in) {
-  return table.extent(conv_in, 0);
-}
+int64_t first_level_channels(const TensorTable& table, const std::string& conv_in) { return table.extent(conv_in, 0); }
 
 bool classify_hunyuan_vae(const TensorTable& table, ComponentReport& report) {
   auto prefix = table.prefix_of("decoder.conv_in.conv.weight", 5);
@@ -198,7 +209,8 @@ bool classify_hunyuan_vae(const TensorTable& table, ComponentReport& report) {
                              ? table.extent(p + "decoder.conv_in.conv.weight", 1)
                              : table.extent(p + "encoder.conv_out.conv.weight", 0) / 2;
   const bool has_encoder = table.has_prefix(p + "encoder."), has_decoder = table.has_prefix(p + "decoder.");
-  const int64_t channels = first_level_channels(table, p + (has_encoder ? "encoder" : "decoder") + ".conv_in.conv.weight");
+  const int64_t channels =
+      first_level_channels(table, p + (has_encoder ? "encoder" : "decoder") + ".conv_in.conv.weight");
   report.kind = ComponentKind::HunyuanVideoVae;
   report.dimensions = {{"latent_channels", latent},
                        {"first_level_channels", channels},
@@ -217,8 +229,9 @@ bool classify_flux_vae(const TensorTable& table, ComponentReport& report) {
   if (!prefix) prefix = table.prefix_of("encoder.conv_in.weight", 4);
   if (!prefix) return false;
   const std::string& p = *prefix;
-  const int64_t latent = table.rank(p + "decoder.conv_in.weight") == 4 ? table.extent(p + "decoder.conv_in.weight", 1)
-                                                                       : table.extent(p + "encoder.conv_out.weight", 0) / 2;
+  const int64_t latent = table.rank(p + "decoder.conv_in.weight") == 4
+                             ? table.extent(p + "decoder.conv_in.weight", 1)
+                             : table.extent(p + "encoder.conv_out.weight", 0) / 2;
   const bool has_encoder = table.has_prefix(p + "encoder."), has_decoder = table.has_prefix(p + "decoder.");
   const int64_t channels = table.extent(p + (has_encoder ? "encoder" : "decoder") + ".conv_in.weight", 0);
   report.kind = ComponentKind::FluxVae;
@@ -256,8 +269,10 @@ bool classify_qwen(const TensorTable& table, ComponentReport& report) {
   const int64_t intermediate = table.extent(language + "layers.0.mlp.gate_proj.weight", 0);
   const int64_t kv_width = table.extent(language + "layers.0.self_attn.k_proj.weight", 0);
   report.kind = ComponentKind::Qwen25VL;
-  report.dimensions = {{"hidden_size", hidden},       {"layers", layers},
-                       {"intermediate_size", intermediate}, {"kv_width", kv_width},
+  report.dimensions = {{"hidden_size", hidden},
+                       {"layers", layers},
+                       {"intermediate_size", intermediate},
+                       {"kv_width", kv_width},
                        {"vocabulary", vocabulary}};
   std::string size = "custom size";
   if (hidden == 3584 && layers == 28) size = "7B";
@@ -266,13 +281,15 @@ bool classify_qwen(const TensorTable& table, ComponentReport& report) {
   if (!vision.empty()) {
     report.dimensions.push_back({"vision_blocks", table.count_indexed(vision + "blocks.")});
     report.dimensions.push_back({"vision_hidden_size", table.extent(vision + "blocks.0.attn.qkv.weight", 1)});
-    report.variant = size + " (language model + vision tower" + (language == "model.language_model." ? ", transformers 5 layout)" : ")");
+    report.variant = size + " (language model + vision tower" +
+                     (language == "model.language_model." ? ", transformers 5 layout)" : ")");
   } else {
     report.variant = size + " (language model only, no vision tower: Qwen2-style)";
   }
   // Prompt up to 512 tokens + template; one layer's working set is tokens x (intermediate + 6 hidden).
   report.workload = "a 640-token prompt";
-  if (hidden > 0 && intermediate > 0) report.activation_bytes = 640ull * uint64_t(intermediate + 6 * hidden) * kFloatBytes;
+  if (hidden > 0 && intermediate > 0)
+    report.activation_bytes = 640ull * uint64_t(intermediate + 6 * hidden) * kFloatBytes;
   return true;
 }
 
@@ -302,7 +319,8 @@ bool classify_clip(const TensorTable& table, ComponentReport& report) {
                                                  : concat(hidden, " wide, ", layers, " layers");
   if (table.has_prefix("vision_model.")) report.variant += ", checkpoint also holds the vision tower";
   report.workload = "a 77-token prompt";
-  if (hidden > 0 && intermediate > 0) report.activation_bytes = 77ull * uint64_t(intermediate + 6 * hidden) * kFloatBytes;
+  if (hidden > 0 && intermediate > 0)
+    report.activation_bytes = 77ull * uint64_t(intermediate + 6 * hidden) * kFloatBytes;
   return true;
 }
 
@@ -390,8 +408,9 @@ void inspect_folder(const fs::path& folder, int depth, std::vector<ComponentRepo
   std::vector<fs::path> loose;
   for (const auto& file : files)
     if (!covered.count(file.filename().string())) loose.push_back(file);
-  const bool all_shards =
-      loose.size() > 1 && std::all_of(loose.begin(), loose.end(), [](const fs::path& f) { return is_shard_name(f.filename().string()); });
+  const bool all_shards = loose.size() > 1 && std::all_of(loose.begin(), loose.end(), [](const fs::path& f) {
+                            return is_shard_name(f.filename().string());
+                          });
   if (all_shards && indexes.empty()) {
     components.push_back(inspect_checkpoint(folder.string()));
   } else {
@@ -468,9 +487,9 @@ std::string format_report(const ModelReport& report) {
       first = false;
     }
     out += ")\n";
-    out += concat("  on disk: ", format_bytes(component.bytes_on_disk), "; estimated RAM to run: ",
-                  format_bytes(component.estimated_ram_bytes()), " (weights ", format_bytes(component.weight_bytes),
-                  " mmapped in their dtype");
+    out += concat("  on disk: ", format_bytes(component.bytes_on_disk),
+                  "; estimated RAM to run: ", format_bytes(component.estimated_ram_bytes()), " (weights ",
+                  format_bytes(component.weight_bytes), " mmapped in their dtype");
     if (component.activation_bytes > 0)
       out += concat(" + ~", format_bytes(component.activation_bytes), " activations for ", component.workload);
     out += ")\n";

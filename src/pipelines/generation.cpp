@@ -463,7 +463,7 @@ std::vector<std::pair<std::string, std::string>> generation_metadata(const Gener
   if (!plan.loras.empty()) {
     std::string loras;
     for (const LoraAdapter& lora : plan.loras)
-      loras += (loras.empty() ? "" : ", ") + lora.spec + ":" + number(lora.multiplier);
+      loras += (loras.empty() ? "" : ", ") + lora.given_path + ":" + number(lora.multiplier);
     m.emplace_back("lora", loras);
   }
   if (!expanded_prompt.empty()) m.emplace_back("expanded_prompt", expanded_prompt);

@@ -170,7 +170,7 @@ TEST(ModelInspect, LoraAdapters) {
   const auto lora = classify_tensors(infos(shapes));
   EXPECT_EQ(lora.kind, ComponentKind::CrossDiTLora);
   EXPECT_EQ(lora.variant, "PEFT, ranks 8..16, 64 layers");
-  EXPECT_EQ(lora.dimension("visual_blocks"), 32);
+  EXPECT_EQ(lora.dimension("last_visual_block"), 31);
   EXPECT_EQ(lora.dimension("model_dim"), 1792);
   // Another model's LoRA (no CrossDiT layer names) stays unknown.
   const auto other = classify_tensors(infos({{"unet.down.0.attn.to_q.lora_A.weight", {4, 320}}}));

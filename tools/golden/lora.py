@@ -10,13 +10,18 @@ Writes tests/golden/lora/:
 - a/: lora.safetensors (keys "base_model.model.<layer>.lora_A.default.weight", a trigger in the metadata, one
   pair for a layer outside target_modules, which PEFT leaves alone) and config_lora.json (r, lora_alpha,
   target_modules by name, rank_pattern, alpha_pattern);
-- b/: adapter_model.safetensors ("transformer.<layer>.lora_B.weight") and adapter_config.json (use_rslora,
-  target_modules as a regular expression);
+- b/: adapter_model.safetensors ("transformer.<layer>.lora_B.weight", stored as BF16) and adapter_config.json
+  (use_rslora, target_modules as a regular expression);
 - velocity.safetensors: the t2i case's velocity with adapter a, and with a plus b at multiplier 0.5 (both PEFT
   adapters active, b's lora_B scaled by 0.5);
-- targeting/: for configs that exercise PEFT's module selection (exclude_modules, layers_to_transform,
-  layers_pattern, "all-linear", patterns), a file with a pair for every linear layer of the DiT and the config;
-  expected.json gives, per config, the layers PEFT injects and their scaling.
+- targeting/: for configs that exercise PEFT's module selection (exclude_modules, layers_to_transform with one or
+  two layers_pattern, one with a group of its own, an exact name beside a last-component one, "all-linear" in both
+  cases, regular expressions with Python's \\Z and a named group, rank and alpha patterns), a file with a pair for
+  every linear layer of the DiT and the config; expected.json gives, per config, the layers PEFT injects and their
+  scaling.
+
+Run: OFFICIAL_DIR=<checkout of kandinskylab/kandinsky-5> python3 tools/golden/lora.py (PyPI torch, safetensors,
+peft, einops). Deterministic: a second run rewrites the same bytes.
 """
 import importlib.util
 import json

@@ -68,7 +68,8 @@ std::string read_text_file(const std::string& path) {
 
 bool is_empty_value(const nlohmann::ordered_json& value) {
   return value.is_null() || (value.is_boolean() && !value.get<bool>()) ||
-         ((value.is_object() || value.is_array() || value.is_string()) && value.empty());
+         ((value.is_object() || value.is_array()) && value.empty()) ||
+         (value.is_string() && value.get_ref<const std::string&>().empty());
 }
 
 bool equals_ignoring_case(const std::string& a, const std::string& b) {
@@ -111,6 +112,10 @@ class LoraConfig {
   }
 
   bool present() const { return !source_.empty(); }
+  bool all_linear() const {
+    const nlohmann::ordered_json* targets = field("target_modules");
+    return targets && targets->is_string() && equals_ignoring_case(targets->get<std::string>(), "all-linear");
+  }
 
   // PEFT's check_target_module_exists: exclude_modules first; a string target_modules is a full regular
   // expression ("all-linear", in any case: every linear layer); a list names layers exactly, or by their last
@@ -157,10 +162,9 @@ class LoraConfig {
   // Options under which PEFT changes more than W by the low-rank product (other LoRA variants, base weights
   // rewritten at injection, whole layers trained beside the adapter): refused, not silently ignored.
   void refuse_options() const {
-    for (const char* key :
-         {"use_dora", "lora_bias", "use_bdlora", "use_qalora", "modules_to_save", "target_parameters",
-          "trainable_token_indices", "layer_replication", "alora_invocation_tokens", "arrow_config", "velora_config",
-          "monteclora_config", "loftq_config", "corda_config", "lora_ga_config", "kasa_config"})
+    for (const char* key : {"use_dora", "lora_bias", "use_bdlora", "use_qalora", "modules_to_save", "target_parameters",
+                            "trainable_token_indices", "layer_replication", "alora_invocation_tokens", "arrow_config",
+                            "velora_config", "monteclora_config", "kasa_config"})
       if (const auto* value = field(key))
         K5_CHECK(is_empty_value(*value), source_, ": ", key, " is not supported (k5 applies plain LoRA adapters)");
     if (const auto* bias = field("bias"))
@@ -188,6 +192,8 @@ class LoraConfig {
     K5_CHECK(!targets->is_string() || (!layers && !pattern), source_,
              ": layers_to_transform / layers_pattern need target_modules as a list (PEFT refuses them with a "
              "regular expression)");
+    K5_CHECK(layers || !pattern || is_empty_value(*pattern), source_,
+             ": layers_pattern needs layers_to_transform, as PEFT says");
     if (layers) {
       bool integers = layers->is_number_integer() || layers->is_array();
       if (layers->is_array())
@@ -222,7 +228,8 @@ class LoraConfig {
         i = close;
       } else {
         K5_CHECK(pattern.compare(i, 4, "(?P=") != 0 && pattern.compare(i, 3, "(?<") != 0 &&
-                     !(pattern.compare(i, 2, "(?") == 0 && i + 2 < pattern.size() && std::isalpha(pattern[i + 2])),
+                     !(pattern.compare(i, 2, "(?") == 0 && i + 2 < pattern.size() &&
+                       std::isalpha(static_cast<unsigned char>(pattern[i + 2]))),
                  source_, ": the pattern '", pattern,
                  "' uses Python-only syntax (flags, look-behind or back-references by name), which k5 cannot read");
         translated += pattern[i];
@@ -253,22 +260,23 @@ class LoraConfig {
     return false;
   }
 
-  // The block index PEFT reads for layers_to_transform: the number after one of layers_pattern (its own
-  // groups come first, so the index is the last group), or with PEFT's default pattern.
+  // The block index PEFT reads for layers_to_transform: `re.match` (a match at the start) of the number after one
+  // of layers_pattern, the first pattern that matches deciding (its own groups come first, so the index is the
+  // last group; unset: no index), or PEFT's default pattern when none is given.
   int64_t block_index(const std::string& layer) {
     std::vector<std::string> expressions;
     if (const nlohmann::ordered_json* given = field("layers_pattern")) {
-      if (given->is_string() && !given->empty()) expressions.push_back(given->get<std::string>());
+      if (given->is_string() && !is_empty_value(*given)) expressions.push_back(given->get<std::string>());
       if (given->is_array())
         for (const auto& p : *given) expressions.push_back(p.get<std::string>());
     }
-    for (std::string& p : expressions) p = "(?:|.*?\\.)" + p + R"(\.(\d+)\..*)";
-    if (expressions.empty()) expressions.push_back(R"(.*?\.[^.]*\.(\d+)\..*)");  // none given: PEFT's default
+    for (std::string& p : expressions) p = "(?:^|.*?\\.)" + p + R"(\.(\d+)\.)";
+    if (expressions.empty()) expressions.push_back(R"(.*?\.[^.]*\.(\d+)\.)");
     std::smatch match;
     for (const std::string& expression : expressions)
-      if (std::regex_match(layer, match, compiled(expression))) {
-        const std::string digits = match[match.size() - 1].str();
-        return digits.size() <= 9 ? std::stoll(digits) : -1;
+      if (std::regex_search(layer, match, compiled(expression), std::regex_constants::match_continuous)) {
+        const auto& index = match[match.size() - 1];
+        return index.matched && index.length() <= 9 ? std::stoll(index.str()) : -1;
       }
     return -1;
   }
@@ -326,13 +334,13 @@ LoraSpec parse_lora_spec(const std::string& text) {
   const std::string suffix = text.substr(colon + 1);
   char* end = nullptr;
   const double value = std::strtod(suffix.c_str(), &end);
-  if (suffix.empty() || end != suffix.c_str() + suffix.size() || !std::isfinite(value)) return spec;
+  if (suffix.empty() || end != suffix.c_str() + suffix.size() || !std::isfinite(float(value))) return spec;
   return {text.substr(0, colon), float(value)};
 }
 
 LoraAdapter load_lora(const LoraSpec& spec, const DitParams& params) {
   LoraAdapter adapter;
-  adapter.spec = spec.path;
+  adapter.given_path = spec.path;
   adapter.path = find_adapter_file(spec.path);
   adapter.multiplier = spec.multiplier;
   adapter.config = find_config_file(adapter.path);
@@ -342,10 +350,18 @@ LoraAdapter load_lora(const LoraSpec& spec, const DitParams& params) {
   if (trigger != file->metadata().end()) adapter.trigger = trigger->second;
 
   std::map<std::string, Shape> linears;  // layer -> weight shape [out, in]
+  std::set<std::string> modules;         // every module holding parameters: the dotted prefixes of their names
   for (const auto& [name, shape] : crossdit_parameter_shapes(params)) {
     std::string layer = name;
     if (shape.size() == 2 && strip_suffix(layer, ".weight")) linears[layer] = shape;
+    for (size_t dot = name.find('.'); dot != std::string::npos; dot = name.find('.', dot + 1))
+      modules.insert(name.substr(0, dot));
   }
+  // PEFT refuses a config that selects a module it cannot adapt (an attention block, a norm, a list of blocks).
+  if (config.present() && !config.all_linear())
+    for (const std::string& module : modules)
+      K5_CHECK(linears.count(module) || !config.targets(module), adapter.config, ": target_modules selects '", module,
+               "', which is not a linear layer (PEFT refuses it)");
   std::map<std::string, std::pair<Tensor, Tensor>> pairs;  // layer -> (lora_A, lora_B)
   std::set<std::string> seen;                              // keys after the cleanup
   for (const TensorInfo& info : file->tensors()) {
@@ -385,8 +401,8 @@ LoraAdapter load_lora(const LoraSpec& spec, const DitParams& params) {
     adapter.layers[layer] = {std::move(down), std::move(up), scale};
   }
   K5_CHECK(!adapter.layers.empty(), adapter.path, ": ", adapter.config,
-           " targets none of the adapter's layers (target_modules, exclude_modules, layers_to_transform), as PEFT "
-           "finds no layer to adapt");
+           " targets none of the adapter's layers (target_modules, exclude_modules, layers_to_transform): none of its "
+           "weights would be used");
   return adapter;
 }
 

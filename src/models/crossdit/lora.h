@@ -32,7 +32,7 @@ struct LoraLayer {
 };
 
 struct LoraAdapter {
-  std::string spec;     // as given on the command line
+  std::string given_path;  // as given on the command line (without the multiplier)
   std::string path;     // the safetensors file
   std::string config;   // the JSON config it was read with, or empty (then lora_alpha = r: scale 1)
   std::string trigger;  // from the metadata; the official T2V / I2V pipelines put it before the expanded prompt

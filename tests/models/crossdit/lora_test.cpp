@@ -112,6 +112,7 @@ TEST(Lora, SpecParsing) {
   check("a:", "a:", 1.0f);
   check(":2", ":2", 1.0f);
   check("a:nan", "a:nan", 1.0f);
+  check("a:1e39", "a:1e39", 1.0f);  // beyond float: not a multiplier
 }
 
 // Writes a one-layer adapter for `layer` (A [r, in], B [out, r]) under `dir`, optionally with a config.
@@ -126,12 +127,14 @@ void write_adapter(const fs::path& dir, const std::string& layer, int64_t rank, 
   if (!config.empty()) std::ofstream(dir / "config_lora.json") << config;
 }
 
-void expect_error(const fs::path& path, const std::string& message) {
+void expect_error(const fs::path& path, const std::string& message, const DitParams& params = tiny_params()) {
   try {
-    load_lora({path.string(), 1.0f}, tiny_params());
+    load_lora({path.string(), 1.0f}, params);
     ADD_FAILURE() << path << ": accepted, expected an error containing: " << message;
   } catch (const Error& error) {
-    EXPECT_NE(std::string(error.what()).find(message), std::string::npos) << error.what();
+    const std::string what = error.what();
+    EXPECT_NE(what.find(message), std::string::npos) << what;
+    EXPECT_EQ(what.find('\n'), std::string::npos) << "not one line: " << what;
   }
 }
 
@@ -173,6 +176,11 @@ TEST(Lora, BadAdaptersGiveOneLineErrors) {
       {R"({"r": 2, "target_modules": ["to_query"], "bias": "all"})", "(trained biases) is not supported"},
       {R"({"r": 2, "target_modules": ["to_query"], "rank_pattern": {"to_query": 2.5}})", "a positive integer"},
       {R"({"r": 2, "target_modules": "(?i).*TO_QUERY"})", "Python-only syntax"},
+      // Modules PEFT cannot adapt: the final layer block (also named out_layer), a whole block's children.
+      {R"({"r": 2, "target_modules": ["to_query", "out_layer"]})", "selects 'out_layer', which is not a linear"},
+      {R"({"r": 2, "target_modules": ".*visual_transformer_blocks\\.0\\..*"})", "which is not a linear layer"},
+      {R"({"r": 2, "target_modules": ["to_query"], "layers_pattern": "visual_transformer_blocks"})",
+       "layers_pattern needs layers_to_transform"},
   };
   for (size_t i = 0; i < refused.size(); ++i) {
     SCOPED_TRACE(refused[i].first);
@@ -189,9 +197,9 @@ TEST(Lora, BadAdaptersGiveOneLineErrors) {
     expect_error(dir.path / "twice", "repeats");
   }
   write_adapter(dir.path / "json", query, 2, d, d, R"({"r": 2,)");
-  expect_error(dir.path / "json", "config_lora.json");
+  expect_error(dir.path / "json", "config_lora.json: not valid JSON");
   write_adapter(dir.path / "type", query, 2, d, d, R"({"r": "two"})");
-  expect_error(dir.path / "type", "config_lora.json");
+  expect_error(dir.path / "type", "'r'");
   {
     fs::create_directories(dir.path / "half");
     save_safetensors((dir.path / "half" / "lora.safetensors").string(),
@@ -209,7 +217,7 @@ TEST(Lora, BadAdaptersGiveOneLineErrors) {
   // An adapter for a DiT of other sizes is refused.
   const KandinskyConfig other = load_kandinsky_config(test::crossdit_golden("t2v_cond.yaml"));
   write_adapter(dir.path / "other", "visual_embeddings.in_layer", 2, 16, d);
-  EXPECT_THROW(load_lora({(dir.path / "other").string(), 1.0f}, other.dit), Error);
+  expect_error(dir.path / "other", "expected [r, 36] and [64, r]", other.dit);
 }
 
 // Fuzz-style: adapter a's config with random edits (characters replaced, inserted, cut) loads or gives a k5 error,
