@@ -8,7 +8,10 @@
 
 namespace k5 {
 
-nlohmann::json read_json_file(const std::string& path) {
+namespace {
+
+template <typename Json>
+Json parse_json_file(const std::string& path) {
   std::FILE* stream = std::fopen(path.c_str(), "rb");
   K5_CHECK(stream, path, ": cannot open: ", std::strerror(errno));
   std::string text;
@@ -19,10 +22,18 @@ nlohmann::json read_json_file(const std::string& path) {
   std::fclose(stream);
   K5_CHECK(!failed, path, ": read error");
   try {
-    return nlohmann::json::parse(text);
+    return Json::parse(text);
   } catch (const nlohmann::json::exception& error) {
     fail(path, ": not valid JSON (", error.what(), ")");
   }
+}
+
+}  // namespace
+
+nlohmann::json read_json_file(const std::string& path) { return parse_json_file<nlohmann::json>(path); }
+
+nlohmann::ordered_json read_ordered_json_file(const std::string& path) {
+  return parse_json_file<nlohmann::ordered_json>(path);
 }
 
 namespace {

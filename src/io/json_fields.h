@@ -10,6 +10,8 @@
 namespace k5 {
 
 nlohmann::json read_json_file(const std::string& path);
+// The same, keeping the objects' keys in file order.
+nlohmann::ordered_json read_ordered_json_file(const std::string& path);
 
 class JsonFields {
  public:

@@ -179,12 +179,11 @@ bool classify_crossdit_lora(const std::vector<TensorInfo>& tensors, ComponentRep
     ++layers;
     dit_names |= layer.find("visual_transformer_blocks.") != std::string::npos ||
                  layer.find("text_transformer_blocks.") != std::string::npos;
-    const std::string visual = "visual_transformer_blocks.", query = ".to_query";
+    const std::string visual = "visual_transformer_blocks.";
     const size_t block = layer.find(visual);
     if (block != std::string::npos)
       last_visual_block = std::max<int64_t>(last_visual_block, std::atoll(layer.c_str() + block + visual.size()));
-    if (layer.size() > query.size() && layer.compare(layer.size() - query.size(), query.size(), query) == 0)
-      model_dim = info.shape[1];
+    if (layer.ends_with(".to_query")) model_dim = info.shape[1];
   }
   if (!layers || !dit_names) return false;
   report.kind = ComponentKind::CrossDiTLora;
@@ -368,14 +367,10 @@ ComponentReport inspect_checkpoint(const std::string& path) { return inspect_ope
 
 namespace {
 
-bool ends_with(const std::string& text, const std::string& suffix) {
-  return text.size() >= suffix.size() && text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
 // "model-00001-of-00004.safetensors": shards of one model, as Hugging Face names them.
 bool is_shard_name(const std::string& name) {
   const size_t of = name.rfind("-of-");
-  return ends_with(name, ".safetensors") && of != std::string::npos && of >= 6 && name[of - 6] == '-' &&
+  return name.ends_with(".safetensors") && of != std::string::npos && of >= 6 && name[of - 6] == '-' &&
          std::all_of(name.begin() + int64_t(of) - 5, name.begin() + int64_t(of), ::isdigit);
 }
 
@@ -389,9 +384,9 @@ void inspect_folder(const fs::path& folder, int depth, std::vector<ComponentRepo
     if (name.empty() || name[0] == '.') continue;
     if (item.is_directory(error))
       folders.push_back(item.path());
-    else if (ends_with(name, ".safetensors.index.json"))
+    else if (name.ends_with(".safetensors.index.json"))
       indexes.push_back(item.path());
-    else if (ends_with(name, ".safetensors"))
+    else if (name.ends_with(".safetensors"))
       files.push_back(item.path());
   }
   K5_CHECK(!error, folder.string(), ": cannot list: ", error.message());

@@ -229,14 +229,6 @@ Tensor SafetensorsFile::tensor(const std::string& name) const {
 // ---------------------------------------------------------------------------------------------------------
 // Checkpoint
 
-namespace {
-
-bool ends_with(const std::string& text, const std::string& suffix) {
-  return text.size() >= suffix.size() && text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
-}  // namespace
-
 Checkpoint Checkpoint::open(const std::string& path) {
   Checkpoint checkpoint;
   checkpoint.path_ = path;
@@ -251,9 +243,9 @@ Checkpoint Checkpoint::open(const std::string& path) {
     for (const auto& item : fs::directory_iterator(path, error)) {
       const std::string name = item.path().filename().string();
       if (!item.is_regular_file(error) && !item.is_symlink(error)) continue;
-      if (ends_with(name, ".safetensors.index.json"))
+      if (name.ends_with(".safetensors.index.json"))
         indexes.push_back(item.path().string());
-      else if (ends_with(name, ".safetensors"))
+      else if (name.ends_with(".safetensors"))
         shard_paths.push_back(item.path().string());
     }
     K5_CHECK(indexes.size() <= 1, path, ": ", indexes.size(), " *.safetensors.index.json files; name one of them");
@@ -263,7 +255,7 @@ Checkpoint Checkpoint::open(const std::string& path) {
       K5_CHECK(!shard_paths.empty(), path, ": no .safetensors files in this directory");
       std::sort(shard_paths.begin(), shard_paths.end());
     }
-  } else if (ends_with(path, ".json")) {
+  } else if (path.ends_with(".json")) {
     index_path = path;
   } else {
     shard_paths.push_back(path);

@@ -5,10 +5,8 @@
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <regex>
 #include <set>
-#include <sstream>
 
 #include "core/error.h"
 #include "io/json_fields.h"
@@ -57,15 +55,6 @@ std::string find_config_file(const std::string& adapter_file) {
   return "";
 }
 
-std::string read_text_file(const std::string& path) {
-  std::ifstream stream(path, std::ios::binary);
-  K5_CHECK(stream, path, ": cannot open");
-  std::ostringstream text;
-  text << stream.rdbuf();
-  K5_CHECK(!stream.bad(), path, ": read error");
-  return text.str();
-}
-
 bool is_empty_value(const nlohmann::ordered_json& value) {
   return value.is_null() || (value.is_boolean() && !value.get<bool>()) ||
          ((value.is_object() || value.is_array()) && value.empty()) ||
@@ -82,16 +71,10 @@ bool equals_ignoring_case(const std::string& a, const std::string& b) {
 class LoraConfig {
  public:
   LoraConfig() = default;
-  explicit LoraConfig(const std::string& path) : source_(path) {
-    const std::string text = read_text_file(path);
-    nlohmann::json plain;
-    try {
-      plain = nlohmann::json::parse(text);
-      json_ = nlohmann::ordered_json::parse(text);  // in file order: PEFT takes the first matching pattern
-    } catch (const nlohmann::json::exception& error) {
-      fail(path, ": not valid JSON (", error.what(), ")");
-    }
+  // In file order: PEFT takes the first matching pattern.
+  explicit LoraConfig(const std::string& path) : source_(path), json_(read_ordered_json_file(path)) {
     K5_CHECK(json_.is_object(), path, ": expected a JSON object (a PEFT LoraConfig)");
+    const nlohmann::json plain = json_;
     const JsonFields fields(plain, path);
     rank_ = fields.integer("r", 8);
     alpha_ = fields.number("lora_alpha", 8);
@@ -125,10 +108,7 @@ class LoraConfig {
     if (!present()) return true;
     if (matches_names("exclude_modules", layer)) return false;
     const nlohmann::ordered_json& targets = *field("target_modules");
-    if (targets.is_string()) {
-      const std::string pattern = targets.get<std::string>();
-      return equals_ignoring_case(pattern, "all-linear") || full_match(pattern, layer);
-    }
+    if (targets.is_string()) return all_linear() || full_match(targets.get<std::string>(), layer);
     for (const auto& name : targets)
       if (name.get<std::string>() == layer) return true;
     if (!matches_names("target_modules", layer)) return false;
@@ -253,9 +233,7 @@ class LoraConfig {
     if (names->is_string()) return full_match(names->get<std::string>(), layer);
     for (const auto& entry : *names) {
       const std::string name = entry.get<std::string>();
-      if (layer == name || (layer.size() > name.size() + 1 && layer[layer.size() - name.size() - 1] == '.' &&
-                            layer.compare(layer.size() - name.size(), std::string::npos, name) == 0))
-        return true;
+      if (layer == name || layer.ends_with("." + name)) return true;
     }
     return false;
   }
@@ -303,7 +281,7 @@ class LoraConfig {
 std::string official_key(const std::string& stored) {
   std::string key = stored;
   for (const std::string prefix : {"base_model.model.", "transformer."})
-    if (key.rfind(prefix, 0) == 0) {
+    if (key.starts_with(prefix)) {
       key = key.substr(prefix.size());
       break;
     }
@@ -317,8 +295,7 @@ std::string official_key(const std::string& stored) {
 }
 
 bool strip_suffix(std::string& text, const std::string& suffix) {
-  if (text.size() <= suffix.size() || text.compare(text.size() - suffix.size(), suffix.size(), suffix) != 0)
-    return false;
+  if (text.size() <= suffix.size() || !text.ends_with(suffix)) return false;
   text.resize(text.size() - suffix.size());
   return true;
 }

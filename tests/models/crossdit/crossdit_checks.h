@@ -25,30 +25,36 @@ constexpr DitCase kT2iNonSquare{"t2i", "weights_plain.safetensors"};
 constexpr DitCase kNablaOfficialWindows{"nabla_p90", "weights_plain.safetensors"};
 constexpr DitCase kNablaSparse{"nabla_sparse", "weights_plain.safetensors"};
 
-// Relative L2 error of the velocity of the DiT loaded on `device` (from `weights_path` when given, else the
-// case's golden weights) against the official one; the velocity comes back to the host.
-// With `loras` ("PATH[:MULTIPLIER]" each) merged into the weights, the expected velocity is `expected` (a tensor
-// of <name>.safetensors, or of `expected_file`).
-inline double dit_error(const DitCase& c, Precision precision, Device device, const std::string& weights_path = "",
-                        const std::vector<std::string>& loras = {}, const std::string& expected_file = "",
-                        const std::string& expected = "velocity") {
+// A case's golden file: its inputs and the official velocity.
+inline DitInputFile dit_case_file(const DitCase& c) {
+  return DitInputFile(crossdit_golden(std::string(c.name) + ".safetensors"),
+                      {"x", "text_embed", "pooled_text_embed", "time", "attention_mask", "velocity"});
+}
+
+// The velocity of the case's DiT loaded on `device` (from `weights_path` when given, else the case's golden
+// weights), with `loras` ("PATH[:MULTIPLIER]" each) merged into its weights; it comes back to the host.
+inline Tensor dit_velocity(const DitCase& c, Precision precision, Device device, const std::string& weights_path = "",
+                           const std::vector<std::string>& loras = {}) {
   Context ctx = make_context(precision, device);
   const KandinskyConfig config = load_kandinsky_config(crossdit_golden(std::string(c.name) + ".yaml"));
   const CrossDit dit = CrossDit::load(config, weights_path.empty() ? crossdit_golden(c.weights) : weights_path,
                                       precision, DitAttention::automatic, device, load_loras(ctx, loras, config.dit));
-  const DitInputFile file(crossdit_golden(std::string(c.name) + ".safetensors"),
-                          {"x", "text_embed", "pooled_text_embed", "time", "attention_mask", "velocity"});
-  const Tensor velocity = dit.forward(ctx, read_dit_inputs(file));
+  const Tensor velocity = dit.forward(ctx, read_dit_inputs(dit_case_file(c)));
   EXPECT_EQ(velocity.device(), Device::CPU);
-  if (!expected_file.empty()) return relative_l2(velocity, SafetensorsFile::open(expected_file)->tensor(expected));
-  return relative_l2(velocity, file.float_tensor(expected));
+  return velocity;
 }
 
-// LoRA goldens (tools/golden/lora.py): adapters a and b on the t2i case.
+// Relative L2 error of that velocity (no adapters) against the official one.
+inline double dit_error(const DitCase& c, Precision precision, Device device, const std::string& weights_path = "") {
+  return relative_l2(dit_velocity(c, precision, device, weights_path), dit_case_file(c).float_tensor("velocity"));
+}
+
+// LoRA goldens (tools/golden/lora.py): adapters a and b on the t2i case; `expected` names the velocity.
 inline std::string lora_golden(const std::string& name) { return source_path("tests/golden/lora/" + name); }
 inline double lora_error(const std::vector<std::string>& loras, const std::string& expected, Precision precision,
                          Device device) {
-  return dit_error(kT2iNonSquare, precision, device, "", loras, lora_golden("velocity.safetensors"), expected);
+  return relative_l2(dit_velocity(kT2iNonSquare, precision, device, "", loras),
+                     SafetensorsFile::open(lora_golden("velocity.safetensors"))->tensor(expected));
 }
 
 }  // namespace k5::test

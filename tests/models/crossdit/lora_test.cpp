@@ -40,13 +40,7 @@ TEST(Lora, TwoAdaptersWithMultiplierFp32) {
 }
 
 Tensor velocity(Precision precision, const std::vector<std::string>& loras) {
-  Context ctx = test::make_context(precision, Device::CPU);
-  const KandinskyConfig config = load_kandinsky_config(test::crossdit_golden("t2i.yaml"));
-  const CrossDit dit = CrossDit::load(config, test::crossdit_golden("weights_plain.safetensors"), precision,
-                                      DitAttention::automatic, Device::CPU, load_loras(ctx, loras, config.dit));
-  const DitInputFile file(test::crossdit_golden("t2i.safetensors"),
-                          {"x", "text_embed", "pooled_text_embed", "time", "attention_mask", "velocity"});
-  return dit.forward(ctx, read_dit_inputs(file));
+  return test::dit_velocity(test::kT2iNonSquare, precision, Device::CPU, "", loras);
 }
 
 TEST(Lora, Bf16) {
