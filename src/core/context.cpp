@@ -41,9 +41,11 @@ Context::Context(const ContextOptions& options)
     fail("--device cuda: this k5 was built without the CUDA backend (configure with -DK5_CUDA=ON where nvcc is)");
 #endif
   }
-  // oneDNN (the GEMM library) runs on OpenMP; give it the same thread count as our pool.
-  omp_set_num_threads(pool_.size());
+  use_on_this_thread();
 }
+
+// oneDNN (the GEMM library) runs on OpenMP; give it the same thread count as our pool.
+void Context::use_on_this_thread() const { omp_set_num_threads(pool_.size()); }
 
 Workspace& Context::workspace(Device device) {
   if (device == Device::CPU) return workspace_;

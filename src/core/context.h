@@ -40,6 +40,9 @@ class Context {
   Device device() const { return options_.device; }
   Precision precision() const { return options_.precision; }
   int threads() const { return pool_.size(); }
+  // OpenMP's team size (the GEMMs' threads) is set per thread: a thread other than the one that made the Context
+  // calls this before running ops with it.
+  void use_on_this_thread() const;
 
  private:
   ContextOptions options_;

@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <thread>
 
 #include "core/context.h"
 #include "core/error.h"
@@ -55,6 +56,23 @@ TEST(Context, DeviceNames) {
   // auto is the GPU exactly when this build has the CUDA backend and a GPU answers.
   EXPECT_EQ(parse_device("auto"), test::gpu_available() ? Device::CUDA : Device::CPU);
   EXPECT_THROW(parse_device("gpu"), Error);
+}
+
+// The HTTP server runs jobs on its queue's thread, not the thread that made the Context: the GEMMs' thread count
+// (OpenMP's, per thread) must follow the Context there too.
+TEST(Context, ThreadCountOnAnotherThread) {
+  ContextOptions options;
+  options.threads = hardware_threads() + 1;  // unlike any default
+  const Context ctx(options);
+  EXPECT_EQ(default_threads(), ctx.threads());
+  int before = 0, after = 0;
+  std::thread([&] {
+    before = default_threads();
+    ctx.use_on_this_thread();
+    after = default_threads();
+  }).join();
+  EXPECT_NE(before, ctx.threads());
+  EXPECT_EQ(after, ctx.threads());
 }
 
 }  // namespace

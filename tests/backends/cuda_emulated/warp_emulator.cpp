@@ -45,7 +45,7 @@ struct PendingCopy {
 // A wgmma's result, added to its accumulator registers when its group is waited for, and what its operands were at
 // issue: the GPU may read them any time until then, so a change before the wait is an error.
 struct PendingProduct {
-  float* accumulators;
+  float* accumulators = nullptr;
   std::vector<float> values;
   const uint32_t* a_registers = nullptr;  // this thread's A fragment, when A comes from registers
   uint32_t a_copy[4] = {};
@@ -348,7 +348,9 @@ void wgmma_m64k16_bf16(float* d, int n, const uint32_t* a, uint64_t a_descriptor
   });
   // D: warp w, lane 4g + t: d[4i + e] is row 16w + g + 8 (e / 2), column 8i + 2t + e % 2. Added at the wait.
   const int warp = member / 32, g = member % 32 / 4, t = member % 4;
-  PendingProduct product{d, std::vector<float>(size_t(n / 2))};
+  PendingProduct product;
+  product.accumulators = d;
+  product.values.resize(size_t(n / 2));
   for (int i = 0; i < n / 8; ++i)
     for (int e = 0; e < 4; ++e)
       product.values[size_t(4 * i + e)] = slots.product[(16 * warp + g + 8 * (e / 2)) * n + 8 * i + 2 * t + e % 2];

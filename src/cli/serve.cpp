@@ -1,0 +1,90 @@
+// `k5 serve`: the HTTP API of src/server/http_server.h over one model folder, until SIGINT or SIGTERM.
+#include <pthread.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <memory>
+#include <thread>
+
+#include "cli/command.h"
+#include "server/http_server.h"
+
+namespace k5::cli {
+namespace {
+
+struct ServeOptions {
+  ServerOptions server;
+  std::string host = "127.0.0.1";
+  int port = 8080;
+  size_t max_body_mb = 64;
+};
+
+int run_serve(ServeOptions& o) {
+  K5_CHECK(o.port >= 0 && o.port <= 65535, "--port must be within 0..65535");
+  o.server.max_body_bytes = o.max_body_mb << 20;
+  // Every thread inherits this mask, so the signals reach only the sigwait below.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  GenerationServer server(o.server);
+  const int port = server.bind(o.host, o.port);
+  Logger log(o.server.context.log_level);
+  // Always printed, even with -q: a script started with --port 0 reads the port from this line.
+  std::fprintf(stderr, "k5 serve: listening on http://%s:%d\n", o.host.c_str(), port);
+  std::atomic<bool> listener_failed{false};
+  std::thread listener([&server, &listener_failed] {
+    server.listen();
+    if (!server.stopping()) {  // the socket failed: end the sigwait below
+      listener_failed = true;
+      kill(getpid(), SIGTERM);
+    }
+  });
+  int signal = 0;
+  sigwait(&stop_signals, &signal);
+  if (listener_failed) {
+    listener.join();
+    fail("the HTTP listener stopped on a socket error");
+  }
+  log.info("k5 serve: ", signal == SIGINT ? "interrupted" : "terminated",
+           "; stopping (running and queued jobs are dropped)");
+  server.stop();
+  listener.join();
+  return 0;
+}
+
+}  // namespace
+
+K5_COMMAND("serve", "HTTP API: queued generations with progress over one model folder (see README)",
+           [](CLI::App& app) -> std::function<int()> {
+             auto o = std::make_shared<ServeOptions>();
+             ServerOptions& s = o->server;
+             add_context_options(app, s.context);
+             app.add_option("-m,--model", s.model,
+                            "model folder (official layout: configs/*.yaml + weights/) or an official config .yaml")
+                 ->required();
+             app.add_option("--config", s.overrides.config,
+                            "the default config when the folder has several (requests may name another)");
+             app.add_option("--dit", s.overrides.dit, "DiT .safetensors (overrides the config's)");
+             app.add_option("--vae", s.overrides.vae, "VAE folder (overrides the config's)");
+             app.add_option("--text-encoder", s.overrides.text_encoder, "Qwen2.5-VL folder (overrides)");
+             app.add_option("--text-encoder2", s.overrides.text_encoder2, "CLIP text folder (overrides)");
+             app.add_option("--host", o->host, "address to listen on (default 127.0.0.1: this machine only)");
+             app.add_option("--port", o->port, "port (default 8080; 0: any free one, printed)");
+             app.add_option("--lora-dir", s.lora_dir,
+                            "folder of LoRA adapters requests may name (default: none; requests cannot name files)");
+             app.add_option("--output-dir", s.output_dir,
+                            "where results are kept (default: a temporary folder removed when the server stops)");
+             app.add_option("--queue", s.max_queued, "waiting jobs beyond this are refused with 503 (default 8)")
+                 ->check(CLI::PositiveNumber);
+             app.add_option("--keep", s.max_kept, "finished jobs kept with their results (default 32)")
+                 ->check(CLI::PositiveNumber);
+             app.add_option("--max-body-mb", o->max_body_mb, "largest request body in MiB (default 64)")
+                 ->check(CLI::PositiveNumber);
+             return [o]() { return run_serve(*o); };
+           });
+
+}  // namespace k5::cli

@@ -1,0 +1,56 @@
+// `k5 serve`: generation over HTTP. One model folder per server; requests are queued and run one at a time
+// (src/server/job_queue.h), each as `k5 generate` runs it. The API (README "HTTP server"):
+//   POST   /v1/generations             a JSON body (src/server/generation_order.h) -> 202 and the job
+//   GET    /v1/generations             every job kept, oldest first
+//   GET    /v1/generations/ID          the job: status, queue position, progress, settings, error
+//   GET    /v1/generations/ID/result   the picture or video, once the job succeeded
+//   DELETE /v1/generations/ID          removes the job (a running one stops at its next step)
+//   GET    /v1/model                   the served config: sizes, defaults, modes, LoRA adapters on offer
+//   GET    /health                     liveness and queue length
+// Errors are {"error": "one line"} with a 4xx status for bad requests and 5xx for the server's own failures.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "core/context.h"
+#include "pipelines/model_files.h"
+
+namespace k5 {
+
+class JobQueue;
+
+struct ServerOptions {
+  std::string model;         // as `k5 generate -m`
+  ModelOverrides overrides;  // the default config and component paths
+  std::string lora_dir;      // requests name adapters inside it; empty: requests cannot name adapters
+  std::string output_dir;    // result files; empty: a temporary folder, removed when the server ends
+  size_t max_queued = 8;     // waiting jobs beyond this are refused (503)
+  size_t max_kept = 32;      // finished jobs kept, with their files; older ones are forgotten
+  size_t max_body_bytes = size_t(64) << 20;
+  ContextOptions context;
+};
+
+class GenerationServer {
+ public:
+  // Finds the model's files and checks the folders before any request is taken.
+  explicit GenerationServer(const ServerOptions& options);
+  ~GenerationServer();
+  GenerationServer(const GenerationServer&) = delete;
+  GenerationServer& operator=(const GenerationServer&) = delete;
+
+  // Binds to `host`:`port` (0: a free port) and returns the port; the error names the address.
+  int bind(const std::string& host, int port);
+  // Serves until stop(); call after bind.
+  void listen();
+  // Safe from any thread; listen() returns soon after.
+  void stop();
+  bool stopping() const;  // stop() was called
+  const JobQueue& jobs() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace k5

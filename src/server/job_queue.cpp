@@ -1,0 +1,201 @@
+#include "server/job_queue.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <random>
+
+namespace k5 {
+
+const char* job_status_name(JobStatus status) {
+  switch (status) {
+    case JobStatus::queued:
+      return "queued";
+    case JobStatus::running:
+      return "running";
+    case JobStatus::succeeded:
+      return "succeeded";
+    case JobStatus::failed:
+      return "failed";
+  }
+  return "?";
+}
+
+struct JobQueue::Job {
+  JobSnapshot state;  // state.stopping: removed while running
+  JobWork work;       // released once run
+};
+
+namespace {
+
+// Ids are hard to guess, so that one client cannot read or remove another's jobs by counting.
+std::string new_job_id() {
+  static thread_local std::mt19937_64 random{std::random_device{}() ^ (uint64_t(std::random_device{}()) << 32)};
+  static constexpr char digits[] = "0123456789abcdef";
+  std::string id(24, '0');
+  uint64_t high = random(), low = random();
+  for (int i = 0; i < 24; ++i) {
+    uint64_t& word = i < 12 ? high : low;
+    id[size_t(i)] = digits[word & 15];
+    word >>= 4;
+  }
+  return id;
+}
+
+void remove_file(const std::string& path) {
+  if (path.empty()) return;
+  std::error_code ignored;
+  std::filesystem::remove(path, ignored);
+}
+
+}  // namespace
+
+JobQueue::JobQueue(size_t max_queued, size_t max_kept)
+    : max_queued_(max_queued), max_kept_(max_kept), worker_([this] { run_worker(); }) {}
+
+JobQueue::~JobQueue() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+    if (!running_.empty()) jobs_.at(running_)->state.stopping = true;
+  }
+  changed_.notify_all();
+  worker_.join();
+  for (const auto& [id, job] : jobs_) remove_file(job->state.result.file);
+}
+
+JobSnapshot JobQueue::submit(std::string summary, JobWork work) {
+  JobSnapshot queued;
+  {
+    std::lock_guard lock(mutex_);
+    if (waiting_.size() >= max_queued_)
+      throw QueueFull(concat("the queue is full (", max_queued_, " jobs waiting); try again later"));
+    std::string id;
+    do id = new_job_id();
+    while (jobs_.count(id));
+    auto job = std::make_unique<Job>();
+    job->state.id = id;
+    job->state.summary = std::move(summary);
+    job->state.created = JobSnapshot::Clock::now();
+    job->work = std::move(work);
+    jobs_.emplace(id, std::move(job));
+    order_.push_back(id);
+    waiting_.push_back(id);
+    queued = snapshot(*jobs_.at(id));
+  }
+  changed_.notify_all();
+  return queued;
+}
+
+JobSnapshot JobQueue::snapshot(const Job& job) const {
+  JobSnapshot copy = job.state;
+  if (copy.status == JobStatus::queued)
+    copy.queue_position = int(std::find(waiting_.begin(), waiting_.end(), copy.id) - waiting_.begin());
+  return copy;
+}
+
+std::optional<JobSnapshot> JobQueue::find(const std::string& id) const {
+  std::lock_guard lock(mutex_);
+  const auto found = jobs_.find(id);
+  if (found == jobs_.end()) return std::nullopt;
+  return snapshot(*found->second);
+}
+
+std::vector<JobSnapshot> JobQueue::list() const {
+  std::lock_guard lock(mutex_);
+  std::vector<JobSnapshot> all;
+  for (const std::string& id : order_) all.push_back(snapshot(*jobs_.at(id)));
+  return all;
+}
+
+size_t JobQueue::queued() const {
+  std::lock_guard lock(mutex_);
+  return waiting_.size();
+}
+
+JobQueue::Removal JobQueue::remove(const std::string& id) {
+  std::lock_guard lock(mutex_);
+  const auto found = jobs_.find(id);
+  if (found == jobs_.end()) return Removal::unknown;
+  if (id == running_) {
+    found->second->state.stopping = true;
+    return Removal::stopping;
+  }
+  forget(id);
+  return Removal::removed;
+}
+
+void JobQueue::forget(const std::string& id) {
+  remove_file(jobs_.at(id)->state.result.file);
+  jobs_.erase(id);
+  order_.erase(std::find(order_.begin(), order_.end(), id));
+  const auto waiting = std::find(waiting_.begin(), waiting_.end(), id);
+  if (waiting != waiting_.end()) waiting_.erase(waiting);
+}
+
+void JobQueue::evict_finished() {
+  size_t finished = 0;
+  for (const auto& [id, job] : jobs_) finished += job->state.status > JobStatus::running;
+  for (size_t i = 0; i < order_.size() && finished > max_kept_;) {
+    if (jobs_.at(order_[i])->state.status > JobStatus::running) {
+      forget(order_[i]);
+      --finished;
+    } else {
+      ++i;
+    }
+  }
+}
+
+void JobQueue::wait_idle() const {
+  std::unique_lock lock(mutex_);
+  changed_.wait(lock, [this] { return waiting_.empty() && running_.empty(); });
+}
+
+void JobQueue::run_worker() {
+  std::unique_lock lock(mutex_);
+  while (true) {
+    changed_.wait(lock, [this] { return stopping_ || !waiting_.empty(); });
+    if (stopping_) return;
+    const std::string id = waiting_.front();
+    waiting_.pop_front();
+    running_ = id;
+    Job& job = *jobs_.at(id);
+    job.state.status = JobStatus::running;
+    job.state.started = JobSnapshot::Clock::now();
+    const JobWork work = std::move(job.work);
+    job.work = nullptr;
+    lock.unlock();
+
+    // The observer runs on this thread between units of work: it publishes progress and stops a removed job.
+    const GenerationObserver observer = [this, &job](const GenerationEvent& event) {
+      std::lock_guard progress_lock(mutex_);
+      job.state.progress = event;
+      if (job.state.stopping) throw JobCancelled();
+    };
+    JobStatus status = JobStatus::succeeded;
+    std::string error;
+    JobResult result;
+    try {
+      result = work(id, observer);
+    } catch (const JobCancelled&) {
+      // forgotten below
+    } catch (const std::bad_alloc&) {
+      status = JobStatus::failed;
+      error = "out of memory";
+    } catch (const std::exception& e) {
+      status = JobStatus::failed;
+      error = e.what();
+    }
+
+    lock.lock();
+    running_.clear();
+    job.state.status = status;
+    job.state.error = std::move(error);
+    job.state.result = std::move(result);
+    job.state.finished = JobSnapshot::Clock::now();
+    if (job.state.stopping) forget(id);
+    evict_finished();
+    changed_.notify_all();
+  }
+}
+
+}  // namespace k5

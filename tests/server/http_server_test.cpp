@@ -1,0 +1,337 @@
+// `k5 serve` (src/server/http_server): generations over HTTP on the demo model folder, byte for byte what
+// `k5 generate` writes; the queue, removal, LoRA adapters by name, every bad request answered with one line;
+// and the command itself starting and stopping on a signal.
+#include "server/http_server.h"
+
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "io/image_file.h"
+#include "io/safetensors.h"
+#include "io/video_file.h"
+#include "models/crossdit/crossdit_weights.h"
+#include "pipelines/demo_model.h"
+#include "server/job_queue.h"
+#include "support/compare.h"
+#include "support/context.h"
+#include "support/model_folder.h"
+#include "support/random.h"
+
+namespace k5 {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+const std::string& demo_model() {
+  static const test::TempDir dir("serve-model");
+  static const std::string path = [] {
+    write_demo_model((dir.path / "demo").string());
+    return (dir.path / "demo").string();
+  }();
+  return path;
+}
+
+std::string base64(const std::string& bytes) {
+  static constexpr char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  for (size_t i = 0; i < bytes.size(); i += 3) {
+    const size_t n = std::min<size_t>(3, bytes.size() - i);
+    uint32_t group = 0;
+    for (size_t k = 0; k < 3; ++k) group = (group << 8) | (k < n ? uint8_t(bytes[i + k]) : 0u);
+    for (size_t k = 0; k < 4; ++k) out += k <= n ? alphabet[(group >> (18 - 6 * k)) & 63] : '=';
+  }
+  return out;
+}
+
+struct Reply {
+  int status = 0;
+  json body;
+  std::string raw, content_type;
+};
+
+// A server on a free port of this machine, listening on its own thread.
+struct Served {
+  test::TempDir dir{"serve"};
+  std::unique_ptr<GenerationServer> server;
+  std::thread listener;
+  int port = 0;
+
+  explicit Served(ServerOptions options = {}) {
+    options.model = demo_model();
+    if (options.overrides.config.empty()) options.overrides.config = "k5_tiny_t2i";
+    options.context = test::context_options(Precision::bf16);
+    if (options.output_dir.empty()) options.output_dir = (dir.path / "results").string();
+    server = std::make_unique<GenerationServer>(options);
+    port = server->bind("127.0.0.1", 0);
+    listener = std::thread([this] { server->listen(); });
+  }
+  ~Served() {
+    server->stop();
+    listener.join();
+  }
+
+  Reply reply(const httplib::Result& result) const {
+    EXPECT_TRUE(result) << "no answer from the server";
+    if (!result) return {};
+    Reply out{result->status, json(), result->body, result->get_header_value("Content-Type")};
+    if (out.content_type == "application/json") out.body = json::parse(result->body);
+    return out;
+  }
+  Reply get(const std::string& path) const {
+    httplib::Client client("127.0.0.1", port);
+    return reply(client.Get(path.c_str()));
+  }
+  Reply post(const std::string& body) const {
+    httplib::Client client("127.0.0.1", port);
+    return reply(client.Post("/v1/generations", body, "application/json"));
+  }
+  Reply remove(const std::string& id) const {
+    httplib::Client client("127.0.0.1", port);
+    return reply(client.Delete(("/v1/generations/" + id).c_str()));
+  }
+  // Polls the job until it has finished; returns its last state.
+  json finished(const std::string& id) const {
+    for (int i = 0; i < 6000; ++i) {
+      const Reply job = get("/v1/generations/" + id);
+      if (job.status != 200 || (job.body["status"] != "queued" && job.body["status"] != "running")) return job.body;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    ADD_FAILURE() << "generation " << id << " did not finish";
+    return {};
+  }
+};
+
+TEST(HttpServer, ImageIsWhatTheCommandLineWrites) {
+  const Served served;
+  const Reply submitted =
+      served.post(R"({"prompt": "a cat in a hat", "steps": 2, "seed": 3, "rng": "cpu", "expand_prompt": false})");
+  ASSERT_EQ(submitted.status, 202) << submitted.raw;
+  const std::string id = submitted.body["id"];
+  EXPECT_EQ(submitted.body["settings"]["seed"], 3);
+  EXPECT_EQ(submitted.body["settings"]["width"], 128);
+  EXPECT_EQ(submitted.body["settings"]["mode"], "text-to-image");
+  const json job = served.finished(id);
+  ASSERT_EQ(job["status"], "succeeded") << job.dump();
+  EXPECT_EQ(job["progress"]["stage"], "decode");
+  EXPECT_EQ(job["result"]["content_type"], "image/png");
+  const Reply result = served.get(job["result"]["url"]);
+  ASSERT_EQ(result.status, 200);
+  EXPECT_EQ(result.content_type, "image/png");
+
+  const test::K5Cli cli("serve-cli");
+  ASSERT_EQ(cli.run("generate -m " + demo_model() +
+                    " --config k5_tiny_t2i -p 'a cat in a hat' --steps 2 -s 3 --rng cpu "
+                    "--no-expand-prompt -o " +
+                    cli.path("cli.png")),
+            0)
+      << cli.err();
+  EXPECT_EQ(result.raw, test::read_text(cli.path("cli.png")));  // pixels and metadata
+
+  const Reply list = served.get("/v1/generations");
+  ASSERT_EQ(list.body["generations"].size(), 1u);
+  EXPECT_EQ(list.body["generations"][0]["id"], id);
+  EXPECT_EQ(served.get("/health").body["status"], "ok");
+  const Reply model = served.get("/v1/model");
+  EXPECT_EQ(model.body["config"], "k5_tiny_t2i");
+  EXPECT_EQ(model.body["modes"], json::array({"text-to-image"}));
+  EXPECT_EQ(model.body["sizes"][0], json::array({128, 128}));
+  EXPECT_EQ(served.get("/v1/model?config=k5_tiny_i2v_5s").body["modes"],
+            json::array({"text-to-video", "image-to-video"}));
+  // Removing a finished job removes its file.
+  EXPECT_EQ(served.remove(id).status, 200);
+  EXPECT_EQ(served.get("/v1/generations/" + id).status, 404);
+  EXPECT_TRUE(fs::is_empty(served.dir.path / "results"));
+}
+
+TEST(HttpServer, VideoFromAnImageAndOtherFormats) {
+  const Served served;
+  const std::string image = test::read_text(test::source_path("tests/golden/pipeline/i2v.png"));
+  const Reply video = served.post(json{
+      {"prompt", "the cat blinks"},
+      {"config", "k5_tiny_i2v_5s"},
+      {"init_img", "data:image/png;base64," + base64(image)},
+      {"frames", 5},
+      {"steps", 1},
+      {"rng", "cpu"},
+      {"expand_prompt", false}}.dump());
+  ASSERT_EQ(video.status, 202) << video.raw;
+  EXPECT_EQ(video.body["settings"]["mode"], "image-to-video");
+  const Reply jpeg =
+      served.post(R"({"prompt": "a cat", "steps": 1, "format": "jpg", "quality": 90, "expand_prompt": false})");
+  ASSERT_EQ(jpeg.status, 202) << jpeg.raw;
+
+  const json video_job = served.finished(video.body["id"]);
+  ASSERT_EQ(video_job["status"], "succeeded") << video_job.dump();
+  const Reply mp4 = served.get(video_job["result"]["url"]);
+  EXPECT_EQ(mp4.content_type, "video/mp4");
+  const std::string saved = (served.dir.path / "v.mp4").string();
+  std::ofstream(saved, std::ios::binary) << mp4.raw;
+  EXPECT_EQ(probe_video(saved).frames, 5);
+  EXPECT_EQ(probe_video(saved).metadata.at("prompt"), "the cat blinks");
+
+  const json jpeg_job = served.finished(jpeg.body["id"]);
+  ASSERT_EQ(jpeg_job["status"], "succeeded") << jpeg_job.dump();
+  EXPECT_EQ(served.get(jpeg_job["result"]["url"]).content_type, "image/jpeg");
+}
+
+TEST(HttpServer, BadRequestsGetOneLine) {
+  ServerOptions options;
+  options.max_body_bytes = 4096;
+  const Served served(options);
+  const std::string corrupt_png = base64("\x89PNG\r\n\x1a\n not really a png");
+  const std::vector<std::tuple<std::string, int, std::string>> cases{
+      {"{\"prompt\": \"a\"", 400, "not JSON"},
+      {R"({"prompt": "a", "colour": "red"})", 400, "unknown field 'colour'"},
+      {R"({"prompt": "a", "width": 100, "height": 100})", 400, "choose one of (WxH) 128x128"},
+      {R"({"prompt": "a", "format": "mp4"})", 400, "makes images (png, jpg or webp)"},
+      {R"({"prompt": "a", "config": "k5_tiny_t2v_5s", "format": "png"})", 400, "makes videos (mp4)"},
+      {R"({"prompt": "a", "config": "k5_nothing"})", 400, "no config 'k5_nothing'"},
+      {R"({"prompt": "a", "lora": ["style"]})", 400, "takes no LoRA adapters"},
+      {R"({"prompt": "a", "duration": 5})", 400, "makes images"},
+      {R"({"prompt": "a", "config": "k5_tiny_i2v_5s", "init_img": ")" + corrupt_png + "\"}", 400, "init_img"},
+      {"{\"prompt\": \"" + std::string(5000, 'a') + "\"}", 413, "larger than 4096 bytes"},
+  };
+  for (const auto& [body, status, message] : cases) {
+    const Reply reply = served.post(body);
+    EXPECT_EQ(reply.status, status) << body.substr(0, 200) << " -> " << reply.raw;
+    const std::string error = reply.body.value("error", "");
+    EXPECT_NE(error.find(message), std::string::npos) << body.substr(0, 200) << " -> " << reply.raw;
+    EXPECT_EQ(error.find('\n'), std::string::npos) << error;
+    EXPECT_EQ(error.find(".upload-"), std::string::npos) << error;  // the uploaded image's temporary name stays inside
+  }
+  EXPECT_EQ(served.get("/v1/generations/0123abcd").status, 404);
+  EXPECT_EQ(served.get("/v1/generations/0123abcd/result").status, 404);
+  EXPECT_EQ(served.remove("0123abcd").status, 404);
+  EXPECT_EQ(served.get("/v2/anything").status, 404);
+  EXPECT_EQ(served.get("/v1/model?config=../x").status, 400);
+  EXPECT_TRUE(fs::is_empty(served.dir.path / "results"));  // nothing was queued, no upload is left
+  EXPECT_EQ(served.get("/v1/generations").body["generations"].size(), 0u);
+}
+
+// A LoRA adapter of every query projection of the tiny T2V DiT, in the folder the server offers.
+void write_adapter(const std::string& path) {
+  ModelOverrides overrides;
+  overrides.config = "k5_tiny_t2v_5s";
+  const KandinskyConfig config = find_model_files(demo_model(), overrides).config;
+  std::vector<std::pair<std::string, Tensor>> tensors;
+  uint32_t seed = 1;
+  for (const auto& [name, shape] : crossdit_parameter_shapes(config.dit)) {
+    if (name.find(".to_query.weight") == std::string::npos) continue;
+    const std::string layer = name.substr(0, name.size() - std::string(".weight").size());
+    tensors.push_back({layer + ".lora_A.weight", test::random_tensor({4, shape[1]}, seed++, 0.3f)});
+    tensors.push_back({layer + ".lora_B.weight", test::random_tensor({shape[0], 4}, seed++, 0.3f)});
+  }
+  save_safetensors(path, tensors);
+}
+
+TEST(HttpServer, QueueRemovalAndLoraByName) {
+  test::TempDir loras("serve-lora");
+  write_adapter((loras.path / "style.safetensors").string());
+  ServerOptions options;
+  options.overrides.config = "k5_tiny_t2v_5s";
+  options.lora_dir = loras.path.string();
+  options.max_queued = 1;
+  const Served served(options);
+  EXPECT_EQ(served.get("/v1/model").body["lora"], json::array({"style.safetensors"}));
+
+  // A long job runs, one waits, a third is refused until there is room.
+  const std::string slow = R"({"prompt": "a fox", "frames": 5, "steps": 1000, "rng": "cpu", "expand_prompt": false})";
+  const Reply running = served.post(slow);
+  ASSERT_EQ(running.status, 202) << running.raw;
+  const std::string running_id = running.body["id"];
+  for (int i = 0; i < 3000 && served.get("/v1/generations/" + running_id).body["status"] != "running"; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  const Reply waiting = served.post(slow);
+  ASSERT_EQ(waiting.status, 202) << waiting.raw;
+  EXPECT_EQ(waiting.body["queue_position"], 0);
+  const Reply refused = served.post(slow);
+  EXPECT_EQ(refused.status, 503) << refused.raw;
+  EXPECT_NE(refused.body["error"].get<std::string>().find("queue is full"), std::string::npos);
+  EXPECT_EQ(served.get("/v1/generations/" + running_id + "/result").status, 409);
+  EXPECT_EQ(served.remove(waiting.body["id"]).status, 200);
+  const Reply stopping = served.remove(running_id);
+  EXPECT_EQ(stopping.status, 202);
+  EXPECT_EQ(stopping.body["status"], "stopping");
+  served.finished(running_id);  // stopped at its next step, then forgotten
+  EXPECT_EQ(served.get("/v1/generations/" + running_id).status, 404);
+
+  // Adapters are named inside --lora-dir, nowhere else.
+  for (const char* name : {"../style.safetensors", "/etc/passwd", "missing.safetensors"}) {
+    const Reply reply = served.post(json{{"prompt", "a fox"}, {"lora", {name}}}.dump());
+    EXPECT_EQ(reply.status, 400) << name << " -> " << reply.raw;
+  }
+  const Reply adapted = served.post(
+      R"({"prompt": "a fox", "frames": 5, "steps": 1, "rng": "cpu", "expand_prompt": false, "lora": ["style.safetensors:0.5"]})");
+  ASSERT_EQ(adapted.status, 202) << adapted.raw;
+  const json job = served.finished(adapted.body["id"]);
+  ASSERT_EQ(job["status"], "succeeded") << job.dump();
+  EXPECT_EQ(job["settings"]["lora"], json::array({"style.safetensors:0.5"}));
+  const std::string saved = (served.dir.path / "adapted.mp4").string();
+  std::ofstream(saved, std::ios::binary) << served.get(job["result"]["url"]).raw;
+  EXPECT_EQ(probe_video(saved).metadata.at("lora"), "style.safetensors:0.5");  // the name, not the server's path
+  // A broken adapter is named as the client named it.
+  save_safetensors(
+      (loras.path / "broken.safetensors").string(),
+      {{"visual_transformer_blocks.0.self_attention.to_query.lora_A.weight", test::random_tensor({4, 7}, 1)},
+       {"visual_transformer_blocks.0.self_attention.to_query.lora_B.weight", test::random_tensor({7, 4}, 2)}});
+  const Reply broken = served.post(R"({"prompt": "a fox", "lora": ["broken.safetensors"]})");
+  EXPECT_EQ(broken.status, 400) << broken.raw;
+  EXPECT_NE(broken.raw.find("broken.safetensors"), std::string::npos) << broken.raw;
+  EXPECT_EQ(broken.raw.find(loras.path.string()), std::string::npos) << broken.raw;
+}
+
+// `k5 serve` as users run it: started with --port 0, it prints its address; SIGTERM ends it cleanly, removing
+// its temporary results folder.
+TEST(ServeCli, StartsAndStopsOnASignal) {
+  const test::TempDir dir("serve-cli");
+  const std::string log = (dir.path / "stderr").string();
+  const char* configured = std::getenv("K5_BINARY");
+  const std::string binary = configured ? configured : K5_BINARY;
+  const std::string model = demo_model();
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    std::freopen(log.c_str(), "w", stderr);
+    execl(binary.c_str(), binary.c_str(), "serve", "-m", model.c_str(), "--config", "k5_tiny_t2i", "--port", "0", "-t",
+          "2", static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  int port = 0;
+  std::string results;
+  for (int i = 0; i < 3000 && (port == 0 || results.empty()); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    const std::string text = test::read_text(log);
+    const size_t at = text.find("listening on http://127.0.0.1:");
+    if (at != std::string::npos) port = std::atoi(text.c_str() + at + 30);
+    const size_t folder = text.find("results in ");
+    if (folder != std::string::npos) results = text.substr(folder + 11, text.find('\n', folder) - folder - 11);
+  }
+  ASSERT_GT(port, 0) << test::read_text(log);
+  httplib::Client client("127.0.0.1", port);
+  const auto health = client.Get("/health");
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->status, 200);
+  EXPECT_TRUE(fs::is_directory(results)) << results;
+  kill(pid, SIGTERM);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << test::read_text(log);
+  EXPECT_FALSE(fs::exists(results));
+  // A model folder that is not there: one line, before listening.
+  const test::K5Cli cli("serve-cli");
+  EXPECT_EQ(cli.run("serve -m " + cli.path("nothing") + " --port 0"), 1);
+  EXPECT_NE(cli.err().find("k5: error: "), std::string::npos) << cli.err();
+  EXPECT_EQ(cli.err().find("listening"), std::string::npos) << cli.err();
+}
+
+}  // namespace
+}  // namespace k5

@@ -1,0 +1,128 @@
+// The server's job queue (src/server/job_queue): first in first out on one worker, progress while running,
+// removal of waiting and running jobs, a full queue, failures, and finished jobs forgotten with their files.
+#include "server/job_queue.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+
+#include "support/model_folder.h"
+
+namespace k5 {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Work that reports one step and then waits, reporting, until released (or stopped through the observer).
+struct Gate {
+  std::atomic<bool> open{false};
+  JobWork work(const std::string& file = "") {
+    return [this, file](const std::string&, const GenerationObserver& observer) {
+      observer({"denoise", 1, 2, ""});
+      while (!open) {
+        observer({"denoise", 1, 2, ""});
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      }
+      if (!file.empty()) std::ofstream(file) << "result";
+      return JobResult{file, "text/plain", ""};
+    };
+  }
+};
+
+JobStatus status_of(const JobQueue& queue, const std::string& id) { return queue.find(id).value().status; }
+
+void wait_for(const std::function<bool()>& condition) {
+  for (int i = 0; i < 5000 && !condition(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  ASSERT_TRUE(condition());
+}
+
+TEST(JobQueue, RunsInOrderWithProgress) {
+  JobQueue queue(4, 8);
+  Gate first_gate, second_gate;
+  const std::string first = queue.submit("{\"n\": 1}", first_gate.work()).id;
+  const std::string second = queue.submit("{\"n\": 2}", second_gate.work()).id;
+  EXPECT_NE(first, second);
+  wait_for([&] { return queue.find(first)->progress.stage == "denoise"; });
+  EXPECT_EQ(status_of(queue, first), JobStatus::running);
+  EXPECT_EQ(queue.find(first)->progress.done, 1);
+  EXPECT_EQ(status_of(queue, second), JobStatus::queued);
+  EXPECT_EQ(queue.find(second)->queue_position, 0);
+  EXPECT_EQ(queue.queued(), 1u);
+  first_gate.open = true;
+  wait_for([&] { return status_of(queue, second) == JobStatus::running; });
+  EXPECT_EQ(status_of(queue, first), JobStatus::succeeded);
+  second_gate.open = true;
+  queue.wait_idle();
+  const auto all = queue.list();
+  ASSERT_EQ(all.size(), 2u);
+  EXPECT_EQ(all[0].id, first);
+  EXPECT_EQ(all[0].summary, "{\"n\": 1}");
+  EXPECT_EQ(all[1].status, JobStatus::succeeded);
+  EXPECT_LE(all[0].started, all[0].finished);
+  EXPECT_FALSE(queue.find("0123").has_value());
+}
+
+TEST(JobQueue, RemovingWaitingAndRunningJobs) {
+  test::TempDir dir("job-queue");
+  JobQueue queue(4, 8);
+  Gate running_gate, waiting_gate;
+  const std::string running = queue.submit("{}", running_gate.work((dir.path / "running").string())).id;
+  const std::string waiting = queue.submit("{}", waiting_gate.work()).id;
+  wait_for([&] { return status_of(queue, running) == JobStatus::running; });
+  EXPECT_EQ(queue.remove(waiting), JobQueue::Removal::removed);
+  EXPECT_FALSE(queue.find(waiting).has_value());
+  EXPECT_EQ(queue.remove(running), JobQueue::Removal::stopping);
+  EXPECT_TRUE(queue.find(running).value().stopping);
+  queue.wait_idle();  // the observer threw at the next step: the job is forgotten without a result
+  EXPECT_FALSE(queue.find(running).has_value());
+  EXPECT_FALSE(fs::exists(dir.path / "running"));
+  EXPECT_EQ(queue.remove(running), JobQueue::Removal::unknown);
+}
+
+TEST(JobQueue, FullQueueAndFailures) {
+  JobQueue queue(1, 8);
+  Gate gate;
+  const std::string running = queue.submit("{}", gate.work()).id;
+  wait_for([&] { return status_of(queue, running) == JobStatus::running; });
+  const JobWork failure = [](const std::string&, const GenerationObserver&) -> JobResult {
+    fail("model: no config 'x'");
+  };
+  const std::string failing = queue.submit("{}", failure).id;
+  EXPECT_THROW(queue.submit("{}", gate.work()), QueueFull);
+  gate.open = true;
+  queue.wait_idle();
+  const JobSnapshot failed = queue.find(failing).value();
+  EXPECT_EQ(failed.status, JobStatus::failed);
+  EXPECT_EQ(failed.error, "model: no config 'x'");
+}
+
+TEST(JobQueue, OldFinishedJobsAreForgottenWithTheirFiles) {
+  test::TempDir dir("job-queue");
+  std::vector<std::string> ids, files;
+  {
+    Gate endless;  // outlives the queue, whose destructor stops its job
+    JobQueue queue(8, 2);
+    for (int i = 0; i < 4; ++i) {
+      files.push_back((dir.path / std::to_string(i)).string());
+      Gate gate;
+      gate.open = true;
+      ids.push_back(queue.submit("{}", gate.work(files.back())).id);
+      queue.wait_idle();
+    }
+    EXPECT_FALSE(queue.find(ids[0]).has_value());
+    EXPECT_FALSE(queue.find(ids[1]).has_value());
+    EXPECT_FALSE(fs::exists(files[0]));
+    EXPECT_FALSE(fs::exists(files[1]));
+    EXPECT_EQ(queue.find(ids[3]).value().result.file, files[3]);
+    EXPECT_TRUE(fs::exists(files[3]));
+    // The destructor stops a running job and removes every result.
+    queue.submit("{}", endless.work());
+  }
+  EXPECT_FALSE(fs::exists(files[2]));
+  EXPECT_FALSE(fs::exists(files[3]));
+}
+
+}  // namespace
+}  // namespace k5
