@@ -1,9 +1,10 @@
 // `k5 serve`: the HTTP API of src/server/http_server.h over one model folder, until SIGINT or SIGTERM.
-#include <pthread.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
+#include <csignal>
 #include <memory>
 #include <thread>
 
@@ -20,37 +21,47 @@ struct ServeOptions {
   size_t max_body_mb = 64;
 };
 
+// The first SIGINT / SIGTERM wakes the main thread through this pipe (whichever thread the signal lands on, GPU
+// driver threads included); the default action is back for the next one, so a second Ctrl-C ends k5 at once.
+int wake_pipe[2] = {-1, -1};
+
+extern "C" void on_stop_signal(int signal) {
+  std::signal(SIGINT, SIG_DFL);
+  std::signal(SIGTERM, SIG_DFL);
+  const char byte = char(signal);
+  [[maybe_unused]] const ssize_t written = write(wake_pipe[1], &byte, 1);
+}
+
 int run_serve(ServeOptions& o) {
   K5_CHECK(o.port >= 0 && o.port <= 65535, "--port must be within 0..65535");
   o.server.max_body_bytes = o.max_body_mb << 20;
-  // Every thread inherits this mask, so the signals reach only the sigwait below.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
-
   GenerationServer server(o.server);
   const int port = server.bind(o.host, o.port);
-  Logger log(o.server.context.log_level);
+  K5_CHECK(pipe(wake_pipe) == 0, "cannot create a pipe");
+  std::signal(SIGINT, on_stop_signal);
+  std::signal(SIGTERM, on_stop_signal);
   // Always printed, even with -q: a script started with --port 0 reads the port from this line.
   std::fprintf(stderr, "k5 serve: listening on http://%s:%d\n", o.host.c_str(), port);
+
   std::atomic<bool> listener_failed{false};
   std::thread listener([&server, &listener_failed] {
     server.listen();
-    if (!server.stopping()) {  // the socket failed: end the sigwait below
+    if (!server.stopping()) {  // the socket failed: wake the main thread
       listener_failed = true;
-      kill(getpid(), SIGTERM);
+      const char byte = 0;
+      [[maybe_unused]] const ssize_t written = write(wake_pipe[1], &byte, 1);
     }
   });
-  int signal = 0;
-  sigwait(&stop_signals, &signal);
+  char signal = 0;
+  while (read(wake_pipe[0], &signal, 1) < 0 && errno == EINTR) {
+  }
   if (listener_failed) {
     listener.join();
     fail("the HTTP listener stopped on a socket error");
   }
-  log.info("k5 serve: ", signal == SIGINT ? "interrupted" : "terminated",
-           "; stopping (running and queued jobs are dropped)");
+  Logger(o.server.context.log_level)
+      .info("k5 serve: ", signal == SIGINT ? "interrupted" : "terminated",
+            "; stopping (the running job stops at its next step, queued ones are dropped)");
   server.stop();
   listener.join();
   return 0;
@@ -77,13 +88,13 @@ K5_COMMAND("serve", "HTTP API: queued generations with progress over one model f
              app.add_option("--lora-dir", s.lora_dir,
                             "folder of LoRA adapters requests may name (default: none; requests cannot name files)");
              app.add_option("--output-dir", s.output_dir,
-                            "where results are kept (default: a temporary folder removed when the server stops)");
+                            "where results live while their jobs are kept (default: a temporary folder)");
              app.add_option("--queue", s.max_queued, "waiting jobs beyond this are refused with 503 (default 8)")
                  ->check(CLI::PositiveNumber);
              app.add_option("--keep", s.max_kept, "finished jobs kept with their results (default 32)")
                  ->check(CLI::PositiveNumber);
              app.add_option("--max-body-mb", o->max_body_mb, "largest request body in MiB (default 64)")
-                 ->check(CLI::PositiveNumber);
+                 ->check(CLI::Range(1, 4096));
              return [o]() { return run_serve(*o); };
            });
 

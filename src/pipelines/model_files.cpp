@@ -197,6 +197,14 @@ ModelFiles diffusers_model(const fs::path& folder, const ModelOverrides& overrid
 
 }  // namespace
 
+std::vector<std::string> config_names(const std::string& model) {
+  std::error_code error;
+  if (!fs::is_directory(model, error)) return {fs::path(model).stem().string()};
+  std::vector<std::string> names;
+  for (const fs::path& config : configs_in(model)) names.push_back(config.stem().string());
+  return names;
+}
+
 ModelFiles find_model_files(const std::string& model, const ModelOverrides& overrides) {
   if (fs::is_directory(model) && fs::exists(fs::path(model) / "model_index.json"))
     return diffusers_model(fs::path(model), overrides);

@@ -35,4 +35,8 @@ struct ModelFiles {
 
 ModelFiles find_model_files(const std::string& model, const ModelOverrides& overrides = {});
 
+// The config names a model folder holds (configs/*.yaml and *.yaml, without the extension), sorted; for a config
+// file, its own name.
+std::vector<std::string> config_names(const std::string& model);
+
 }  // namespace k5

@@ -51,13 +51,26 @@ class Fields {
     for (const auto& c : choices) listed += (listed.empty() ? "" : ", ") + c;
     K5_CHECK(choices.count(out), "field '", key, "' must be one of ", listed);
   }
+  // JSON numbers arrive as signed, unsigned or floating; each is compared in its own type (a double holds 2^63,
+  // one past int64's range).
   static int64_t whole_number(const char* key, const json& value, int64_t min, int64_t max) {
-    K5_CHECK(value.is_number_integer() ||
-                 (value.is_number_float() && std::trunc(value.get<double>()) == value.get<double>()),
-             "field '", key, "' must be a whole number");
-    const double as_double = value.get<double>();
-    K5_CHECK(as_double >= double(min) && as_double <= double(max), "field '", key, "' must be within ", min, "..", max);
-    return value.is_number_unsigned() ? int64_t(value.get<uint64_t>()) : value.get<int64_t>();
+    int64_t whole = 0;
+    bool in_range = true;
+    if (value.is_number_unsigned()) {
+      const uint64_t number = value.get<uint64_t>();
+      in_range = number <= uint64_t(std::numeric_limits<int64_t>::max());
+      whole = in_range ? int64_t(number) : 0;
+    } else if (value.is_number_integer()) {
+      whole = value.get<int64_t>();
+    } else {
+      K5_CHECK(value.is_number_float() && std::trunc(value.get<double>()) == value.get<double>(), "field '", key,
+               "' must be a whole number");
+      const double number = value.get<double>();
+      in_range = number >= -0x1p63 && number < 0x1p63;
+      whole = in_range ? int64_t(number) : 0;
+    }
+    K5_CHECK(in_range && whole >= min && whole <= max, "field '", key, "' must be within ", min, "..", max);
+    return whole;
   }
 
   void refuse_unknown() const {
@@ -78,6 +91,8 @@ GenerationOrder parse_generation_order(const std::string& body) {
     object = json::parse(body);
   } catch (const json::parse_error& e) {
     fail("the request body is not JSON (byte ", e.byte, ")");
+  } catch (const json::exception&) {
+    fail("the request body holds a number JSON cannot represent (out of range)");
   }
   K5_CHECK(object.is_object(), "the request body must be a JSON object");
 

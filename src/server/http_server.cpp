@@ -1,15 +1,17 @@
 #include "server/http_server.h"
 
 #include <httplib.h>
+#include <stdlib.h>
 
+#include <algorithm>
 #include <atomic>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <thread>
 
-#include "io/atomic_file.h"
 #include "io/image_file.h"
 #include "io/video_file.h"
 #include "models/crossdit/lora.h"
@@ -34,7 +36,10 @@ void send_json(httplib::Response& response, int status, const json& body) {
   response.set_content(body.dump(), "application/json");
 }
 
-void send_error(httplib::Response& response, int status, const std::string& message) {
+// Messages may echo a client's text: kept to one line whatever it holds.
+void send_error(httplib::Response& response, int status, std::string message) {
+  for (char& c : message)
+    if (c == '\n' || c == '\r') c = ' ';
   send_json(response, status, json{{"error", message}});
 }
 
@@ -70,6 +75,9 @@ json job_json(const JobSnapshot& job) {
   return out;
 }
 
+// Uploaded images larger than this (either side) are refused: a queued job keeps its image.
+constexpr int kMaxUploadSide = 8192;
+
 const char* content_type(const std::string& format) {
   if (format == "mp4") return "video/mp4";
   if (format == "jpg") return "image/jpeg";
@@ -78,19 +86,20 @@ const char* content_type(const std::string& format) {
 }
 
 std::string random_name() {
-  std::mt19937_64 random{std::random_device{}()};
-  return concat(std::hex, random());
+  std::random_device random;
+  return concat(std::hex, random(), random());
 }
 
 // The adapters a server offers: the .safetensors files and the folders holding one, directly in lora_dir.
 std::vector<std::string> offered_loras(const std::string& lora_dir) {
   std::vector<std::string> names;
   if (lora_dir.empty()) return names;
-  for (const auto& entry : fs::directory_iterator(lora_dir)) {
+  std::error_code error;
+  for (const auto& entry : fs::directory_iterator(lora_dir, error)) {
     const fs::path& path = entry.path();
-    const bool file = entry.is_regular_file() && path.extension() == ".safetensors";
-    const bool folder = entry.is_directory() &&
-                        (fs::exists(path / "lora.safetensors") || fs::exists(path / "adapter_model.safetensors"));
+    const bool file = entry.is_regular_file(error) && path.extension() == ".safetensors";
+    const bool folder = entry.is_directory(error) && (fs::exists(path / "lora.safetensors", error) ||
+                                                      fs::exists(path / "adapter_model.safetensors", error));
     if (file || folder) names.push_back(path.filename().string());
   }
   std::sort(names.begin(), names.end());
@@ -104,7 +113,9 @@ struct GenerationServer::Impl {
   ModelFiles default_files;
   fs::path output_dir;
   bool temporary_output = false;
-  std::atomic<bool> stopping{false};
+  // stop() may come before listen() has started httplib's loop, where httplib would ignore it.
+  std::atomic<bool> stopping{false}, listen_started{false}, listen_returned{false};
+  std::vector<std::pair<std::string, std::string>> server_paths;  // (path, what answers say instead), longest first
   Logger log;
   Context context;  // the worker's: only jobs use it
   httplib::Server http;
@@ -119,15 +130,39 @@ struct GenerationServer::Impl {
     K5_CHECK(o.lora_dir.empty() || fs::is_directory(o.lora_dir), "--lora-dir ", o.lora_dir, ": not a folder");
     K5_CHECK(o.max_queued > 0 && o.max_kept > 0, "--queue and --keep must be at least 1");
     if (o.output_dir.empty()) {
-      output_dir = fs::temp_directory_path() / ("k5-serve-" + random_name());
+      std::string pattern = (fs::temp_directory_path() / "k5-serve-XXXXXX").string();
+      K5_CHECK(mkdtemp(pattern.data()), "cannot make a temporary results folder in ",
+               fs::temp_directory_path().string());
+      output_dir = pattern;
       temporary_output = true;
     } else {
       output_dir = o.output_dir;
+      std::error_code error;
+      fs::create_directories(output_dir, error);
+      K5_CHECK(fs::is_directory(output_dir), "--output-dir ", output_dir.string(), ": cannot create the folder");
     }
-    std::error_code error;
-    fs::create_directories(output_dir, error);
-    K5_CHECK(fs::is_directory(output_dir), "--output-dir ", output_dir.string(), ": cannot create the folder");
+    // Answers name the server's folders by role: a client learns nothing of its file system.
+    auto hide = [this](const std::string& path, const std::string& instead) {
+      if (path.find('/') == std::string::npos) return;
+      server_paths.emplace_back(path, instead);
+      server_paths.emplace_back(fs::absolute(path).lexically_normal().string(), instead);
+    };
+    if (!o.lora_dir.empty()) {
+      hide((fs::path(o.lora_dir) / "").string(), "");  // adapters are named as the client named them
+      hide(o.lora_dir, "<lora-dir>");
+    }
+    hide(output_dir.string(), "<results>");
+    hide(o.model, "<model>");
+    std::sort(server_paths.begin(), server_paths.end(),
+              [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
     routes();
+  }
+
+  std::string client_message(std::string message) const {
+    for (const auto& [path, instead] : server_paths)
+      for (size_t at = 0; (at = message.find(path, at)) != std::string::npos; at += instead.size())
+        message.replace(at, path.size(), instead);
+    return message;
   }
 
   ~Impl() {
@@ -146,22 +181,37 @@ struct GenerationServer::Impl {
       try {
         handle(request, response);
       } catch (const RequestError& e) {
-        send_error(response, e.status, e.what());
+        send_error(response, e.status, client_message(e.what()));
       } catch (const QueueFull& e) {
         response.set_header("Retry-After", "10");
         send_error(response, 503, e.what());
       } catch (const Error& e) {
-        send_error(response, 400, e.what());
+        send_error(response, 400, client_message(e.what()));
       } catch (const std::bad_alloc&) {
         send_error(response, 500, "out of memory");
       } catch (const std::exception& e) {
-        send_error(response, 500, e.what());
+        send_error(response, 500, client_message(e.what()));
+      } catch (...) {
+        send_error(response, 500, "internal error");
       }
     };
   }
 
   void routes() {
+    // httplib bounds only bodies that state their length: chunked or compressed ones could grow without limit.
     http.set_payload_max_length(options.max_body_bytes);
+    http.set_pre_routing_handler([](const httplib::Request& request, httplib::Response& response) {
+      if (request.has_header("Content-Encoding")) {
+        send_error(response, 415, "compressed request bodies are not accepted");
+        return httplib::Server::HandlerResponse::Handled;
+      }
+      if (request.has_header("Transfer-Encoding") ||
+          (request.method == "POST" && !request.has_header("Content-Length"))) {
+        send_error(response, 411, "a request body needs a Content-Length (chunked bodies are not accepted)");
+        return httplib::Server::HandlerResponse::Handled;
+      }
+      return httplib::Server::HandlerResponse::Unhandled;
+    });
     http.set_error_handler(
         httplib::Server::HandlerWithResponse([this](const httplib::Request&, httplib::Response& response) {
           if (!response.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
@@ -222,8 +272,16 @@ struct GenerationServer::Impl {
     return *job;
   }
 
+  // A request names a config of the served folder; any other name (a file of the server's working directory
+  // would do for `k5 generate --config`) is refused.
   ModelFiles files_for(const std::string& config) const {
     if (config.empty()) return default_files;
+    const auto names = config_names(options.model);
+    if (std::find(names.begin(), names.end(), config) == names.end()) {
+      std::string listed;
+      for (const auto& name : names) listed += (listed.empty() ? "" : ", ") + name;
+      throw RequestError(400, "no config '" + config + "' in the served model; available: " + listed);
+    }
     ModelOverrides overrides = options.overrides;
     overrides.config = config;
     return find_model_files(options.model, overrides);
@@ -274,42 +332,49 @@ struct GenerationServer::Impl {
   GenerationPlan plan(const GenerationOrder& order, const ModelFiles& files) const {
     GenerationRequest request = order.request;
     for (std::string& lora : request.loras) lora = lora_spec(lora);
-    std::string upload;
-    auto remove_upload = [&upload] {
-      std::error_code ignored;
-      if (!upload.empty()) fs::remove(upload, ignored);
-    };
-    try {
-      if (!order.init_image_bytes.empty()) {
-        upload = (output_dir / (".upload-" + random_name())).string();
-        write_atomically(upload, [&](const std::string& path) {
-          std::ofstream out(path, std::ios::binary);
-          out.write(order.init_image_bytes.data(), std::streamsize(order.init_image_bytes.size()));
-          K5_CHECK(out.good(), "cannot store the uploaded image in ", output_dir.string());
-        });
-        request.init_image = upload;
+    if (order.init_image_bytes.empty()) return named_as_requested(plan_generation(files.config, request), order);
+    // plan_generation reads the image from a file: a temporary one, gone whatever happens, that errors call init_img.
+    struct Upload {
+      std::string path;
+      ~Upload() {
+        std::error_code ignored;
+        fs::remove(path, ignored);
       }
+    } upload{(output_dir / (".upload-" + random_name())).string()};
+    try {
+      std::ofstream out(upload.path, std::ios::binary);
+      out.write(order.init_image_bytes.data(), std::streamsize(order.init_image_bytes.size()));
+      out.close();
+      if (!out) throw RequestError(500, "cannot store the uploaded image (disk full?)");
+      request.init_image = upload.path;
       GenerationPlan settled = plan_generation(files.config, request);
-      remove_upload();
-      for (size_t i = 0; i < settled.loras.size(); ++i)
-        settled.loras[i].given_path = parse_lora_spec(order.request.loras[i]).path;
-      return settled;
+      // A queued plan holds the image as read: its size bounds the memory a queue of them takes.
+      K5_CHECK(settled.original_image->width <= kMaxUploadSide && settled.original_image->height <= kMaxUploadSide,
+               "init_img: ", settled.original_image->width, "x", settled.original_image->height, " is larger than ",
+               kMaxUploadSide, "x", kMaxUploadSide);
+      return named_as_requested(std::move(settled), order);
+    } catch (const RequestError&) {
+      throw;
     } catch (const Error& e) {
-      remove_upload();
       std::string message = e.what();
-      auto replace_all = [&message](const std::string& from, const std::string& to) {
-        if (from.empty()) return;
-        for (size_t at = 0; (at = message.find(from, at)) != std::string::npos; at += to.size())
-          message.replace(at, from.size(), to);
-      };
-      replace_all(upload, "init_img");
-      if (!options.lora_dir.empty()) replace_all((fs::path(options.lora_dir) / "").string(), "");
+      for (size_t at = 0; (at = message.find(upload.path, at)) != std::string::npos; at += 8)
+        message.replace(at, upload.path.size(), "init_img");
       throw Error(message);
     }
   }
 
+  // Output metadata names the adapters as the request did, not by their place on the server.
+  static GenerationPlan named_as_requested(GenerationPlan plan, const GenerationOrder& order) {
+    for (size_t i = 0; i < plan.loras.size(); ++i)
+      plan.loras[i].given_path = parse_lora_spec(order.request.loras[i]).path;
+    return plan;
+  }
+
   void submit(const httplib::Request& request, httplib::Response& response) {
     GenerationOrder order = parse_generation_order(request.body);
+    // Checked again when queued; refusing early spares reading images and adapters for nothing.
+    if (queue->queued() >= options.max_queued)
+      throw QueueFull(concat("the queue is full (", options.max_queued, " jobs waiting); try again later"));
     if (order.random_seed) order.request.seed = std::random_device{}();  // as `k5 generate -s -1`
     const ModelFiles files = files_for(order.config);
     auto plan = std::make_shared<const GenerationPlan>(this->plan(order, files));
@@ -337,14 +402,20 @@ struct GenerationServer::Impl {
     JobWork work = [this, plan, files, format = order.format, quality = order.quality, crf = order.crf](
                        const std::string& id, const GenerationObserver& observer) {
       context.use_on_this_thread();  // jobs run on the queue's thread
-      const GenerationResult result = generate(context, files, *plan, observer);
-      const std::string path = (output_dir / (id + "." + format)).string();
-      const auto metadata = generation_metadata(*plan, files, context.precision(), result.expanded_prompt);
-      if (format == "mp4")
-        write_mp4(path, result.frames, VideoWriteOptions{24, crf, metadata});
-      else
-        write_image(path, result.frames.front(), metadata, quality);
-      return JobResult{path, content_type(format), result.expanded_prompt};
+      try {
+        const GenerationResult result = generate(context, files, *plan, observer);
+        const std::string path = (output_dir / (id + "." + format)).string();
+        const auto metadata = generation_metadata(*plan, files, context.precision(), result.expanded_prompt);
+        if (format == "mp4")
+          write_mp4(path, result.frames, VideoWriteOptions{24, crf, metadata});
+        else
+          write_image(path, result.frames.front(), metadata, quality);
+        return JobResult{path, content_type(format), result.expanded_prompt};
+      } catch (const JobCancelled&) {
+        throw;
+      } catch (const Error& e) {
+        throw Error(client_message(e.what()));  // the job's `error`, as clients read it
+      }
     };
     const JobSnapshot job = queue->submit(settings.dump(), std::move(work));
     log.info("generation ", job.id, " queued: ", settings.dump());
@@ -356,12 +427,19 @@ struct GenerationServer::Impl {
     if (job.status == JobStatus::failed) throw RequestError(409, "generation " + job.id + " failed: " + job.error);
     if (job.status != JobStatus::succeeded)
       throw RequestError(409, concat("generation ", job.id, " is ", job_status_name(job.status), "; no result yet"));
-    std::ifstream in(job.result.file, std::ios::binary);
-    if (!in) throw RequestError(410, "generation " + job.id + ": its result was removed");
-    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    // Streamed from the open file, which stays readable even if the job is forgotten meanwhile.
+    auto file = std::make_shared<std::ifstream>(job.result.file, std::ios::binary | std::ios::ate);
+    if (!*file) throw RequestError(410, "generation " + job.id + ": its result was removed");
+    const size_t size = size_t(file->tellg());
     response.set_header("Content-Disposition",
                         "inline; filename=\"k5-" + job.id + fs::path(job.result.file).extension().string() + "\"");
-    response.set_content(std::move(bytes), job.result.content_type.c_str());
+    response.set_content_provider(size, job.result.content_type,
+                                  [file](size_t offset, size_t length, httplib::DataSink& sink) {
+                                    std::vector<char> chunk(std::min<size_t>(length, size_t(1) << 20));
+                                    file->seekg(std::streamoff(offset));
+                                    file->read(chunk.data(), std::streamsize(chunk.size()));
+                                    return file->gcount() > 0 && sink.write(chunk.data(), size_t(file->gcount()));
+                                  });
   }
 };
 
@@ -376,14 +454,24 @@ int GenerationServer::bind(const std::string& host, int port) {
 }
 
 void GenerationServer::listen() {
-  impl_->log.info("serving ", fs::path(impl_->default_files.config.source).stem().string(), "; results in ",
-                  impl_->output_dir.string());
-  impl_->http.listen_after_bind();
+  impl_->listen_started = true;
+  if (!impl_->stopping) {
+    impl_->log.info("serving ", fs::path(impl_->default_files.config.source).stem().string(), "; results in ",
+                    impl_->output_dir.string());
+    impl_->http.listen_after_bind();
+  }
+  impl_->listen_returned = true;
 }
 
 void GenerationServer::stop() {
   impl_->stopping = true;
-  impl_->http.stop();
+  // Either listen() sees `stopping` before it starts, or it has started and httplib's stop() takes effect once
+  // httplib's loop runs (before that it does nothing): retry until listen() returns.
+  if (!impl_->listen_started) return;
+  while (!impl_->listen_returned) {
+    impl_->http.stop();
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
 }
 
 bool GenerationServer::stopping() const { return impl_->stopping; }

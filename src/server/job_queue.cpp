@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <iomanip>
 #include <random>
 
 namespace k5 {
@@ -27,18 +28,11 @@ struct JobQueue::Job {
 
 namespace {
 
-// Ids are hard to guess, so that one client cannot read or remove another's jobs by counting.
+// Random ids (96 bits from the system's generator): a client holding an id from before a restart never reaches
+// another job with it.
 std::string new_job_id() {
-  static thread_local std::mt19937_64 random{std::random_device{}() ^ (uint64_t(std::random_device{}()) << 32)};
-  static constexpr char digits[] = "0123456789abcdef";
-  std::string id(24, '0');
-  uint64_t high = random(), low = random();
-  for (int i = 0; i < 24; ++i) {
-    uint64_t& word = i < 12 ? high : low;
-    id[size_t(i)] = digits[word & 15];
-    word >>= 4;
-  }
-  return id;
+  std::random_device random;
+  return concat(std::hex, std::setfill('0'), std::setw(8), random(), std::setw(8), random(), std::setw(8), random());
 }
 
 void remove_file(const std::string& path) {
@@ -184,6 +178,9 @@ void JobQueue::run_worker() {
     } catch (const std::exception& e) {
       status = JobStatus::failed;
       error = e.what();
+    } catch (...) {
+      status = JobStatus::failed;
+      error = "internal error";
     }
 
     lock.lock();

@@ -31,6 +31,9 @@ TEST(GenerationOrder, EveryField) {
   ASSERT_TRUE(r.negative_prompt.has_value());
   EXPECT_EQ(*r.negative_prompt, "");
   EXPECT_EQ(order.config, "k5_tiny_t2v_5s");
+  EXPECT_EQ(parse_generation_order(R"({"prompt": "a", "seed": 9223372036854775807})").request.seed,
+            9223372036854775807u);
+  EXPECT_EQ(parse_generation_order(R"({"prompt": "a", "seed": 4.0e18})").request.seed, 4000000000000000000u);
   EXPECT_EQ(r.width, 768);
   EXPECT_EQ(r.height, 512);
   EXPECT_EQ(r.frames, 121);
@@ -79,6 +82,11 @@ TEST(GenerationOrder, BadFieldsAreNamed) {
       {R"({"prompt": "a", "steps": 1e30})", "'steps' must be within"},
       {R"({"prompt": "a", "steps": "20"})", "'steps' must be a whole number"},
       {R"({"prompt": "a", "seed": -2})", "'seed' must be within -1.."},
+      {R"({"prompt": "a", "seed": 9223372036854775808})", "'seed' must be within -1.."},
+      {R"({"prompt": "a", "seed": 18446744073709551615})", "'seed' must be within -1.."},
+      {R"({"prompt": "a", "seed": 9.3e18})", "'seed' must be within -1.."},
+      {R"({"prompt": "a", "seed": -9.3e18})", "'seed' must be within -1.."},
+      {R"({"prompt": "a", "cfg_scale": 1e400})", "out of range"},
       {R"({"prompt": "a", "cfg_scale": "high"})", "'cfg_scale' must be a number"},
       {R"({"prompt": "a", "rng": "gpu"})", "'rng' must be one of cpu, cuda"},
       {R"({"prompt": "a", "magcache": 1})", "'magcache' must be true or false"},

@@ -207,7 +207,29 @@ TEST(HttpServer, BadRequestsGetOneLine) {
     EXPECT_NE(error.find(message), std::string::npos) << body.substr(0, 200) << " -> " << reply.raw;
     EXPECT_EQ(error.find('\n'), std::string::npos) << error;
     EXPECT_EQ(error.find(".upload-"), std::string::npos) << error;  // the uploaded image's temporary name stays inside
+    EXPECT_EQ(error.find(demo_model()), std::string::npos) << error;
+    EXPECT_EQ(error.find(served.dir.path.string()), std::string::npos) << error;
   }
+  // Bodies must state their length (httplib bounds no other kind) and come uncompressed.
+  httplib::Client client("127.0.0.1", served.port);
+  const auto chunked = client.Post(
+      "/v1/generations",
+      [](size_t, httplib::DataSink& sink) {
+        sink.write("{}", 2);
+        sink.done();
+        return true;
+      },
+      "application/json");
+  ASSERT_TRUE(chunked);
+  EXPECT_EQ(chunked->status, 411) << chunked->body;
+  const auto compressed = client.Post("/v1/generations", {{"Content-Encoding", "gzip"}}, "{}", "application/json");
+  ASSERT_TRUE(compressed);
+  EXPECT_EQ(compressed->status, 415) << compressed->body;
+  // Config names are the served folder's, not files of the server's working directory; errors name no server path.
+  const Reply stray = served.post(R"({"prompt": "a", "config": "CMakeCache.txt"})");
+  EXPECT_EQ(stray.status, 400) << stray.raw;
+  EXPECT_NE(stray.raw.find("available: k5_tiny_i2i, k5_tiny_i2v_5s, k5_tiny_t2i, k5_tiny_t2v_5s"), std::string::npos)
+      << stray.raw;
   EXPECT_EQ(served.get("/v1/generations/0123abcd").status, 404);
   EXPECT_EQ(served.get("/v1/generations/0123abcd/result").status, 404);
   EXPECT_EQ(served.remove("0123abcd").status, 404);
@@ -244,12 +266,14 @@ TEST(HttpServer, QueueRemovalAndLoraByName) {
   EXPECT_EQ(served.get("/v1/model").body["lora"], json::array({"style.safetensors"}));
 
   // A long job runs, one waits, a third is refused until there is room.
-  const std::string slow = R"({"prompt": "a fox", "frames": 5, "steps": 1000, "rng": "cpu", "expand_prompt": false})";
+  // Minutes of work on a CPU: still running when removed, whatever the machine.
+  const std::string slow = R"({"prompt": "a fox", "frames": 25, "steps": 1000, "rng": "cpu", "expand_prompt": false})";
   const Reply running = served.post(slow);
   ASSERT_EQ(running.status, 202) << running.raw;
   const std::string running_id = running.body["id"];
   for (int i = 0; i < 3000 && served.get("/v1/generations/" + running_id).body["status"] != "running"; ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  ASSERT_EQ(served.get("/v1/generations/" + running_id).body["status"], "running");
   const Reply waiting = served.post(slow);
   ASSERT_EQ(waiting.status, 202) << waiting.raw;
   EXPECT_EQ(waiting.body["queue_position"], 0);
@@ -323,7 +347,13 @@ TEST(ServeCli, StartsAndStopsOnASignal) {
   EXPECT_TRUE(fs::is_directory(results)) << results;
   kill(pid, SIGTERM);
   int status = 0;
-  waitpid(pid, &status, 0);
+  for (int i = 0; i < 2000 && waitpid(pid, &status, WNOHANG) == 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  if (!WIFEXITED(status) && !WIFSIGNALED(status)) {
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    FAIL() << "k5 serve did not stop on SIGTERM within 10 s";
+  }
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << test::read_text(log);
   EXPECT_FALSE(fs::exists(results));
   // A model folder that is not there: one line, before listening.
