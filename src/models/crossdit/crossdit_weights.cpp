@@ -71,13 +71,11 @@ class Loader {
              checkpoint_.path(), ": DiT key '", name, "' has dtype ", stored.describe(), ", expected a float type");
     if (role != Role::vector && !adapters_.empty()) {
       const std::string layer = name.substr(0, name.size() - std::string(".weight").size());
-      if (lora_adapts(adapters_, layer)) {
-        // Merged in float32 into an owned copy (the mapped file stays untouched), then stored as usual: GEMM
-        // weights in the precision's dtype, matrix-vector ones as F32.
-        Tensor merged = stored.dtype() == DType::F32 ? stored.clone() : stored.to(DType::F32).contiguous();
-        apply_lora(merge_context(), adapters_, layer, merged);
-        stored = merged;
-      }
+      // Merged into an owned copy (the mapped file stays untouched) of the dtype the role stores: GEMM weights in
+      // the precision's, matrix-vector ones F32.
+      if (lora_adapts(adapters_, layer))
+        return merge_lora(merge_context(), adapters_, layer, stored,
+                          role == Role::gemm && precision_ == Precision::bf16 ? DType::BF16 : DType::F32);
     }
     switch (role) {
       case Role::gemm:

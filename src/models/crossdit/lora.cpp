@@ -410,21 +410,51 @@ bool lora_adapts(const std::vector<LoraAdapter>& adapters, const std::string& la
   return false;
 }
 
-void apply_lora(Context& ctx, const std::vector<LoraAdapter>& adapters, const std::string& layer, Tensor& weight) {
+Tensor merge_lora(Context& ctx, const std::vector<LoraAdapter>& adapters, const std::string& layer,
+                  const Tensor& weight, DType dtype) {
+  K5_CHECK(weight.dim() == 2 && weight.is_contiguous() && weight.device() == Device::CPU &&
+               (weight.dtype() == DType::F32 || weight.dtype() == DType::BF16 || weight.dtype() == DType::F16),
+           "LoRA '", layer, "': weight ", weight.describe(), " is not a host float matrix");
+  const int64_t out_features = weight.size(0), in_features = weight.size(1);
+  // Per adapter: scale * B [out, r] and A [r, in] in float32 (the scale rides the small factor).
+  std::vector<std::pair<Tensor, Tensor>> factors;
   for (const LoraAdapter& adapter : adapters) {
     const auto it = adapter.layers.find(layer);
     if (it == adapter.layers.end()) continue;
     const LoraLayer& lora = it->second;
-    K5_CHECK(weight.dtype() == DType::F32 && weight.is_contiguous() && weight.dim() == 2 &&
-                 weight.device() == Device::CPU && weight.size(0) == lora.up.size(0) &&
-                 weight.size(1) == lora.down.size(1),
-             "LoRA '", layer, "': weight ", weight.describe(), " does not match the adapter");
-    // W += (scale * B) A: the scale rides the small [out, r] factor.
+    K5_CHECK(lora.up.size(0) == out_features && lora.down.size(1) == in_features, "LoRA '", layer, "': weight ",
+             weight.describe(), " does not match the adapter");
     Tensor scaled_up = lora.up.to(DType::F32).clone();
     float* up = scaled_up.data<float>();
     for (int64_t i = 0; i < scaled_up.numel(); ++i) up[i] *= lora.scale;
-    ops::matmul(ctx, scaled_up, lora.down.to(DType::F32).contiguous(), weight, /*accumulate=*/true);
+    factors.emplace_back(scaled_up, lora.down.to(DType::F32).contiguous());
   }
+
+  // Row blocks of ~1 MB in float32, one per task: W rows -> float32, += (scale B rows) A for each adapter (the
+  // accumulating GEMM, single-threaded inside the task), -> `dtype`. The whole layer is never held in float32.
+  Tensor merged = Tensor::empty(dtype, {out_features, in_features});
+  const int64_t block_rows = std::max<int64_t>(1, (int64_t(1) << 18) / std::max<int64_t>(1, in_features));
+  const int64_t blocks = (out_features + block_rows - 1) / block_rows;
+  const size_t source_row_bytes = size_t(in_features) * dtype_size(weight.dtype());
+  const size_t merged_row_bytes = size_t(in_features) * dtype_size(dtype);
+  ctx.pool().parallel_for(0, blocks, 1, [&](int64_t first_block, int64_t end_block) {
+    std::vector<float> rows_f32(size_t(block_rows * in_features));
+    for (int64_t block = first_block; block < end_block; ++block) {
+      const int64_t row = block * block_rows, rows = std::min(block_rows, out_features - row);
+      const size_t count = size_t(rows * in_features);
+      convert_to_f32(static_cast<const uint8_t*>(weight.raw()) + size_t(row) * source_row_bytes, weight.dtype(),
+                     rows_f32.data(), count);
+      Tensor accumulator = Tensor::wrap(rows_f32.data(), DType::F32, {rows, in_features});
+      for (const auto& [scaled_up, down] : factors) {
+        const int64_t rank = scaled_up.size(1);
+        const Tensor up_rows = Tensor::wrap(scaled_up.data<float>() + row * rank, DType::F32, {rows, rank});
+        ops::matmul(ctx, up_rows, down, accumulator, /*accumulate=*/true);
+      }
+      convert_from_f32(rows_f32.data(), static_cast<uint8_t*>(merged.raw()) + size_t(row) * merged_row_bytes, dtype,
+                       count);
+    }
+  });
+  return merged;
 }
 
 std::string lora_triggers(const std::vector<LoraAdapter>& adapters) {

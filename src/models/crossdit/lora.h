@@ -33,9 +33,9 @@ struct LoraLayer {
 
 struct LoraAdapter {
   std::string given_path;  // as given on the command line (without the multiplier)
-  std::string path;     // the safetensors file
-  std::string config;   // the JSON config it was read with, or empty (then lora_alpha = r: scale 1)
-  std::string trigger;  // from the metadata; the official T2V / I2V pipelines put it before the expanded prompt
+  std::string path;        // the safetensors file
+  std::string config;      // the JSON config it was read with, or empty (then lora_alpha = r: scale 1)
+  std::string trigger;     // from the metadata; the official T2V / I2V pipelines put it before the expanded prompt
   float multiplier = 1.0f;
   std::map<std::string, LoraLayer> layers;  // DiT linear (e.g. "visual_transformer_blocks.0.feed_forward.in_layer")
   std::vector<std::string> left_alone;      // layers with weights that the config does not target, as PEFT
@@ -53,9 +53,11 @@ std::vector<LoraAdapter> load_loras(Context& ctx, const std::vector<std::string>
 
 // Whether any adapter changes `layer`.
 bool lora_adapts(const std::vector<LoraAdapter>& adapters, const std::string& layer);
-// weight [out, in] F32 contiguous on the host, in place: += scale * up * down for each adapter of `layer`, as one
-// float32 GEMM each on the context's CPU threads.
-void apply_lora(Context& ctx, const std::vector<LoraAdapter>& adapters, const std::string& layer, Tensor& weight);
+// weight [out, in] (F32, BF16 or F16, contiguous on the host) + scale * up * down for each adapter of `layer`,
+// computed in float32 and stored as `dtype` in a new tensor (the weight, often a view of a mapped file, is left as
+// it is); row blocks run on the context's CPU threads.
+Tensor merge_lora(Context& ctx, const std::vector<LoraAdapter>& adapters, const std::string& layer,
+                  const Tensor& weight, DType dtype);
 
 // The prompt prefix of the adapters' trigger words: each distinct one once, in order, skipping adapters at
 // multiplier 0. (The official pipelines run one adapter at a time and put its trigger there.)
