@@ -77,6 +77,9 @@ json job_json(const JobSnapshot& job) {
 
 // Uploaded images larger than this (either side) are refused: a queued job keeps its image.
 constexpr int kMaxUploadSide = 8192;
+// Event streams open at once (each holds an HTTP thread); the rest of the API keeps the threads beyond these.
+constexpr int kMaxEventStreams = 32;
+constexpr size_t kHttpThreads = kMaxEventStreams + 8;
 
 const char* content_type(const std::string& format) {
   if (format == "mp4") return "video/mp4";
@@ -119,6 +122,7 @@ struct GenerationServer::Impl {
   Logger log;
   Context context;  // the worker's: only jobs use it
   httplib::Server http;
+  std::atomic<int> event_streams{0};
   std::unique_ptr<JobQueue> queue;  // its worker uses the members above: stopped first
 
   explicit Impl(const ServerOptions& o)
@@ -200,6 +204,7 @@ struct GenerationServer::Impl {
   void routes() {
     // httplib bounds only bodies that state their length: chunked or compressed ones could grow without limit.
     http.set_payload_max_length(options.max_body_bytes);
+    http.new_task_queue = [] { return new httplib::ThreadPool(kHttpThreads); };
     http.set_pre_routing_handler([](const httplib::Request& request, httplib::Response& response) {
       if (request.has_header("Content-Encoding")) {
         send_error(response, 415, "compressed request bodies are not accepted");
@@ -243,6 +248,10 @@ struct GenerationServer::Impl {
     http.Get("/v1/generations/([0-9a-f]+)",
              guarded([this](const httplib::Request& request, httplib::Response& response) {
                send_json(response, 200, job_json(find_job(request.matches[1])));
+             }));
+    http.Get("/v1/generations/([0-9a-f]+)/events",
+             guarded([this](const httplib::Request& request, httplib::Response& response) {
+               send_events(find_job(request.matches[1]), response);
              }));
     http.Get("/v1/generations/([0-9a-f]+)/result",
              guarded([this](const httplib::Request& request, httplib::Response& response) {
@@ -421,6 +430,41 @@ struct GenerationServer::Impl {
     log.info("generation ", job.id, " queued: ", settings.dump());
     response.set_header("Location", "/v1/generations/" + job.id);
     send_json(response, 202, job_json(job));
+  }
+
+  // Server-sent events: the job (as GET /v1/generations/ID answers) each time it changes, until it has finished
+  // ("event: job") or is removed ("event: removed"); a comment every ~15 s keeps proxies from closing the stream.
+  // Each stream holds one of the server's HTTP threads, so their number is bounded.
+  void send_events(const JobSnapshot& job, httplib::Response& response) {
+    if (++event_streams > kMaxEventStreams) {
+      --event_streams;
+      throw RequestError(
+          503, concat("too many event streams open (", kMaxEventStreams, "); poll GET /v1/generations/ID instead"));
+    }
+    response.set_header("Cache-Control", "no-cache");
+    response.set_chunked_content_provider(
+        "text/event-stream",
+        [this, id = job.id, seen = std::optional<uint64_t>(), quiet_waits = 0](size_t,
+                                                                               httplib::DataSink& sink) mutable {
+          // Short waits, so that a stopping server is never held up for long.
+          const std::optional<JobSnapshot> job =
+              seen ? queue->wait_for_change(id, *seen, std::chrono::milliseconds(500)) : queue->find(id);
+          std::string event;
+          if (!job) {
+            event = "event: removed\ndata: {\"id\": \"" + id + "\"}\n\n";
+          } else if (job->version != seen) {
+            seen = job->version;
+            quiet_waits = 0;
+            event = "event: job\ndata: " + job_json(*job).dump() + "\n\n";
+          } else if (++quiet_waits == 30) {
+            quiet_waits = 0;
+            event = ": waiting\n\n";
+          }
+          if (!event.empty() && !sink.write(event.data(), event.size())) return false;
+          if (!job || job->status == JobStatus::succeeded || job->status == JobStatus::failed) sink.done();
+          return true;
+        },
+        [this](bool) { --event_streams; });
   }
 
   void send_result(const JobSnapshot& job, httplib::Response& response) const {

@@ -3,6 +3,7 @@
 //   POST   /v1/generations             a JSON body (src/server/generation_order.h) -> 202 and the job
 //   GET    /v1/generations             every job kept, oldest first
 //   GET    /v1/generations/ID          the job: status, queue position, progress, settings, error
+//   GET    /v1/generations/ID/events   the same as server-sent events, at each change until it finishes
 //   GET    /v1/generations/ID/result   the picture or video, once the job succeeded
 //   DELETE /v1/generations/ID          removes the job (a running one stops at its next step)
 //   GET    /v1/model                   the served config: sizes, defaults, modes, LoRA adapters on offer

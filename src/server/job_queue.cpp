@@ -94,6 +94,19 @@ std::optional<JobSnapshot> JobQueue::find(const std::string& id) const {
   return snapshot(*found->second);
 }
 
+std::optional<JobSnapshot> JobQueue::wait_for_change(const std::string& id, uint64_t seen_version,
+                                                     std::chrono::milliseconds timeout) const {
+  std::unique_lock lock(mutex_);
+  const auto changed = [&] {
+    const auto found = jobs_.find(id);
+    return found == jobs_.end() || found->second->state.version != seen_version;
+  };
+  changed_.wait_for(lock, timeout, changed);
+  const auto found = jobs_.find(id);
+  if (found == jobs_.end()) return std::nullopt;
+  return snapshot(*found->second);
+}
+
 std::vector<JobSnapshot> JobQueue::list() const {
   std::lock_guard lock(mutex_);
   std::vector<JobSnapshot> all;
@@ -112,10 +125,12 @@ JobQueue::Removal JobQueue::remove(const std::string& id) {
   if (found == jobs_.end()) return Removal::unknown;
   if (id == running_) {
     found->second->state.stopping = true;
-    return Removal::stopping;
+    ++found->second->state.version;
+  } else {
+    forget(id);
   }
-  forget(id);
-  return Removal::removed;
+  changed_.notify_all();
+  return id == running_ ? Removal::stopping : Removal::removed;
 }
 
 void JobQueue::forget(const std::string& id) {
@@ -123,7 +138,14 @@ void JobQueue::forget(const std::string& id) {
   jobs_.erase(id);
   order_.erase(std::find(order_.begin(), order_.end(), id));
   const auto waiting = std::find(waiting_.begin(), waiting_.end(), id);
-  if (waiting != waiting_.end()) waiting_.erase(waiting);
+  if (waiting != waiting_.end()) {
+    waiting_.erase(waiting);
+    moved_up();
+  }
+}
+
+void JobQueue::moved_up() {
+  for (const std::string& id : waiting_) ++jobs_.at(id)->state.version;
 }
 
 void JobQueue::evict_finished() {
@@ -151,19 +173,26 @@ void JobQueue::run_worker() {
     if (stopping_) return;
     const std::string id = waiting_.front();
     waiting_.pop_front();
+    moved_up();
     running_ = id;
     Job& job = *jobs_.at(id);
     job.state.status = JobStatus::running;
     job.state.started = JobSnapshot::Clock::now();
+    ++job.state.version;
+    changed_.notify_all();
     const JobWork work = std::move(job.work);
     job.work = nullptr;
     lock.unlock();
 
     // The observer runs on this thread between units of work: it publishes progress and stops a removed job.
     const GenerationObserver observer = [this, &job](const GenerationEvent& event) {
-      std::lock_guard progress_lock(mutex_);
-      job.state.progress = event;
-      if (job.state.stopping) throw JobCancelled();
+      {
+        std::lock_guard progress_lock(mutex_);
+        job.state.progress = event;
+        ++job.state.version;
+        if (job.state.stopping) throw JobCancelled();
+      }
+      changed_.notify_all();
     };
     JobStatus status = JobStatus::succeeded;
     std::string error;
@@ -189,6 +218,7 @@ void JobQueue::run_worker() {
     job.state.error = std::move(error);
     job.state.result = std::move(result);
     job.state.finished = JobSnapshot::Clock::now();
+    ++job.state.version;
     if (job.state.stopping) forget(id);
     evict_finished();
     changed_.notify_all();

@@ -53,7 +53,8 @@ struct JobSnapshot {
   std::string error;  // failed jobs
   JobResult result;   // succeeded jobs
   Clock::time_point created, started, finished;
-  std::string summary;  // the submitter's description of the job (a JSON text for the server)
+  std::string summary;   // the submitter's description of the job (a JSON text for the server)
+  uint64_t version = 0;  // grows with every change of the above
 };
 
 class JobQueue {
@@ -67,6 +68,9 @@ class JobQueue {
   // Returns the new job as queued; throws QueueFull.
   JobSnapshot submit(std::string summary, JobWork work);
   std::optional<JobSnapshot> find(const std::string& id) const;
+  // The job once its version differs from `seen_version`, or as it is after `timeout`; nullopt once forgotten.
+  std::optional<JobSnapshot> wait_for_change(const std::string& id, uint64_t seen_version,
+                                             std::chrono::milliseconds timeout) const;
   std::vector<JobSnapshot> list() const;  // in submission order
   size_t queued() const;
 
@@ -82,6 +86,7 @@ class JobQueue {
   void run_worker();
   void forget(const std::string& id);  // with lock held
   void evict_finished();               // with lock held
+  void moved_up();                     // with lock held: the waiting jobs' positions changed
   JobSnapshot snapshot(const Job& job) const;
 
   const size_t max_queued_, max_kept_;

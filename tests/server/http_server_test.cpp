@@ -152,6 +152,43 @@ TEST(HttpServer, ImageIsWhatTheCommandLineWrites) {
   EXPECT_TRUE(fs::is_empty(served.dir.path / "results"));
 }
 
+// The server-sent events of a job: (event name, data) pairs until the stream ends.
+std::vector<std::pair<std::string, json>> read_events(int port, const std::string& id) {
+  httplib::Client client("127.0.0.1", port);
+  client.set_read_timeout(60, 0);
+  std::string stream;
+  const auto result = client.Get(("/v1/generations/" + id + "/events").c_str(), [&](const char* data, size_t size) {
+    stream.append(data, size);
+    return true;
+  });
+  EXPECT_TRUE(result && result->status == 200);
+  std::vector<std::pair<std::string, json>> events;
+  for (size_t start = 0, end; (end = stream.find("\n\n", start)) != std::string::npos; start = end + 2) {
+    const std::string block = stream.substr(start, end - start);
+    if (block.rfind("event: ", 0) != 0) continue;  // keep-alive comments
+    const size_t data = block.find("\ndata: ");
+    events.emplace_back(block.substr(7, data - 7), json::parse(block.substr(data + 7)));
+  }
+  return events;
+}
+
+TEST(HttpServer, ProgressEvents) {
+  const Served served;
+  const Reply submitted = served.post(R"({"prompt": "a cat", "steps": 4, "rng": "cpu", "expand_prompt": false})");
+  ASSERT_EQ(submitted.status, 202) << submitted.raw;
+  const auto events = read_events(served.port, submitted.body["id"]);
+  ASSERT_FALSE(events.empty());
+  int denoising = 0;
+  for (const auto& [name, job] : events) {
+    EXPECT_EQ(name, "job");
+    EXPECT_EQ(job["id"], submitted.body["id"]);
+    denoising += job.contains("progress") && job["progress"]["stage"] == "denoise";
+  }
+  EXPECT_GE(denoising, 1);
+  EXPECT_EQ(events.back().second["status"], "succeeded");  // the stream ends with the finished job
+  EXPECT_EQ(served.get("/v1/generations/0123abcd/events").status, 404);
+}
+
 TEST(HttpServer, VideoFromAnImageAndOtherFormats) {
   const Served served;
   const std::string image = test::read_text(test::source_path("tests/golden/pipeline/i2v.png"));
@@ -282,10 +319,18 @@ TEST(HttpServer, QueueRemovalAndLoraByName) {
   EXPECT_NE(refused.body["error"].get<std::string>().find("queue is full"), std::string::npos);
   EXPECT_EQ(served.get("/v1/generations/" + running_id + "/result").status, 409);
   EXPECT_EQ(served.remove(waiting.body["id"]).status, 200);
+  // A client following the running job's events hears of its removal.
+  std::vector<std::pair<std::string, json>> events;
+  std::thread follower([&] { events = read_events(served.port, running_id); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
   const Reply stopping = served.remove(running_id);
   EXPECT_EQ(stopping.status, 202);
   EXPECT_EQ(stopping.body["status"], "stopping");
   served.finished(running_id);  // stopped at its next step, then forgotten
+  follower.join();
+  ASSERT_FALSE(events.empty());
+  EXPECT_EQ(events.front().second["status"], "running");
+  EXPECT_EQ(events.back().first, "removed");
   EXPECT_EQ(served.get("/v1/generations/" + running_id).status, 404);
 
   // Adapters are named inside --lora-dir, nowhere else.

@@ -50,9 +50,16 @@ TEST(JobQueue, RunsInOrderWithProgress) {
   EXPECT_EQ(status_of(queue, second), JobStatus::queued);
   EXPECT_EQ(queue.find(second)->queue_position, 0);
   EXPECT_EQ(queue.queued(), 1u);
+  // Each report is a change a follower wakes up for; a finished job stays as it is until the timeout.
+  const uint64_t seen = queue.find(first)->version;
+  EXPECT_NE(queue.wait_for_change(first, seen, std::chrono::seconds(10)).value().version, seen);
+  const uint64_t second_seen = queue.find(second)->version;
   first_gate.open = true;
   wait_for([&] { return status_of(queue, second) == JobStatus::running; });
   EXPECT_EQ(status_of(queue, first), JobStatus::succeeded);
+  EXPECT_NE(queue.find(second)->version, second_seen);  // it moved up, then started
+  const uint64_t finished = queue.find(first)->version;
+  EXPECT_EQ(queue.wait_for_change(first, finished, std::chrono::milliseconds(10)).value().version, finished);
   second_gate.open = true;
   queue.wait_idle();
   const auto all = queue.list();
@@ -79,6 +86,7 @@ TEST(JobQueue, RemovingWaitingAndRunningJobs) {
   EXPECT_FALSE(queue.find(running).has_value());
   EXPECT_FALSE(fs::exists(dir.path / "running"));
   EXPECT_EQ(queue.remove(running), JobQueue::Removal::unknown);
+  EXPECT_FALSE(queue.wait_for_change(running, 0, std::chrono::milliseconds(10)).has_value());
 }
 
 TEST(JobQueue, FullQueueAndFailures) {
