@@ -31,9 +31,12 @@ struct RequestError : Error {
   int status;
 };
 
+// Answers may quote bytes that are not UTF-8 (a tensor name in a corrupt file, say): replaced, never thrown on.
+std::string json_text(const json& value) { return value.dump(-1, ' ', false, json::error_handler_t::replace); }
+
 void send_json(httplib::Response& response, int status, const json& body) {
   response.status = status;
-  response.set_content(body.dump(), "application/json");
+  response.set_content(json_text(body), "application/json");
 }
 
 // Messages may echo a client's text: kept to one line whatever it holds.
@@ -426,8 +429,8 @@ struct GenerationServer::Impl {
         throw Error(client_message(e.what()));  // the job's `error`, as clients read it
       }
     };
-    const JobSnapshot job = queue->submit(settings.dump(), std::move(work));
-    log.info("generation ", job.id, " queued: ", settings.dump());
+    const JobSnapshot job = queue->submit(json_text(settings), std::move(work));
+    log.info("generation ", job.id, " queued: ", json_text(settings));
     response.set_header("Location", "/v1/generations/" + job.id);
     send_json(response, 202, job_json(job));
   }
@@ -455,7 +458,7 @@ struct GenerationServer::Impl {
           } else if (job->version != seen) {
             seen = job->version;
             quiet_waits = 0;
-            event = "event: job\ndata: " + job_json(*job).dump() + "\n\n";
+            event = "event: job\ndata: " + json_text(job_json(*job)) + "\n\n";
           } else if (++quiet_waits == 30) {
             quiet_waits = 0;
             event = ": waiting\n\n";

@@ -257,8 +257,11 @@ TEST(HttpServer, BadRequestsGetOneLine) {
         return true;
       },
       "application/json");
-  ASSERT_TRUE(chunked);
-  EXPECT_EQ(chunked->status, 411) << chunked->body;
+  // The server answers before reading the body, so the client may see the connection close instead; either way no
+  // job is made (checked below).
+  if (chunked) {
+    EXPECT_EQ(chunked->status, 411) << chunked->body;
+  }
   const auto compressed = client.Post("/v1/generations", {{"Content-Encoding", "gzip"}}, "{}", "application/json");
   ASSERT_TRUE(compressed);
   EXPECT_EQ(compressed->status, 415) << compressed->body;
@@ -301,6 +304,14 @@ TEST(HttpServer, QueueRemovalAndLoraByName) {
   options.max_queued = 1;
   const Served served(options);
   EXPECT_EQ(served.get("/v1/model").body["lora"], json::array({"style.safetensors"}));
+  {
+    // A file name that is not UTF-8 is listed with U+FFFD, not answered with a 500.
+    std::ofstream((loras.path / "\xff.safetensors").string()) << "x";
+    const Reply model = served.get("/v1/model");
+    EXPECT_EQ(model.status, 200) << model.raw;
+    EXPECT_EQ(model.body["lora"], json::array({"style.safetensors", "\xEF\xBF\xBD.safetensors"}));
+    fs::remove(loras.path / "\xff.safetensors");
+  }
 
   // A long job runs, one waits, a third is refused until there is room.
   // Minutes of work on a CPU: still running when removed, whatever the machine.
