@@ -414,6 +414,11 @@ struct GenerationServer::Impl {
     JobWork work = [this, plan, files, format = order.format, quality = order.quality, crf = order.crf](
                        const std::string& id, const GenerationObserver& observer) {
       context.use_on_this_thread();  // jobs run on the queue's thread
+      const auto start = std::chrono::steady_clock::now();
+      const auto seconds = [&start] {
+        return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      };
+      log.info("generation ", id, " started");
       try {
         const GenerationResult result = generate(context, files, *plan, observer);
         const std::string path = (output_dir / (id + "." + format)).string();
@@ -422,10 +427,13 @@ struct GenerationServer::Impl {
           write_mp4(path, result.frames, VideoWriteOptions{24, crf, metadata});
         else
           write_image(path, result.frames.front(), metadata, quality);
+        log.info("generation ", id, " succeeded in ", seconds(), " s");
         return JobResult{path, content_type(format), result.expanded_prompt};
       } catch (const JobCancelled&) {
+        log.info("generation ", id, " stopped after ", seconds(), " s (removed)");
         throw;
       } catch (const Error& e) {
+        log.info("generation ", id, " failed after ", seconds(), " s: ", e.what());
         throw Error(client_message(e.what()));  // the job's `error`, as clients read it
       }
     };
