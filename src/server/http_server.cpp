@@ -150,9 +150,11 @@ struct GenerationServer::Impl {
     }
     // Answers name the server's folders by role: a client learns nothing of its file system.
     auto hide = [this](const std::string& path, const std::string& instead) {
-      if (path.find('/') == std::string::npos) return;
-      server_paths.emplace_back(path, instead);
       server_paths.emplace_back(fs::absolute(path).lexically_normal().string(), instead);
+      if (path.find('/') != std::string::npos)
+        server_paths.emplace_back(path, instead);  // as given
+      else
+        server_paths.emplace_back(path + "/", instead + "/");  // a bare folder name, where it starts a path
     };
     if (!o.lora_dir.empty()) {
       hide((fs::path(o.lora_dir) / "").string(), "");  // adapters are named as the client named them
@@ -430,9 +432,12 @@ struct GenerationServer::Impl {
         log.info("generation ", id, " succeeded in ", seconds(), " s");
         return JobResult{path, content_type(format), result.expanded_prompt};
       } catch (const JobCancelled&) {
-        log.info("generation ", id, " stopped after ", seconds(), " s (removed)");
+        log.info("generation ", id, " stopped after ", seconds(), " s");
         throw;
-      } catch (const Error& e) {
+      } catch (const std::bad_alloc&) {
+        log.info("generation ", id, " failed after ", seconds(), " s: out of memory");
+        throw;
+      } catch (const std::exception& e) {
         log.info("generation ", id, " failed after ", seconds(), " s: ", e.what());
         throw Error(client_message(e.what()));  // the job's `error`, as clients read it
       }
@@ -457,23 +462,28 @@ struct GenerationServer::Impl {
         "text/event-stream",
         [this, id = job.id, seen = std::optional<uint64_t>(), quiet_waits = 0](size_t,
                                                                                httplib::DataSink& sink) mutable {
-          // Short waits, so that a stopping server is never held up for long.
-          const std::optional<JobSnapshot> job =
-              seen ? queue->wait_for_change(id, *seen, std::chrono::milliseconds(500)) : queue->find(id);
-          std::string event;
-          if (!job) {
-            event = "event: removed\ndata: {\"id\": \"" + id + "\"}\n\n";
-          } else if (job->version != seen) {
-            seen = job->version;
-            quiet_waits = 0;
-            event = "event: job\ndata: " + json_text(job_json(*job)) + "\n\n";
-          } else if (++quiet_waits == 30) {
-            quiet_waits = 0;
-            event = ": waiting\n\n";
+          // httplib calls this outside its handlers' try: an exception must not leave it (false ends the stream).
+          try {
+            // Short waits, so that a stopping server is never held up for long.
+            const std::optional<JobSnapshot> job =
+                seen ? queue->wait_for_change(id, *seen, std::chrono::milliseconds(500)) : queue->find(id);
+            std::string event;
+            if (!job) {
+              event = "event: removed\ndata: {\"id\": \"" + id + "\"}\n\n";
+            } else if (job->version != seen) {
+              seen = job->version;
+              quiet_waits = 0;
+              event = "event: job\ndata: " + json_text(job_json(*job)) + "\n\n";
+            } else if (++quiet_waits == 30) {
+              quiet_waits = 0;
+              event = ": waiting\n\n";
+            }
+            if (!event.empty() && !sink.write(event.data(), event.size())) return false;
+            if (!job || job->status == JobStatus::succeeded || job->status == JobStatus::failed) sink.done();
+            return true;
+          } catch (...) {
+            return false;
           }
-          if (!event.empty() && !sink.write(event.data(), event.size())) return false;
-          if (!job || job->status == JobStatus::succeeded || job->status == JobStatus::failed) sink.done();
-          return true;
         },
         [this](bool) { --event_streams; });
   }
@@ -490,10 +500,14 @@ struct GenerationServer::Impl {
                         "inline; filename=\"k5-" + job.id + fs::path(job.result.file).extension().string() + "\"");
     response.set_content_provider(size, job.result.content_type,
                                   [file](size_t offset, size_t length, httplib::DataSink& sink) {
-                                    std::vector<char> chunk(std::min<size_t>(length, size_t(1) << 20));
-                                    file->seekg(std::streamoff(offset));
-                                    file->read(chunk.data(), std::streamsize(chunk.size()));
-                                    return file->gcount() > 0 && sink.write(chunk.data(), size_t(file->gcount()));
+                                    try {  // called outside httplib's handler try
+                                      std::vector<char> chunk(std::min<size_t>(length, size_t(1) << 20));
+                                      file->seekg(std::streamoff(offset));
+                                      file->read(chunk.data(), std::streamsize(chunk.size()));
+                                      return file->gcount() > 0 && sink.write(chunk.data(), size_t(file->gcount()));
+                                    } catch (...) {
+                                      return false;
+                                    }
                                   });
   }
 };
@@ -520,17 +534,15 @@ void GenerationServer::listen() {
 
 void GenerationServer::stop() {
   impl_->stopping = true;
-  // Either listen() sees `stopping` before it starts, or it has started and httplib's stop() takes effect once
-  // httplib's loop runs (before that it does nothing): retry until listen() returns.
+  // Either listen() sees `stopping` before it starts, or it has started: then httplib's stop() only takes effect
+  // once httplib's loop runs (before, it does nothing), so wait for that (or for listen() to have failed).
   if (!impl_->listen_started) return;
-  while (!impl_->listen_returned) {
-    impl_->http.stop();
+  while (!impl_->http.is_running() && !impl_->listen_returned)
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
+  if (!impl_->listen_returned) impl_->http.stop();
+  while (!impl_->listen_returned) std::this_thread::sleep_for(std::chrono::milliseconds(1));
 }
 
 bool GenerationServer::stopping() const { return impl_->stopping; }
-
-const JobQueue& GenerationServer::jobs() const { return *impl_->queue; }
 
 }  // namespace k5

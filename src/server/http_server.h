@@ -8,7 +8,8 @@
 //   DELETE /v1/generations/ID          removes the job (a running one stops at its next step)
 //   GET    /v1/model                   the served config: sizes, defaults, modes, LoRA adapters on offer
 //   GET    /health                     liveness and queue length
-// Errors are {"error": "one line"} with a 4xx status for bad requests and 5xx for the server's own failures.
+// Errors are {"error": "one line"}: 4xx for requests the server cannot run (a setting, the model's files or an
+// adapter it cannot read; a full queue is 503), 500 for its own failures (out of memory, a file it cannot write).
 #pragma once
 
 #include <memory>
@@ -18,8 +19,6 @@
 #include "pipelines/model_files.h"
 
 namespace k5 {
-
-class JobQueue;
 
 struct ServerOptions {
   std::string model;         // as `k5 generate -m`
@@ -47,7 +46,6 @@ class GenerationServer {
   // Safe from any thread; listen() returns soon after.
   void stop();
   bool stopping() const;  // stop() was called
-  const JobQueue& jobs() const;
 
  private:
   struct Impl;

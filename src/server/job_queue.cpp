@@ -133,7 +133,7 @@ JobQueue::Removal JobQueue::remove(const std::string& id) {
   return id == running_ ? Removal::stopping : Removal::removed;
 }
 
-void JobQueue::forget(const std::string& id) {
+void JobQueue::forget(std::string id) {
   remove_file(jobs_.at(id)->state.result.file);
   jobs_.erase(id);
   order_.erase(std::find(order_.begin(), order_.end(), id));

@@ -84,9 +84,9 @@ class JobQueue {
  private:
   struct Job;
   void run_worker();
-  void forget(const std::string& id);  // with lock held
-  void evict_finished();               // with lock held
-  void moved_up();                     // with lock held: the waiting jobs' positions changed
+  void forget(std::string id);  // with lock held (a copy: callers pass elements it erases)
+  void evict_finished();        // with lock held
+  void moved_up();              // with lock held: the waiting jobs' positions changed
   JobSnapshot snapshot(const Job& job) const;
 
   const size_t max_queued_, max_kept_;

@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -153,12 +154,15 @@ TEST(HttpServer, ImageIsWhatTheCommandLineWrites) {
 }
 
 // The server-sent events of a job: (event name, data) pairs until the stream ends.
-std::vector<std::pair<std::string, json>> read_events(int port, const std::string& id) {
+// `heard` (when given) is set once the first bytes have arrived.
+std::vector<std::pair<std::string, json>> read_events(int port, const std::string& id,
+                                                      std::atomic<bool>* heard = nullptr) {
   httplib::Client client("127.0.0.1", port);
   client.set_read_timeout(60, 0);
   std::string stream;
   const auto result = client.Get(("/v1/generations/" + id + "/events").c_str(), [&](const char* data, size_t size) {
     stream.append(data, size);
+    if (heard) *heard = true;
     return true;
   });
   EXPECT_TRUE(result && result->status == 200);
@@ -174,7 +178,8 @@ std::vector<std::pair<std::string, json>> read_events(int port, const std::strin
 
 TEST(HttpServer, ProgressEvents) {
   const Served served;
-  const Reply submitted = served.post(R"({"prompt": "a cat", "steps": 4, "rng": "cpu", "expand_prompt": false})");
+  // Long enough (~0.5 s) that the stream sees denoising steps, though it merges changes that come faster than it reads.
+  const Reply submitted = served.post(R"({"prompt": "a cat", "steps": 30, "rng": "cpu", "expand_prompt": false})");
   ASSERT_EQ(submitted.status, 202) << submitted.raw;
   const auto events = read_events(served.port, submitted.body["id"]);
   ASSERT_FALSE(events.empty());
@@ -332,8 +337,9 @@ TEST(HttpServer, QueueRemovalAndLoraByName) {
   EXPECT_EQ(served.remove(waiting.body["id"]).status, 200);
   // A client following the running job's events hears of its removal.
   std::vector<std::pair<std::string, json>> events;
-  std::thread follower([&] { events = read_events(served.port, running_id); });
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  std::atomic<bool> heard{false};
+  std::thread follower([&] { events = read_events(served.port, running_id, &heard); });
+  for (int i = 0; i < 6000 && !heard; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
   const Reply stopping = served.remove(running_id);
   EXPECT_EQ(stopping.status, 202);
   EXPECT_EQ(stopping.body["status"], "stopping");

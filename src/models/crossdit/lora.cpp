@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <memory>
 #include <regex>
 #include <set>
 
@@ -430,27 +431,30 @@ Tensor merge_lora(Context& ctx, const std::vector<LoraAdapter>& adapters, const 
     factors.emplace_back(scaled_up, lora.down.to(DType::F32).contiguous());
   }
 
-  // Row blocks of ~1 MB in float32, one per task: W rows -> float32, += (scale B rows) A for each adapter (the
-  // accumulating GEMM, single-threaded inside the task), -> `dtype`. The whole layer is never held in float32.
+  // Row blocks of at most ~1 MB in float32, at least four per thread: W rows -> float32, += (scale B rows) A for each
+  // adapter (the accumulating GEMM, single-threaded inside a pool task), -> `dtype`. The whole layer is never held
+  // in float32.
   Tensor merged = Tensor::empty(dtype, {out_features, in_features});
-  const int64_t block_rows = std::max<int64_t>(1, (int64_t(1) << 18) / std::max<int64_t>(1, in_features));
+  const int64_t per_thread = (out_features + 4 * ctx.threads() - 1) / (4 * int64_t(ctx.threads()));
+  const int64_t block_rows =
+      std::max<int64_t>(1, std::min((int64_t(1) << 18) / std::max<int64_t>(1, in_features), per_thread));
   const int64_t blocks = (out_features + block_rows - 1) / block_rows;
   const size_t source_row_bytes = size_t(in_features) * dtype_size(weight.dtype());
   const size_t merged_row_bytes = size_t(in_features) * dtype_size(dtype);
   ctx.pool().parallel_for(0, blocks, 1, [&](int64_t first_block, int64_t end_block) {
-    std::vector<float> rows_f32(size_t(block_rows * in_features));
+    const std::unique_ptr<float[]> rows_f32(new float[size_t(block_rows * in_features)]);  // each block overwrites it
     for (int64_t block = first_block; block < end_block; ++block) {
       const int64_t row = block * block_rows, rows = std::min(block_rows, out_features - row);
       const size_t count = size_t(rows * in_features);
       convert_to_f32(static_cast<const uint8_t*>(weight.raw()) + size_t(row) * source_row_bytes, weight.dtype(),
-                     rows_f32.data(), count);
-      Tensor accumulator = Tensor::wrap(rows_f32.data(), DType::F32, {rows, in_features});
+                     rows_f32.get(), count);
+      Tensor accumulator = Tensor::wrap(rows_f32.get(), DType::F32, {rows, in_features});
       for (const auto& [scaled_up, down] : factors) {
         const int64_t rank = scaled_up.size(1);
         const Tensor up_rows = Tensor::wrap(scaled_up.data<float>() + row * rank, DType::F32, {rows, rank});
         ops::matmul(ctx, up_rows, down, accumulator, /*accumulate=*/true);
       }
-      convert_from_f32(rows_f32.data(), static_cast<uint8_t*>(merged.raw()) + size_t(row) * merged_row_bytes, dtype,
+      convert_from_f32(rows_f32.get(), static_cast<uint8_t*>(merged.raw()) + size_t(row) * merged_row_bytes, dtype,
                        count);
     }
   });

@@ -12,7 +12,9 @@
 #include "io/kandinsky_config.h"
 #include "io/safetensors.h"
 #include "models/crossdit/crossdit_checks.h"
+#include "support/context.h"
 #include "support/model_folder.h"
+#include "support/random.h"
 
 namespace k5 {
 namespace {
@@ -90,6 +92,38 @@ TEST(Lora, TargetingAndScalingAsPeft) {
       EXPECT_NEAR(it->second.scale, multiplier * scaling.get<double>(), 1e-6 * scaling.get<double>()) << layer;
     }
     EXPECT_EQ(adapter.layers.size() + adapter.left_alone.size(), 36u);  // every linear layer of the tiny DiT
+  }
+}
+
+// merge_lora in row blocks on several threads (the golden DiT's layers fit one block): a layer of several blocks
+// with a partial last one, two adapters, BF16 and F32 out, against the sum in double precision.
+TEST(Lora, MergeOverSeveralRowBlocks) {
+  Context ctx = test::make_context(Precision::fp32);  // 2 threads
+  const int64_t out_features = 700, in_features = 600;
+  const Tensor weight = test::random_tensor({out_features, in_features}, 1, 1.0f, DType::BF16);
+  std::vector<LoraAdapter> adapters(2);
+  adapters[0].layers["layer"] = {test::random_tensor({4, in_features}, 2), test::random_tensor({out_features, 4}, 3),
+                                 0.5f};
+  adapters[1].layers["layer"] = {test::random_tensor({8, in_features}, 4, 1.0f, DType::BF16),
+                                 test::random_tensor({out_features, 8}, 5, 1.0f, DType::BF16), -2.0f};
+  const std::vector<float> w = weight.to_f32_vector();
+  std::vector<double> expected(w.begin(), w.end());
+  for (const LoraAdapter& adapter : adapters) {
+    const LoraLayer& lora = adapter.layers.at("layer");
+    const std::vector<float> down = lora.down.to_f32_vector(), up = lora.up.to_f32_vector();
+    const int64_t rank = lora.down.size(0);
+    for (int64_t o = 0; o < out_features; ++o)
+      for (int64_t i = 0; i < in_features; ++i) {
+        double sum = 0;
+        for (int64_t k = 0; k < rank; ++k) sum += double(up[o * rank + k]) * down[k * in_features + i];
+        expected[o * in_features + i] += double(lora.scale) * sum;
+      }
+  }
+  const std::vector<float> merged = merge_lora(ctx, adapters, "layer", weight, DType::F32).to_f32_vector();
+  const std::vector<float> rounded = merge_lora(ctx, adapters, "layer", weight, DType::BF16).to_f32_vector();
+  for (size_t i = 0; i < expected.size(); ++i) {
+    ASSERT_NEAR(merged[i], expected[i], 1e-4 * (1 + std::abs(expected[i]))) << "element " << i;
+    ASSERT_NEAR(rounded[i], expected[i], std::abs(expected[i]) / 128 + 1e-4) << "element " << i;  // one BF16 ulp
   }
 }
 
