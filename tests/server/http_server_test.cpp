@@ -178,8 +178,8 @@ std::vector<std::pair<std::string, json>> read_events(int port, const std::strin
 
 TEST(HttpServer, ProgressEvents) {
   const Served served;
-  // Long enough (~0.5 s) that the stream sees denoising steps, though it merges changes that come faster than it reads.
-  const Reply submitted = served.post(R"({"prompt": "a cat", "steps": 30, "rng": "cpu", "expand_prompt": false})");
+  // Steps long enough (~15 ms each here) that the stream sees some, though it merges changes faster than it reads.
+  const Reply submitted = served.post(R"({"prompt": "a cat", "steps": 10, "rng": "cpu", "expand_prompt": false})");
   ASSERT_EQ(submitted.status, 202) << submitted.raw;
   const auto events = read_events(served.port, submitted.body["id"]);
   ASSERT_FALSE(events.empty());
