@@ -2,12 +2,14 @@
 
 #include <httplib.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <iomanip>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <thread>
@@ -46,6 +48,12 @@ void send_error(httplib::Response& response, int status, std::string message) {
   send_json(response, status, json{{"error", message}});
 }
 
+// Every occurrence of `from` in `text` becomes `to`.
+void replace_all(std::string& text, const std::string& from, const std::string& to) {
+  for (size_t at = 0; (at = text.find(from, at)) != std::string::npos; at += to.size())
+    text.replace(at, from.size(), to);
+}
+
 std::string iso_time(JobSnapshot::Clock::time_point time) {
   const std::time_t seconds = JobSnapshot::Clock::to_time_t(time);
   std::tm utc{};
@@ -53,7 +61,7 @@ std::string iso_time(JobSnapshot::Clock::time_point time) {
   char text[32];
   std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%S", &utc);
   const auto millis = std::chrono::duration_cast<std::chrono::milliseconds>(time.time_since_epoch()).count() % 1000;
-  return concat(text, '.', std::string(millis < 100 ? (millis < 10 ? "00" : "0") : ""), millis, 'Z');
+  return concat(text, '.', std::setfill('0'), std::setw(3), millis, 'Z');
 }
 
 json job_json(const JobSnapshot& job) {
@@ -91,22 +99,26 @@ const char* content_type(const std::string& format) {
   return "image/png";
 }
 
-std::string random_name() {
-  std::random_device random;
-  return concat(std::hex, random(), random());
+// Whether --lora would take this folder (find_lora_file).
+bool is_adapter_folder(const fs::path& path) {
+  try {
+    find_lora_file(path.string());
+    return true;
+  } catch (const Error&) {
+    return false;
+  }
 }
 
-// The adapters a server offers: the .safetensors files and the folders holding one, directly in lora_dir.
+// The adapters a server offers: the .safetensors files directly in lora_dir, and its adapter folders.
 std::vector<std::string> offered_loras(const std::string& lora_dir) {
   std::vector<std::string> names;
   if (lora_dir.empty()) return names;
   std::error_code error;
   for (const auto& entry : fs::directory_iterator(lora_dir, error)) {
     const fs::path& path = entry.path();
-    const bool file = entry.is_regular_file(error) && path.extension() == ".safetensors";
-    const bool folder = entry.is_directory(error) && (fs::exists(path / "lora.safetensors", error) ||
-                                                      fs::exists(path / "adapter_model.safetensors", error));
-    if (file || folder) names.push_back(path.filename().string());
+    if (entry.is_regular_file(error) ? path.extension() == ".safetensors"
+                                     : entry.is_directory(error) && is_adapter_folder(path))
+      names.push_back(path.filename().string());
   }
   std::sort(names.begin(), names.end());
   return names;
@@ -168,9 +180,7 @@ struct GenerationServer::Impl {
   }
 
   std::string client_message(std::string message) const {
-    for (const auto& [path, instead] : server_paths)
-      for (size_t at = 0; (at = message.find(path, at)) != std::string::npos; at += instead.size())
-        message.replace(at, path.size(), instead);
+    for (const auto& [path, instead] : server_paths) replace_all(message, path, instead);
     return message;
   }
 
@@ -302,18 +312,16 @@ struct GenerationServer::Impl {
   }
 
   void describe_model(const httplib::Request& request, httplib::Response& response) const {
-    const std::string name = request.get_param_value("config");
-    K5_CHECK(name.find('/') == std::string::npos && !name.starts_with("."), "config must be a name, not a path");
-    const ModelFiles files = files_for(name);
+    const ModelFiles files = files_for(request.get_param_value("config"));
     const KandinskyConfig& config = files.config;
     const bool video = config.is_video();
     const bool edit = config.dit.instruct_type == "channel";
     json sizes = json::array();
     for (const auto& [height, width] : allowed_sizes(config)) sizes.push_back({width, height});
     json modes = json::array();
-    if (video) modes.push_back("text-to-video");
-    if (video && config.dit.visual_cond) modes.push_back("image-to-video");
-    if (!video) modes.push_back(edit ? "image editing" : "text-to-image");
+    if (video) modes.push_back(generation_mode_name(GenerationMode::t2v));
+    if (video && config.dit.visual_cond) modes.push_back(generation_mode_name(GenerationMode::i2v));
+    if (!video) modes.push_back(generation_mode_name(edit ? GenerationMode::i2i : GenerationMode::t2i));
     send_json(response, 200,
               json{{"config", fs::path(config.source).stem().string()},
                    {"modes", modes},
@@ -352,10 +360,15 @@ struct GenerationServer::Impl {
       std::string path;
       ~Upload() {
         std::error_code ignored;
-        fs::remove(path, ignored);
+        if (!path.empty()) fs::remove(path, ignored);
       }
-    } upload{(output_dir / (".upload-" + random_name())).string()};
+    } upload;
     try {
+      std::string unique = (output_dir / ".upload-XXXXXX").string();
+      const int descriptor = mkstemp(unique.data());
+      if (descriptor < 0) throw RequestError(500, "cannot store the uploaded image (no temporary file)");
+      close(descriptor);
+      upload.path = unique;
       std::ofstream out(upload.path, std::ios::binary);
       out.write(order.init_image_bytes.data(), std::streamsize(order.init_image_bytes.size()));
       out.close();
@@ -371,8 +384,7 @@ struct GenerationServer::Impl {
       throw;
     } catch (const Error& e) {
       std::string message = e.what();
-      for (size_t at = 0; (at = message.find(upload.path, at)) != std::string::npos; at += 8)
-        message.replace(at, upload.path.size(), "init_img");
+      replace_all(message, upload.path, "init_img");
       throw Error(message);
     }
   }
@@ -386,9 +398,7 @@ struct GenerationServer::Impl {
 
   void submit(const httplib::Request& request, httplib::Response& response) {
     GenerationOrder order = parse_generation_order(request.body);
-    // Checked again when queued; refusing early spares reading images and adapters for nothing.
-    if (queue->queued() >= options.max_queued)
-      throw QueueFull(concat("the queue is full (", options.max_queued, " jobs waiting); try again later"));
+    queue->check_room();  // again when queued; refusing early spares reading images and adapters for nothing
     if (order.random_seed) order.request.seed = std::random_device{}();  // as `k5 generate -s -1`
     const ModelFiles files = files_for(order.config);
     auto plan = std::make_shared<const GenerationPlan>(this->plan(order, files));

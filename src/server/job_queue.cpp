@@ -61,8 +61,7 @@ JobSnapshot JobQueue::submit(std::string summary, JobWork work) {
   JobSnapshot queued;
   {
     std::lock_guard lock(mutex_);
-    if (waiting_.size() >= max_queued_)
-      throw QueueFull(concat("the queue is full (", max_queued_, " jobs waiting); try again later"));
+    throw_if_full();
     std::string id;
     do id = new_job_id();
     while (jobs_.count(id));
@@ -112,6 +111,16 @@ std::vector<JobSnapshot> JobQueue::list() const {
   std::vector<JobSnapshot> all;
   for (const std::string& id : order_) all.push_back(snapshot(*jobs_.at(id)));
   return all;
+}
+
+void JobQueue::throw_if_full() const {
+  if (waiting_.size() >= max_queued_)
+    throw QueueFull(concat("the queue is full (", max_queued_, " jobs waiting); try again later"));
+}
+
+void JobQueue::check_room() const {
+  std::lock_guard lock(mutex_);
+  throw_if_full();
 }
 
 size_t JobQueue::queued() const {

@@ -73,6 +73,8 @@ class JobQueue {
                                              std::chrono::milliseconds timeout) const;
   std::vector<JobSnapshot> list() const;  // in submission order
   size_t queued() const;
+  // Throws QueueFull when submit() would.
+  void check_room() const;
 
   // Forgets the job and its result file. A running job stops at its next unit of work and is forgotten then.
   enum class Removal { unknown, removed, stopping };
@@ -84,6 +86,7 @@ class JobQueue {
  private:
   struct Job;
   void run_worker();
+  void throw_if_full() const;   // with lock held
   void forget(std::string id);  // with lock held (a copy: callers pass elements it erases)
   void evict_finished();        // with lock held
   void moved_up();              // with lock held: the waiting jobs' positions changed

@@ -25,8 +25,9 @@ bool is_file(const fs::path& path) {
   return fs::is_regular_file(path, error);
 }
 
-// The file of an adapter: the path itself, or in a folder the official or PEFT name, else its only .safetensors.
-std::string find_adapter_file(const std::string& path) {
+}  // namespace
+
+std::string find_lora_file(const std::string& path) {
   std::error_code error;
   const fs::file_status status = fs::status(path, error);
   K5_CHECK(fs::exists(status), "LoRA adapter '", path, "' does not exist");
@@ -44,6 +45,8 @@ std::string find_adapter_file(const std::string& path) {
            " .safetensors files and none is named lora.safetensors or adapter_model.safetensors");
   return found[0];
 }
+
+namespace {
 
 // The config beside the file: its own name's partner first (official lora.safetensors + config_lora.json, PEFT
 // adapter_model.safetensors + adapter_config.json), then the other.
@@ -319,7 +322,7 @@ LoraSpec parse_lora_spec(const std::string& text) {
 LoraAdapter load_lora(const LoraSpec& spec, const DitParams& params) {
   LoraAdapter adapter;
   adapter.given_path = spec.path;
-  adapter.path = find_adapter_file(spec.path);
+  adapter.path = find_lora_file(spec.path);
   adapter.multiplier = spec.multiplier;
   adapter.config = find_config_file(adapter.path);
   LoraConfig config = adapter.config.empty() ? LoraConfig() : LoraConfig(adapter.config);

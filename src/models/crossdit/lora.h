@@ -25,6 +25,10 @@ struct LoraSpec {
 };
 LoraSpec parse_lora_spec(const std::string& text);
 
+// The file of an adapter that `path` names: the path itself, or in a folder the official or PEFT name, else its only
+// .safetensors. Throws a one-line error when there is none.
+std::string find_lora_file(const std::string& path);
+
 struct LoraLayer {
   Tensor down;         // lora_A [r, in], as stored (F32, BF16 or F16; a view of the mapped file)
   Tensor up;           // lora_B [out, r], as stored
