@@ -1,6 +1,7 @@
 // k5 side of bench/run_dit.sh: one CrossDiT forward (batch 1, latent [T, H, W], L text tokens), best of REPEAT.
-//   bench_dit CONFIG.yaml DIT.safetensors T H W L fp32|bf16 THREADS REPEAT [auto|dense|nabla] [cpu|cuda] [INPUTS]
-// Prints `k5 dit PRECISION TOKENS SECONDS` (on cuda the time includes copying the latent over and back).
+//   bench_dit CONFIG.yaml DIT.safetensors T H W L fp32|bf16|int8 THREADS REPEAT [auto|dense|nabla] [cpu|cuda] [INPUTS]
+// Prints `k5 dit PRECISION TOKENS SECONDS` (on cuda the time includes copying the latent over and back); int8 is
+// bf16 with the blocks' GEMM weights quantised at load (--weights-int8).
 // A DIT path that does not exist is first written with random BF16 weights in the official layout (for a
 // machine with no checkpoint at hand, e.g. the GPU machine). With L > 100 the text is padded as the official
 // encoder pads it (max_length 256: a key mask marks the first 100 tokens real). INPUTS, when given, receives the
@@ -36,20 +37,23 @@ Tensor random_tensor(Shape shape, uint32_t seed) {
 
 int main(int argc, char** argv) {
   if (argc < 10) {
-    std::fprintf(stderr, "usage: bench_dit CONFIG DIT T H W L fp32|bf16 THREADS REPEAT [auto|dense|nabla] [cpu|cuda] [INPUTS]\n");
+    std::fprintf(
+        stderr,
+        "usage: bench_dit CONFIG DIT T H W L fp32|bf16|int8 THREADS REPEAT [auto|dense|nabla] [cpu|cuda] [INPUTS]\n");
     return 2;
   }
   try {
     const KandinskyConfig config = load_kandinsky_config(argv[1]);
     const int64_t t = std::atol(argv[3]), h = std::atol(argv[4]), w = std::atol(argv[5]), l = std::atol(argv[6]);
-    const Precision precision = parse_precision(argv[7]);
+    const bool int8_weights = std::string(argv[7]) == "int8";
+    const Precision precision = int8_weights ? Precision::bf16 : parse_precision(argv[7]);
     const int threads = std::atoi(argv[8]), repeat = std::atoi(argv[9]);
     const DitAttention attention = argc > 10 ? parse_dit_attention(argv[10]) : DitAttention::automatic;
     const Device device = argc > 11 && std::string(argv[11]) == "cuda" ? Device::CUDA : Device::CPU;
     Context ctx({.threads = threads, .device = device, .precision = precision, .log_level = LogLevel::quiet});
     if (!std::filesystem::exists(argv[2]))
       save_safetensors(argv[2], random_crossdit_weights(config.dit, DType::BF16, 0, ctx.pool()));
-    const CrossDit dit = CrossDit::load(config, argv[2], precision, attention, device);
+    const CrossDit dit = CrossDit::load(config, argv[2], precision, attention, device, {}, int8_weights);
     const int64_t weights_bytes = device_memory(device).allocated;
     DitInputs inputs;
     inputs.x = random_tensor({t, h, w, config.dit.input_channels()}, 1);

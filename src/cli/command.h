@@ -29,6 +29,9 @@ void add_context_options(CLI::App& app, ContextOptions& options, bool with_preci
 // --lora FILE|FOLDER[:MULTIPLIER], repeatable (src/models/crossdit/lora.h).
 void add_lora_option(CLI::App& app, std::vector<std::string>& specs);
 
+// --weights-int8 dit|text-encoder|all|none, comma-separated or repeated (pipelines/generation.h Int8Weights).
+void add_int8_weights_option(CLI::App& app, std::vector<std::string>& parts);
+
 // "on" / "off" -> true / false; "auto" -> nullopt (the program decides). CLI11 checks the spelling.
 inline std::optional<bool> parse_auto_on_off(const std::string& value) {
   if (value == "auto") return std::nullopt;

@@ -17,6 +17,7 @@ struct DitOptions {
   ContextOptions context;
   std::string config, weights, inputs, output, attention = "auto";
   std::vector<std::string> loras;
+  bool weights_int8 = false;
 };
 
 int run_forward_dit(const DitOptions& o) {
@@ -25,7 +26,7 @@ int run_forward_dit(const DitOptions& o) {
   const DitInputFile file(o.inputs, {"x", "text_embed", "pooled_text_embed", "time", "attention_mask"});
   const DitInputs inputs = read_dit_inputs(file);
   const CrossDit dit = CrossDit::load(config, o.weights, ctx.precision(), parse_dit_attention(o.attention),
-                                      ctx.device(), load_loras(ctx, o.loras, config.dit));
+                                      ctx.device(), load_loras(ctx, o.loras, config.dit), o.weights_int8);
   dit.check_inputs(inputs);
   const Tensor velocity = dit.forward(ctx, inputs);
   save_safetensors(o.output, {{"velocity", velocity}});
@@ -45,6 +46,10 @@ K5_COMMAND("forward dit", "CrossDiT forward: x, text_embed, pooled_text_embed, t
              app.add_option("--output", o->output, "output .safetensors (velocity)")->required();
              app.add_option("--attention", o->attention, "auto | dense | nabla (auto: as the config says)");
              add_lora_option(app, o->loras);
+             app.add_flag(
+                 "--weights-int8", o->weights_int8,
+                 "int8 weight-only attention and feed-forward layers in the blocks (per-output-channel scales, "
+                 "quantised at load)");
              return [o]() { return run_forward_dit(*o); };
            });
 

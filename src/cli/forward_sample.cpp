@@ -19,6 +19,7 @@ struct SampleOptions {
   ContextOptions context;
   std::string config, weights, inputs, output, attention = "auto";
   std::vector<std::string> loras;
+  bool weights_int8 = false;
   int steps = 0;
   double guidance = 1.0, scheduler_scale = 1.0;
 };
@@ -51,7 +52,7 @@ int run_forward_sample(const SampleOptions& o) {
   K5_CHECK(!cfg || request.negative.text_embed.defined(), o.inputs,
            ": missing input tensor 'null_text_embed' (needed with --guidance ", o.guidance, ")");
   const CrossDit dit = CrossDit::load(config, o.weights, ctx.precision(), parse_dit_attention(o.attention),
-                                      ctx.device(), load_loras(ctx, o.loras, config.dit));
+                                      ctx.device(), load_loras(ctx, o.loras, config.dit), o.weights_int8);
   const Tensor latents = sample(ctx, dit, request);
   save_safetensors(o.output, {{"latents", latents}});
   return 0;
@@ -73,6 +74,10 @@ K5_COMMAND("forward sample", "the official sampling loop: noise + text embedding
                  ->check(CLI::PositiveNumber);
              app.add_option("--attention", o->attention, "auto | dense | nabla");
              add_lora_option(app, o->loras);
+             app.add_flag(
+                 "--weights-int8", o->weights_int8,
+                 "int8 weight-only attention and feed-forward layers in the blocks (per-output-channel scales, "
+                 "quantised at load)");
              return [o]() { return run_forward_sample(*o); };
            });
 

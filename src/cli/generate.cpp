@@ -33,6 +33,7 @@ struct GenerateOptions {
   int crf = 5, quality = 95;
   bool no_expand_prompt = false;
   std::string vae_by_frames = "auto";
+  std::vector<std::string> int8_weights;
 };
 
 std::atomic<bool> interrupted{false};
@@ -66,6 +67,7 @@ int run_generate(GenerateOptions& o) {
   r.rng = parse_rng_device(o.rng);
   r.expand_prompt = !o.no_expand_prompt;
   r.vae_by_frames = parse_auto_on_off(o.vae_by_frames);
+  r.int8_weights = parse_int8_weights(o.int8_weights);
   K5_CHECK(o.seed >= -1, "--seed must be a non-negative number (or -1 for a random one)");
   r.seed = o.seed >= 0 ? uint64_t(o.seed) : uint64_t(std::random_device{}());  // torch.randint(2**32 - 1) range
   const ProgressStyle style = parse_progress_style(o.progress);
@@ -158,6 +160,7 @@ K5_COMMAND("generate", "text/image -> video or image with an official Kandinsky 
                     "whole tile would need over 3/4 of the free RAM or GPU memory), on or off")
                  ->check(CLI::IsMember({"auto", "on", "off"}));
              add_lora_option(app, r.loras);
+             add_int8_weights_option(app, o->int8_weights);
              app.add_flag("--magcache", r.magcache, "MagCache: skip DiT blocks on steps the config's ratios allow");
              app.add_flag("--text-only-edit", r.text_only_edit,
                           "I2I: condition the text on the prompt alone, not the source image (differs from official)");

@@ -19,6 +19,7 @@ struct ServeOptions {
   std::string host = "127.0.0.1";
   int port = 8080;
   size_t max_body_mb = 64;
+  std::vector<std::string> int8_weights;
 };
 
 // The first SIGINT / SIGTERM wakes the main thread through this pipe (whichever thread the signal lands on, GPU
@@ -35,6 +36,7 @@ extern "C" void on_stop_signal(int signal) {
 int run_serve(ServeOptions& o) {
   K5_CHECK(o.port >= 0 && o.port <= 65535, "--port must be within 0..65535");
   o.server.max_body_bytes = o.max_body_mb << 20;
+  o.server.int8_weights = parse_int8_weights(o.int8_weights);
   GenerationServer server(o.server);
   const int port = server.bind(o.host, o.port);
   K5_CHECK(pipe(wake_pipe) == 0, "cannot create a pipe");
@@ -83,6 +85,7 @@ K5_COMMAND("serve", "HTTP API: queued generations with progress over one model f
              app.add_option("--vae", s.overrides.vae, "VAE folder (overrides the config's)");
              app.add_option("--text-encoder", s.overrides.text_encoder, "Qwen2.5-VL folder (overrides)");
              app.add_option("--text-encoder2", s.overrides.text_encoder2, "CLIP text folder (overrides)");
+             add_int8_weights_option(app, o->int8_weights);
              app.add_option("--host", o->host, "address to listen on (default 127.0.0.1: this machine only)");
              app.add_option("--port", o->port, "port (default 8080; 0: any free one, printed)");
              app.add_option("--lora-dir", s.lora_dir,

@@ -1,12 +1,14 @@
 #include "io/safetensors.h"
 
-#include <nlohmann/json.hpp>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <set>
 
 #include "io/atomic_file.h"
@@ -226,6 +228,28 @@ Tensor SafetensorsFile::tensor(const std::string& name) const {
   return Tensor::wrap(const_cast<uint8_t*>(address), entry.dtype, entry.shape, Device::CPU, file_);
 }
 
+void SafetensorsFile::release_pages(const std::string& name) const {
+  const TensorInfo& entry = info(name);
+  const auto page = uintptr_t(sysconf(_SC_PAGESIZE));
+  const auto first = uintptr_t(file_->data() + data_start_ + entry.begin);
+  const auto begin = (first + page - 1) / page * page;
+  const auto end = (first + (entry.end - entry.begin)) / page * page;
+  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+}
+
+void SafetensorsFile::populate_pages(const std::string& name) const {
+#ifdef MADV_POPULATE_READ
+  const TensorInfo& entry = info(name);
+  const auto page = uintptr_t(sysconf(_SC_PAGESIZE));
+  const auto first = uintptr_t(file_->data() + data_start_ + entry.begin);
+  const auto begin = first / page * page;
+  const auto end = first + (entry.end - entry.begin);
+  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_POPULATE_READ);
+#else
+  (void)name;
+#endif
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Checkpoint
 
@@ -330,6 +354,18 @@ Tensor Checkpoint::tensor(const std::string& name) const {
   const auto found = owner_.find(name);
   K5_CHECK(found != owner_.end(), path_, ": no tensor '", name, "'");
   return files_[found->second]->tensor(name);
+}
+
+void Checkpoint::release_pages(const std::string& name) const {
+  const auto found = owner_.find(name);
+  K5_CHECK(found != owner_.end(), path_, ": no tensor '", name, "'");
+  files_[found->second]->release_pages(name);
+}
+
+void Checkpoint::populate_pages(const std::string& name) const {
+  const auto found = owner_.find(name);
+  K5_CHECK(found != owner_.end(), path_, ": no tensor '", name, "'");
+  files_[found->second]->populate_pages(name);
 }
 
 // ---------------------------------------------------------------------------------------------------------

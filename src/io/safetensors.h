@@ -36,6 +36,13 @@ class SafetensorsFile {
   bool contains(const std::string& name) const { return index_.count(name) != 0; }
   const TensorInfo& info(const std::string& name) const;  // throws naming file and tensor
   Tensor tensor(const std::string& name) const;            // zero-copy view
+  // Paging hints for a tensor's bytes in the mapping (whole pages inside them only): `release_pages` drops
+  // them from this process once the tensor has been converted (they stay in the page cache; a later read
+  // faults them back), so converting a checkpoint costs the converted copy plus one tensor, not the whole
+  // file; `populate_pages` faults them in now (MADV_POPULATE_READ, Linux 5.14+; a no-op before), for a
+  // weight used in place that every forward reads whole.
+  void release_pages(const std::string& name) const;
+  void populate_pages(const std::string& name) const;
 
  private:
   std::shared_ptr<MappedFile> file_;
@@ -56,6 +63,8 @@ class Checkpoint {
   bool contains(const std::string& name) const { return owner_.count(name) != 0; }
   const TensorInfo& info(const std::string& name) const;
   Tensor tensor(const std::string& name) const;
+  void release_pages(const std::string& name) const;  // SafetensorsFile's paging hints
+  void populate_pages(const std::string& name) const;
   const std::vector<std::shared_ptr<SafetensorsFile>>& files() const { return files_; }
   const std::string& path() const { return path_; }
 

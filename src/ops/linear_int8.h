@@ -17,8 +17,9 @@ struct Int8Weight {
 // Quantises a F32/BF16 [N, K] weight per output row (round to nearest, ties away from zero).
 Int8Weight quantize_int8(Context& ctx, const Tensor& weight);
 
-// out[M, N] = x[M, K] * dequant(weight)^T + bias[N]; x F32 with contiguous rows, bias F32/BF16 [N] or null.
-// The weight is dequantised on the fly in tiles; arithmetic is float32.
+// out[M, N] = x[M, K] * dequant(weight)^T + bias[N]; x F32 with contiguous rows (or, under Precision::bf16,
+// which rounds it to BF16 anyway, BF16 contiguous), bias F32/BF16 [N] or null. The weight is dequantised on
+// the fly in tiles; accumulation is float32.
 void linear_int8(Context& ctx, const Tensor& x, const Int8Weight& weight, const Tensor* bias, Tensor& out);
 Tensor linear_int8(Context& ctx, const Tensor& x, const Int8Weight& weight, const Tensor* bias = nullptr);
 

@@ -179,7 +179,25 @@ GenerationPlan plan_generation(const KandinskyConfig& config, const GenerationRe
   plan.expand_prompt = r.expand_prompt && (plan.mode != GenerationMode::i2i || has_image);
   K5_CHECK(!plan.magcache || !config.mag_ratios.empty(), "--magcache: ", model, " has no magcache.mag_ratios");
   for (const std::string& spec : r.loras) plan.loras.push_back(load_lora(parse_lora_spec(spec), config.dit));
+  plan.int8_weights = r.int8_weights;
   return plan;
+}
+
+Int8Weights parse_int8_weights(const std::vector<std::string>& parts) {
+  Int8Weights weights;
+  for (const std::string& part : parts) {
+    if (part == "dit" || part == "all") weights.dit = true;
+    if (part == "text-encoder" || part == "all") weights.text_encoder = true;
+    K5_CHECK(part == "dit" || part == "text-encoder" || part == "all" || part == "none", "--weights-int8 '", part,
+             "': choose dit, text-encoder, all or none");
+  }
+  return weights;
+}
+
+std::string int8_weights_name(const Int8Weights& weights) {
+  if (!weights.any()) return "none";
+  if (!weights.text_encoder) return "dit";
+  return weights.dit ? "dit,text-encoder" : "text-encoder";
 }
 
 namespace {
@@ -325,9 +343,10 @@ GenerationResult generate(Context& ctx, const ModelFiles& files, const Generatio
     // Image editing: the official embedder reads the source image (as the VAE sees it) through the vision tower.
     const Image* source = plan.mode == GenerationMode::i2i && !plan.text_only_edit ? &*plan.init_image : nullptr;
     const bool expansion_image = plan.expand_prompt && plan.original_image.has_value();
-    const TextEncoders encoders = TextEncoders::load(ctx, files.text_encoders, std::nullopt,
-                                                     source != nullptr || expansion_image, plan.expand_prompt,
-                                                     ctx.device());
+    const TextEncoders encoders = TextEncoders::load(
+        ctx, files.text_encoders,
+        plan.int8_weights.text_encoder ? std::optional<QwenWeights>(QwenWeights::int8) : std::nullopt,
+        source != nullptr || expansion_image, plan.expand_prompt, ctx.device());
     std::string prompt = plan.prompt;
     if (plan.expand_prompt) {
       notify(observer, "expand", 0, 1);
@@ -378,8 +397,8 @@ GenerationResult generate(Context& ctx, const ModelFiles& files, const Generatio
     const GpuMemoryReport memory(ctx, "DiT");
     const auto start = std::chrono::steady_clock::now();
     // --device cuda: every model runs on the GPU, one at a time (each is released before the next loads).
-    const CrossDit dit =
-        CrossDit::load(config, files.dit, ctx.precision(), DitAttention::automatic, ctx.device(), plan.loras);
+    const CrossDit dit = CrossDit::load(config, files.dit, ctx.precision(), DitAttention::automatic, ctx.device(),
+                                        plan.loras, plan.int8_weights.dit);
     log.info("DiT loaded in ", seconds_since(start), " s", ctx.device() == Device::CUDA ? " (on the GPU)" : "");
     SampleRequest request;
     // generate_sample*: torch.randn([T, h, w, 16], generator seeded with the seed, dtype=bfloat16).
@@ -466,6 +485,7 @@ std::vector<std::pair<std::string, std::string>> generation_metadata(const Gener
       loras += (loras.empty() ? "" : ", ") + lora.given_path + ":" + number(lora.multiplier);
     m.emplace_back("lora", loras);
   }
+  if (plan.int8_weights.any()) m.emplace_back("weights_int8", int8_weights_name(plan.int8_weights));
   if (!expanded_prompt.empty()) m.emplace_back("expanded_prompt", expanded_prompt);
   if (plan.is_video()) {
     m.emplace_back("frames", std::to_string(plan.frames));

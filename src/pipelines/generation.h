@@ -27,6 +27,19 @@ namespace k5 {
 enum class GenerationMode { t2v, i2v, t2i, i2i };
 const char* generation_mode_name(GenerationMode mode);  // "text-to-video", ...
 
+// Which models load with int8 weight-only layers (per-output-channel scales, quantised at load; about half the
+// memory of BF16 weights, ~1% relative error per layer): the DiT's block GEMM layers, the Qwen2.5-VL language
+// model's projections.
+struct Int8Weights {
+  bool dit = false;
+  bool text_encoder = false;
+  bool any() const { return dit || text_encoder; }
+};
+// From "dit", "text-encoder", "all" and "none" (any of them, e.g. split from "dit,text-encoder"); a one-line
+// error naming the choices for anything else.
+Int8Weights parse_int8_weights(const std::vector<std::string>& parts);
+std::string int8_weights_name(const Int8Weights& weights);  // "dit", "text-encoder", "dit,text-encoder", "none"
+
 // What the user asked for; zero / empty / nullopt = the official default.
 struct GenerationRequest {
   std::string prompt;
@@ -43,6 +56,7 @@ struct GenerationRequest {
   bool expand_prompt = true;    // the official default: Qwen2.5-VL rewrites the prompt first
   std::optional<bool> vae_by_frames;  // decode video tiles frame by frame; nullopt: when memory asks for it
   std::vector<std::string> loras;     // DiT LoRA adapters, "PATH[:MULTIPLIER]" (models/crossdit/lora.h)
+  Int8Weights int8_weights;
 };
 
 // The settled settings.
@@ -64,6 +78,7 @@ struct GenerationPlan {
   std::optional<Image> init_image;      // as the pipeline uses it (I2V resized, I2I resized and cropped)
   std::optional<Image> original_image;  // as read (prompt expansion sees this one)
   std::vector<LoraAdapter> loras;       // read and checked against the DiT; merged when it loads
+  Int8Weights int8_weights;
 
   bool cfg() const;
   bool is_video() const { return mode == GenerationMode::t2v || mode == GenerationMode::i2v; }

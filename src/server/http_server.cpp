@@ -332,7 +332,8 @@ struct GenerationServer::Impl {
                    {"magcache", !config.mag_ratios.empty()},
                    {"lora", offered_loras(options.lora_dir)},
                    {"device", context.device() == Device::CUDA ? "cuda" : "cpu"},
-                   {"precision", precision_name(context.precision())}});
+                   {"precision", precision_name(context.precision())},
+                   {"weights_int8", int8_weights_name(options.int8_weights)}});
   }
 
   // Request adapter names are looked up in --lora-dir only: a client names no other file of the server.
@@ -353,6 +354,7 @@ struct GenerationServer::Impl {
   // uploaded image a temporary file, but answers and output files name them as the client did.
   GenerationPlan plan(const GenerationOrder& order, const ModelFiles& files) const {
     GenerationRequest request = order.request;
+    request.int8_weights = options.int8_weights;
     for (std::string& lora : request.loras) lora = lora_spec(lora);
     if (order.init_image_bytes.empty()) return named_as_requested(plan_generation(files.config, request), order);
     // plan_generation reads the image from a file: a temporary one, gone whatever happens, that errors call init_img.

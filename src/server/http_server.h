@@ -16,6 +16,7 @@
 #include <string>
 
 #include "core/context.h"
+#include "pipelines/generation.h"
 #include "pipelines/model_files.h"
 
 namespace k5 {
@@ -24,6 +25,7 @@ struct ServerOptions {
   std::string model;         // as `k5 generate -m`
   ModelOverrides overrides;  // the default config and component paths
   std::string lora_dir;      // requests name adapters inside it; empty: requests cannot name adapters
+  Int8Weights int8_weights;  // for every job (the operator's choice of memory, not the client's)
   std::string output_dir;    // result files; empty: a temporary folder, removed when the server ends
   size_t max_queued = 8;     // waiting jobs beyond this are refused (503)
   size_t max_kept = 32;      // finished jobs kept, with their files; older ones are forgotten

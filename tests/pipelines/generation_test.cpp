@@ -219,6 +219,20 @@ TEST(Generation, PlanDefaultsAndChoices) {
   }
 }
 
+TEST(Generation, Int8WeightsChoices) {
+  EXPECT_FALSE(parse_int8_weights({}).any());
+  EXPECT_FALSE(parse_int8_weights({"none"}).any());
+  const Int8Weights dit = parse_int8_weights({"dit"});
+  EXPECT_TRUE(dit.dit && !dit.text_encoder);
+  const Int8Weights all = parse_int8_weights({"all"});
+  EXPECT_TRUE(all.dit && all.text_encoder);
+  EXPECT_EQ(int8_weights_name(all), "dit,text-encoder");
+  EXPECT_EQ(int8_weights_name(parse_int8_weights({"text-encoder", "dit"})), "dit,text-encoder");
+  EXPECT_EQ(int8_weights_name(parse_int8_weights({"text-encoder"})), "text-encoder");
+  EXPECT_EQ(int8_weights_name(Int8Weights{}), "none");
+  EXPECT_THROW(parse_int8_weights({"vae"}), Error);
+}
+
 // The CLI: files, metadata, progress, bad input.
 struct Cli {
   test::TempDir temp{"generate_cli"};
@@ -366,6 +380,28 @@ TEST(GenerateCli, LoraAdapterAndTrigger) {
               {"visual_transformer_blocks.0.self_attention.to_query.lora_B.weight", test::random_tensor({7, 4}, 2)}});
   EXPECT_NE(cli.run(args + "--lora " + other + " -o " + cli.path("bad.mp4")), 0);
   EXPECT_NE(cli.err().find("expected [r, "), std::string::npos) << cli.err();
+  EXPECT_FALSE(fs::exists(cli.path("bad.mp4")));
+}
+
+TEST(GenerateCli, Int8Weights) {
+  // Int8 DiT and Qwen2.5-VL: the run differs from the plain one by the quantisation error only, and the file
+  // says how it was made. (Generation with int8 Qwen weights: QwenGenerate.Bf16AndInt8FollowFp32.)
+  const Cli cli;
+  const std::string args =
+      "--config k5_tiny_t2v -p 'a red fox' -W 128 -H 128 --frames 5 --steps 2 -s 7 --progress none ";
+  auto latents = [&](const std::string& extra, const std::string& name) {
+    EXPECT_EQ(cli.run(args + extra + " -o " + cli.path(name + ".mp4") + " --save-latents " + cli.path(name + ".st")), 0)
+        << cli.err();
+    return SafetensorsFile::open(cli.path(name + ".st"))->tensor("latents").to_f32_vector();
+  };
+  const auto plain = latents("", "plain");
+  const auto int8 = latents("--weights-int8 dit,text-encoder", "int8");
+  EXPECT_NE(plain, int8);
+  EXPECT_LE(test::relative_l2(int8, plain), 0.1);
+  EXPECT_EQ(probe_video(cli.path("int8.mp4")).metadata.at("weights_int8"), "dit,text-encoder");
+  EXPECT_EQ(probe_video(cli.path("plain.mp4")).metadata.count("weights_int8"), 0u);
+  EXPECT_NE(cli.run(args + "--weights-int8 vae -o " + cli.path("bad.mp4")), 0);
+  EXPECT_NE(cli.err().find("--weights-int8"), std::string::npos) << cli.err();
   EXPECT_FALSE(fs::exists(cli.path("bad.mp4")));
 }
 

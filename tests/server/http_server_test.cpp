@@ -145,12 +145,34 @@ TEST(HttpServer, ImageIsWhatTheCommandLineWrites) {
   EXPECT_EQ(model.body["config"], "k5_tiny_t2i");
   EXPECT_EQ(model.body["modes"], json::array({"text-to-image"}));
   EXPECT_EQ(model.body["sizes"][0], json::array({128, 128}));
+  EXPECT_EQ(model.body["weights_int8"], "none");
   EXPECT_EQ(served.get("/v1/model?config=k5_tiny_i2v_5s").body["modes"],
             json::array({"text-to-video", "image-to-video"}));
   // Removing a finished job removes its file.
   EXPECT_EQ(served.remove(id).status, 200);
   EXPECT_EQ(served.get("/v1/generations/" + id).status, 404);
   EXPECT_TRUE(fs::is_empty(served.dir.path / "results"));
+}
+
+TEST(HttpServer, Int8WeightsForEveryJob) {
+  // The operator's --weights-int8 applies to every job: the file is the CLI's with the same option.
+  ServerOptions options;
+  options.int8_weights = parse_int8_weights({"dit"});
+  const Served served(options);
+  EXPECT_EQ(served.get("/v1/model").body["weights_int8"], "dit");
+  const Reply submitted =
+      served.post(R"({"prompt": "a cat", "steps": 1, "seed": 5, "rng": "cpu", "expand_prompt": false})");
+  ASSERT_EQ(submitted.status, 202) << submitted.raw;
+  const json job = served.finished(submitted.body["id"]);
+  ASSERT_EQ(job["status"], "succeeded") << job.dump();
+  const test::K5Cli cli("serve-int8");
+  ASSERT_EQ(cli.run("generate -m " + demo_model() +
+                    " --config k5_tiny_t2i -p 'a cat' --steps 1 -s 5 --rng cpu --no-expand-prompt --weights-int8 dit "
+                    "-o " +
+                    cli.path("cli.png")),
+            0)
+      << cli.err();
+  EXPECT_EQ(served.get(job["result"]["url"]).raw, test::read_text(cli.path("cli.png")));
 }
 
 // The server-sent events of a job: (event name, data) pairs until the stream ends.

@@ -6,6 +6,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
 namespace k5::cpu {
@@ -19,6 +20,20 @@ inline float horizontal_sum(__m256 v) {
   sum = _mm_hadd_ps(sum, sum);
   sum = _mm_hadd_ps(sum, sum);
   return _mm_cvtss_f32(sum);
+}
+
+inline float horizontal_max(__m256 v) {
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  m = _mm_max_ss(m, _mm_movehdup_ps(m));
+  return _mm_cvtss_f32(m);
+}
+
+inline int8_t quantized_value(float value, float inverse) {
+  // Half away from zero: value - trunc(value) is exact in float.
+  const float scaled = value * inverse, whole = std::trunc(scaled);
+  const float rounded = whole + (std::fabs(scaled - whole) >= 0.5f ? std::copysign(1.0f, scaled) : 0.0f);
+  return int8_t(std::clamp(rounded, -127.0f, 127.0f));
 }
 
 void dequantise_rows(const int8_t* values, const float* scales, int64_t rows, int64_t K, float* destination) {
@@ -91,6 +106,30 @@ void linear_int8_f32(ThreadPool& pool, const float* x, int64_t x_row_stride, con
       }
     }
   });
+}
+
+void quantize_int8_row(const float* row, int64_t K, int8_t* values, float* scale) {
+  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  __m256 max8 = _mm256_setzero_ps();
+  int64_t k = 0;
+  for (; k + 8 <= K; k += 8) max8 = _mm256_max_ps(max8, _mm256_and_ps(_mm256_loadu_ps(row + k), abs_mask));
+  float max_abs = horizontal_max(max8);
+  for (; k < K; ++k) max_abs = std::max(max_abs, std::fabs(row[k]));
+  *scale = max_abs / 127.0f;
+  const float inverse = *scale > 0.0f ? 1.0f / *scale : 0.0f;
+  const __m256 inverse8 = _mm256_set1_ps(inverse), half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f);
+  const __m256 sign_mask = _mm256_set1_ps(-0.0f), low = _mm256_set1_ps(-127.0f), high = _mm256_set1_ps(127.0f);
+  for (k = 0; k + 8 <= K; k += 8) {  // quantized_value, eight at a time
+    const __m256 scaled = _mm256_mul_ps(_mm256_loadu_ps(row + k), inverse8);
+    const __m256 whole = _mm256_round_ps(scaled, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    const __m256 away = _mm256_cmp_ps(_mm256_and_ps(_mm256_sub_ps(scaled, whole), abs_mask), half, _CMP_GE_OQ);
+    const __m256 step = _mm256_and_ps(away, _mm256_or_ps(one, _mm256_and_ps(scaled, sign_mask)));
+    const __m256 rounded = _mm256_min_ps(_mm256_max_ps(_mm256_add_ps(whole, step), low), high);
+    const __m256i words = _mm256_cvtps_epi32(rounded);  // whole numbers: exact
+    const __m128i shorts = _mm_packs_epi32(_mm256_castsi256_si128(words), _mm256_extracti128_si256(words, 1));
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(values + k), _mm_packs_epi16(shorts, shorts));
+  }
+  for (; k < K; ++k) values[k] = quantized_value(row[k], inverse);
 }
 
 }  // namespace k5::cpu

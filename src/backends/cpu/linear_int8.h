@@ -20,6 +20,10 @@ void linear_int8_bf16_avx512(ThreadPool& pool, const float* x, int64_t x_row_str
                              const float* scales, const float* bias, float* out, int64_t out_row_stride, int64_t M,
                              int64_t N, int64_t K);
 
+// One weight row (float32, K values) to int8 with its scale: scale = max|row| / 127, value = row * (1 / scale)
+// rounded half away from zero (std::lround), within +-127; an all-zero row gets scale 0 and zeros.
+void quantize_int8_row(const float* row, int64_t K, int8_t* values, float* scale);
+
 // values -> BF16 (exact: |q| <= 127), `count` elements; needs AVX-512 BF16.
 void int8_to_bf16_avx512(const int8_t* values, int64_t count, uint16_t* destination);
 

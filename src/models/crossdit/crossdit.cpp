@@ -8,7 +8,7 @@
 #include "models/crossdit/nabla.h"
 #include "ops/attention.h"
 #include "ops/elementwise.h"
-#include "ops/linear.h"
+#include "ops/linear_layer.h"
 #include "ops/norm.h"
 #include "ops/rope.h"
 
@@ -20,7 +20,7 @@ constexpr float kQkNormEps = FLT_EPSILON;  // nn.RMSNorm(eps=None) on float32 in
 
 // out[N] = W[N, K] x[K] + b, in float32 whatever the stored weight dtype (F32/BF16): the official
 // modulation and time embedding run under a float32 autocast.
-std::vector<float> matvec(Context& ctx, const std::vector<float>& x, const LinearWeights& linear) {
+std::vector<float> matvec(Context& ctx, const std::vector<float>& x, const ops::LinearLayer& linear) {
   const Tensor& w = linear.weight;
   const int64_t N = w.size(0), K = w.size(1);
   K5_CHECK(int64_t(x.size()) == K, "matvec: input has ", x.size(), " values, weight ", w.describe());
@@ -52,8 +52,8 @@ std::vector<float> matvec(Context& ctx, const std::vector<float>& x, const Linea
 
 // x [1, K] -> [1, N] in float32 on x's device: matvec on the CPU (F32 or BF16 weights), a float32 GEMM on the
 // GPU (where these weights are F32).
-Tensor project(Context& ctx, const Tensor& x, const LinearWeights& linear) {
-  if (x.device() != Device::CPU) return ops::linear(ctx, x, linear.weight, linear.bias_or_null());
+Tensor project(Context& ctx, const Tensor& x, const ops::LinearLayer& linear) {
+  if (x.device() != Device::CPU) return ops::linear(ctx, x, linear);
   const std::vector<float> out = matvec(ctx, x.to_f32_vector(), linear);
   return Tensor::from_f32(out, {1, int64_t(out.size())});
 }
@@ -115,9 +115,9 @@ struct SparsePlan {
 Tensor attention_sublayer(Context& ctx, const AttentionWeights& w, int64_t heads, const Tensor& x_q, const Tensor& x_kv,
                           const RopeTables* rope, const Tensor* key_mask, const SparsePlan* sparse, int layer) {
   const int64_t Lq = x_q.size(0), Lk = x_kv.size(0), d = x_q.size(1), hd = d / heads;
-  Tensor q = ops::linear(ctx, x_q, w.to_query.weight, w.to_query.bias_or_null()).reshape({Lq, heads, hd});
-  Tensor k = ops::linear(ctx, x_kv, w.to_key.weight, w.to_key.bias_or_null()).reshape({Lk, heads, hd});
-  Tensor v = ops::linear(ctx, x_kv, w.to_value.weight, w.to_value.bias_or_null()).reshape({Lk, heads, hd});
+  Tensor q = ops::linear(ctx, x_q, w.to_query).reshape({Lq, heads, hd});
+  Tensor k = ops::linear(ctx, x_kv, w.to_key).reshape({Lk, heads, hd});
+  Tensor v = ops::linear(ctx, x_kv, w.to_value).reshape({Lk, heads, hd});
   if (rope) {
     ops::rms_norm_rope_interleaved(ctx, q, {&w.query_norm, kQkNormEps}, rope->cos, rope->sin);
     ops::rms_norm_rope_interleaved(ctx, k, {&w.key_norm, kQkNormEps}, rope->cos, rope->sin);
@@ -136,23 +136,23 @@ Tensor attention_sublayer(Context& ctx, const AttentionWeights& w, int64_t heads
     options.key_mask = key_mask;
     ops::attention(ctx, q, k, v, out, options);
   }
-  return ops::linear(ctx, out.reshape({Lq, d}), w.out_layer.weight, w.out_layer.bias_or_null());
+  return ops::linear(ctx, out.reshape({Lq, d}), w.out_layer);
 }
 
-// The dtype of a normalised input that only feeds linears with these weights: BF16 weights round an F32 input to
-// BF16 anyway, so when all are BF16 the norm writes it rounded, once, at half the size.
-template <typename... Weights>
-DType linear_input_dtype(const Weights&... weights) {
-  return ((weights.weight.dtype() == DType::BF16) && ...) ? DType::BF16 : DType::F32;
+// The dtype of a normalised input that only feeds these linears: when each rounds an F32 input to BF16 anyway,
+// the norm writes it rounded, once, at half the size.
+template <typename... Layers>
+DType linear_input_dtype(Precision precision, const Layers&... layers) {
+  return ((layers.input_dtype(precision) == DType::BF16) && ...) ? DType::BF16 : DType::F32;
 }
 
 Tensor feed_forward(Context& ctx, const FeedForwardWeights& w, const Tensor& x) {
-  Tensor hidden = ops::linear(ctx, x, w.in_layer.weight);
+  Tensor hidden = ops::linear(ctx, x, w.in_layer);
   // GELU in float32, its results rounded once to what the out layer reads (F32 weights: in place).
-  const DType dtype = linear_input_dtype(w.out_layer);
+  const DType dtype = linear_input_dtype(ctx.precision(), w.out_layer);
   Tensor activated = dtype == DType::F32 ? hidden : ctx.workspace(x.device()).tensor(dtype, hidden.shape());
   ops::gelu(ctx, hidden, activated);
-  return ops::linear(ctx, activated, w.out_layer.weight);
+  return ops::linear(ctx, activated, w.out_layer);
 }
 
 // Modulation parameters: chunk j of a [k * d] vector.
@@ -162,7 +162,7 @@ struct Modulation {
   Tensor operator[](int64_t j) const { return values.slice(0, j * d, (j + 1) * d); }
 };
 
-Modulation modulation(Context& ctx, const Tensor& silu_time, const LinearWeights& w, int64_t d) {
+Modulation modulation(Context& ctx, const Tensor& silu_time, const ops::LinearLayer& w, int64_t d) {
   const Tensor values = project(ctx, silu_time, w);
   return {values.reshape({values.numel()}), d};
 }
@@ -174,7 +174,8 @@ void encoder_block(Context& ctx, const EncoderBlockWeights& w, const Tensor& sil
   const int64_t d = x.size(1);
   const Modulation mod = modulation(ctx, silu_time, w.modulation, d);  // (shift, scale, gate) x (attn, ff)
   const AttentionWeights& self = w.self_attention;
-  const DType h_dtype = linear_input_dtype(self.to_query, self.to_key, self.to_value, w.feed_forward.in_layer);
+  const DType h_dtype =
+      linear_input_dtype(ctx.precision(), self.to_query, self.to_key, self.to_value, w.feed_forward.in_layer);
   Tensor h = ctx.workspace(x.device()).tensor(h_dtype, x.shape());
 
   ops::scale_shift_norm(ctx, x, mod[1], mod[0], kLayerNormEps, h);
@@ -193,8 +194,8 @@ void decoder_block(Context& ctx, const DecoderBlockWeights& w, const Tensor& sil
   const int64_t d = x.size(1);
   const Modulation mod = modulation(ctx, silu_time, w.modulation, d);  // (shift, scale, gate) x (self, cross, ff)
   const AttentionWeights& self = w.self_attention;
-  const DType h_dtype = linear_input_dtype(self.to_query, self.to_key, self.to_value, w.cross_attention.to_query,
-                                           w.feed_forward.in_layer);
+  const DType h_dtype = linear_input_dtype(ctx.precision(), self.to_query, self.to_key, self.to_value,
+                                           w.cross_attention.to_query, w.feed_forward.in_layer);
   Tensor h = ctx.workspace(x.device()).tensor(h_dtype, x.shape());
 
   ops::scale_shift_norm(ctx, x, mod[1], mod[0], kLayerNormEps, h);
@@ -219,7 +220,8 @@ DitAttention parse_dit_attention(const std::string& name) {
 }
 
 CrossDit CrossDit::load(const KandinskyConfig& config, const std::string& weights_path, Precision precision,
-                        DitAttention attention, Device device, const std::vector<LoraAdapter>& loras) {
+                        DitAttention attention, Device device, const std::vector<LoraAdapter>& loras,
+                        bool int8_weights) {
   CrossDit model;
   model.config_ = config;
   model.device_ = device;
@@ -227,7 +229,7 @@ CrossDit CrossDit::load(const KandinskyConfig& config, const std::string& weight
   K5_CHECK(p.patch_size[0] >= 1 && p.patch_size[1] >= 1 && p.patch_size[2] >= 1, config.source,
            ": patch_size must be positive");
   model.checkpoint_ = Checkpoint::open(weights_path);
-  model.weights_ = load_crossdit_weights(model.checkpoint_, p, precision, device, loras);
+  model.weights_ = load_crossdit_weights(model.checkpoint_, p, precision, device, loras, int8_weights);
   if (device != Device::CPU) model.checkpoint_ = {};  // everything was copied to the device
   model.nabla_ =
       attention == DitAttention::nabla || (attention == DitAttention::automatic && config.attention.type == "nabla");
@@ -293,8 +295,7 @@ Tensor CrossDit::forward(Context& ctx, const DitInputs& in) const {
   }
 
   // Text tokens [L, d]: Linear + LayerNorm, then the encoder blocks with 1D RoPE.
-  Tensor text =
-      ops::linear(ctx, in.text_embed.contiguous().to_device(device), w.text_in.weight, w.text_in.bias_or_null());
+  Tensor text = ops::linear(ctx, in.text_embed.contiguous().to_device(device), w.text_in);
   ops::layer_norm(ctx, text, &w.text_norm_weight, &w.text_norm_bias, kLayerNormEps, text);
   const RopeTables text_rope_tables = text_rope(L, hd).to_device(device);
   for (const EncoderBlockWeights& block : w.text_blocks)
@@ -330,7 +331,7 @@ Tensor CrossDit::forward(Context& ctx, const DitInputs& in) const {
       }
     });
   }
-  Tensor visual = ops::linear(ctx, host_patches.to_device(device), w.visual_in.weight, w.visual_in.bias_or_null());
+  Tensor visual = ops::linear(ctx, host_patches.to_device(device), w.visual_in);
   const RopeTables visual_rope_tables = visual_rope(order, H, W, p.axes_dims, config_.scale_factor).to_device(device);
   if (in.visual_residual && in.reuse_visual_residual) {
     K5_CHECK(in.visual_residual->defined() && in.visual_residual->shape() == visual.shape(),
@@ -352,8 +353,7 @@ Tensor CrossDit::forward(Context& ctx, const DitInputs& in) const {
   // Output layer: modulated LayerNorm, Linear to patch * Cout features (C, p0, p1, p2), un-patch.
   const Modulation mod = modulation(ctx, silu_time, w.out_modulation, d);  // (shift, scale)
   ops::scale_shift_norm(ctx, visual, mod[1], mod[0], kLayerNormEps, visual);
-  const Tensor y = ops::linear(ctx, visual, w.out_linear.weight, w.out_linear.bias_or_null())
-                       .to_device(Device::CPU);  // [N, Cout * patch]
+  const Tensor y = ops::linear(ctx, visual, w.out_linear).to_device(Device::CPU);  // [N, Cout * patch]
   Tensor velocity = Tensor::empty(DType::F32, {T * p0, H * p1, W * p2, Cout});
   {
     const float* src = y.data<float>();

@@ -34,9 +34,10 @@ class CrossDit {
  public:
   // On Device::CUDA the weights are uploaded once and every forward runs on the GPU (inputs and the result
   // stay host tensors: they are copied over and back). `loras` (load_lora) are merged into the weights.
+  // `int8_weights`: the blocks' GEMM weights quantised to int8 per output channel (load_crossdit_weights).
   static CrossDit load(const KandinskyConfig& config, const std::string& weights_path, Precision precision,
                        DitAttention attention = DitAttention::automatic, Device device = Device::CPU,
-                       const std::vector<LoraAdapter>& loras = {});
+                       const std::vector<LoraAdapter>& loras = {}, bool int8_weights = false);
 
   // velocity [T, H, W, out_visual_dim] F32 (an owned host tensor).
   Tensor forward(Context& ctx, const DitInputs& inputs) const;

@@ -5,6 +5,7 @@
 #include <set>
 
 #include "core/error.h"
+#include "ops/linear_int8.h"
 
 namespace k5 {
 namespace {
@@ -37,14 +38,18 @@ std::string strip_prefix(const std::string& name) {
   return name;
 }
 
-// How a loaded tensor is stored for its use.
-enum class Role { gemm, matvec, vector };
+// How a loaded tensor is stored for its use: `block_gemm` is a GEMM weight that int8 loading quantises.
+enum class Role { gemm, block_gemm, matvec, vector };
 
 class Loader {
  public:
   Loader(const Checkpoint& checkpoint, const DitParams& params, Precision precision, Device device,
-         const std::vector<LoraAdapter>& adapters)
-      : checkpoint_(checkpoint), precision_(precision), device_(device), adapters_(adapters) {
+         const std::vector<LoraAdapter>& adapters, bool int8_weights)
+      : checkpoint_(checkpoint),
+        precision_(precision),
+        device_(device),
+        adapters_(adapters),
+        int8_weights_(int8_weights) {
     for (const auto& [name, shape] : crossdit_parameter_shapes(params)) expected_[name] = shape;
     for (const std::string& stored : checkpoint.names()) {
       const std::string name = strip_prefix(stored);
@@ -74,11 +79,12 @@ class Loader {
       // Merged into an owned copy (the mapped file stays untouched) of the dtype the role stores: GEMM weights in
       // the precision's, matrix-vector ones F32.
       if (lora_adapts(adapters_, layer))
-        return merge_lora(merge_context(), adapters_, layer, stored,
-                          role == Role::gemm && precision_ == Precision::bf16 ? DType::BF16 : DType::F32);
+        return merge_lora(cpu_context(), adapters_, layer, stored,
+                          role != Role::matvec && precision_ == Precision::bf16 ? DType::BF16 : DType::F32);
     }
     switch (role) {
       case Role::gemm:
+      case Role::block_gemm:
         return stored.to(precision_ == Precision::bf16 ? DType::BF16 : DType::F32).contiguous();
       case Role::matvec:
         return stored.dtype() == DType::F16 ? stored.to(DType::F32) : stored.contiguous();
@@ -88,42 +94,57 @@ class Loader {
     return stored;
   }
 
-  LinearWeights linear(const std::string& name, Role role, bool bias = true) const {
-    LinearWeights weights;
-    weights.weight = get(name + ".weight", role);
+  ops::LinearLayer linear(const std::string& name, Role role, bool bias = true) const {
+    ops::LinearLayer weights;
+    if (role == Role::block_gemm && int8_weights_)
+      weights.int8 = quantized(name + ".weight");
+    else
+      weights.weight = get(name + ".weight", role);
     if (bias) weights.bias = get(name + ".bias", Role::vector);
     return weights;
   }
 
+  // Per-output-channel int8 from the weight as stored (or LoRA-merged in float32: what the matvec role reads),
+  // quantised on the CPU; the mapped pages it was read from are then dropped, so the process holds the int8
+  // copy only.
+  ops::Int8Weight quantized(const std::string& name) const {
+    ops::Int8Weight weight = ops::quantize_int8(cpu_context(), converted(name, Role::matvec));
+    checkpoint_.release_pages(stored_name_.at(name));
+    if (device_ != Device::CPU) weight = {weight.values.to_device(device_), weight.scales.to_device(device_)};
+    return weight;
+  }
+
   AttentionWeights attention(const std::string& name) const {
     AttentionWeights weights;
-    weights.to_query = linear(name + ".to_query", Role::gemm);
-    weights.to_key = linear(name + ".to_key", Role::gemm);
-    weights.to_value = linear(name + ".to_value", Role::gemm);
-    weights.out_layer = linear(name + ".out_layer", Role::gemm);
+    weights.to_query = linear(name + ".to_query", Role::block_gemm);
+    weights.to_key = linear(name + ".to_key", Role::block_gemm);
+    weights.to_value = linear(name + ".to_value", Role::block_gemm);
+    weights.out_layer = linear(name + ".out_layer", Role::block_gemm);
     weights.query_norm = get(name + ".query_norm.weight", Role::vector);
     weights.key_norm = get(name + ".key_norm.weight", Role::vector);
     return weights;
   }
 
   FeedForwardWeights feed_forward(const std::string& name) const {
-    return {linear(name + ".in_layer", Role::gemm, false), linear(name + ".out_layer", Role::gemm, false)};
+    return {linear(name + ".in_layer", Role::block_gemm, false), linear(name + ".out_layer", Role::block_gemm, false)};
   }
 
  private:
-  // The CPU threads of the LoRA products: the caller's --threads (its Context set OpenMP's default).
-  Context& merge_context() const {
-    if (!merge_context_)
-      merge_context_ = std::make_unique<Context>(
+  // The CPU threads of the LoRA products and the quantisation: the caller's --threads (its Context set OpenMP's
+  // default).
+  Context& cpu_context() const {
+    if (!cpu_context_)
+      cpu_context_ = std::make_unique<Context>(
           ContextOptions{.threads = default_threads(), .precision = Precision::fp32, .log_level = LogLevel::quiet});
-    return *merge_context_;
+    return *cpu_context_;
   }
 
   const Checkpoint& checkpoint_;
   Precision precision_;
   Device device_;
   const std::vector<LoraAdapter>& adapters_;
-  mutable std::unique_ptr<Context> merge_context_;
+  bool int8_weights_;
+  mutable std::unique_ptr<Context> cpu_context_;
   std::map<std::string, Shape> expected_;
   std::map<std::string, std::string> stored_name_;
 };
@@ -165,8 +186,8 @@ std::vector<std::pair<std::string, Shape>> crossdit_parameter_shapes(const DitPa
 }
 
 CrossDitWeights load_crossdit_weights(const Checkpoint& checkpoint, const DitParams& params, Precision precision,
-                                      Device device, const std::vector<LoraAdapter>& adapters) {
-  const Loader load(checkpoint, params, precision, device, adapters);
+                                      Device device, const std::vector<LoraAdapter>& adapters, bool int8_weights) {
+  const Loader load(checkpoint, params, precision, device, adapters, int8_weights);
   CrossDitWeights w;
   w.time_in = load.linear("time_embeddings.in_layer", Role::matvec);
   w.time_out = load.linear("time_embeddings.out_layer", Role::matvec);

@@ -1,8 +1,5 @@
 #include "models/qwen25vl/qwen_text_model.h"
 
-#include <sys/mman.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
@@ -25,30 +22,6 @@ std::string language_model_prefix(const Checkpoint& checkpoint) {
   for (const char* prefix : {"model.language_model.", "model.", "language_model.model.", "language_model.", ""})
     if (checkpoint.contains(std::string(prefix) + "embed_tokens.weight")) return prefix;
   fail(checkpoint.path(), ": no Qwen2.5-VL language model found (no '*embed_tokens.weight' tensor)");
-}
-
-// After a mapped weight has been converted, drops its pages from this process (they stay in the page cache;
-// a later read faults them back from the file), so peak memory while converting is the converted copy plus
-// one weight, not the whole checkpoint. Only whole pages inside the tensor's own bytes are dropped.
-void release_mapped_pages(const Tensor& stored) {
-  const auto page = uintptr_t(sysconf(_SC_PAGESIZE));
-  const auto begin = (uintptr_t(stored.raw()) + page - 1) / page * page;
-  const auto end = (uintptr_t(stored.raw()) + stored.bytes()) / page * page;
-  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
-}
-
-// Maps a zero-copy weight's pages into this process now (MADV_POPULATE_READ, Linux 5.14+; a no-op where the
-// kernel lacks it), so the first forward does not pay a page fault per 4 KB of weights (~5% of a 300-token
-// forward): the projections are read whole by every forward anyway.
-void populate_mapped_pages(const Tensor& weight) {
-#ifdef MADV_POPULATE_READ
-  const auto page = uintptr_t(sysconf(_SC_PAGESIZE));
-  const auto begin = uintptr_t(weight.raw()) / page * page;
-  const auto end = uintptr_t(weight.raw()) + weight.bytes();
-  madvise(reinterpret_cast<void*>(begin), end - begin, MADV_POPULATE_READ);
-#else
-  (void)weight;
-#endif
 }
 
 // Reads, converts and places the weights. On the GPU every tensor is uploaded once (converted on the host
@@ -78,29 +51,30 @@ class Loader {
     return tensor.to(DType::F32);
   }
 
-  QwenLinear linear(Context& ctx, const std::string& name, int64_t out_features, int64_t in_features, bool bias) {
-    QwenLinear layer;
+  ops::LinearLayer linear(Context& ctx, const std::string& name, int64_t out_features, int64_t in_features, bool bias) {
+    ops::LinearLayer layer;
     const Tensor weight = stored(name + ".weight", {out_features, in_features});
+    const std::string key = prefix_ + name + ".weight";
     if (weights_ == QwenWeights::int8) {
       layer.int8 = ops::quantize_int8(ctx, weight);  // on the CPU, then uploaded whole
       if (device_ != Device::CPU)
         layer.int8 = {layer.int8.values.to_device(device_), layer.int8.scales.to_device(device_)};
       else
         converted_bytes += weight.numel() + out_features * 4;
-      release_mapped_pages(weight);
+      checkpoint_.release_pages(key);
     } else if (device_ != Device::CPU) {
       const DType dtype = weights_ == QwenWeights::f32 ? DType::F32 : DType::BF16;
       layer.weight = weight.to(dtype).to_device(device_);
-      release_mapped_pages(weight);
+      checkpoint_.release_pages(key);
     } else {
       const DType dtype = weights_ == QwenWeights::f32 ? DType::F32 : DType::BF16;
       if (weight.dtype() == dtype) {
         layer.weight = weight;  // zero copy: a view of the mapped file
-        populate_mapped_pages(weight);
+        checkpoint_.populate_pages(key);
       } else {
         layer.weight = weight.to(dtype);
         converted_bytes += weight.numel() * dtype_size(dtype);
-        release_mapped_pages(weight);
+        checkpoint_.release_pages(key);
       }
     }
     if (bias) layer.bias = f32(name + ".bias", {out_features});
@@ -195,12 +169,6 @@ std::vector<int64_t> text_positions(int64_t start, int64_t length) {
   return positions;
 }
 
-Tensor QwenLinear::forward(Context& ctx, const Tensor& x) const {
-  const Tensor* b = bias.defined() ? &bias : nullptr;
-  if (int8.values.defined()) return ops::linear_int8(ctx, x, int8, b);
-  return ops::linear(ctx, x, weight, b);
-}
-
 QwenTextModel QwenTextModel::load(Context& ctx, const std::string& checkpoint_path, const std::string& config_path,
                                   std::optional<QwenWeights> weights, bool with_lm_head, Device device) {
   const QwenTextConfig config =
@@ -224,10 +192,9 @@ QwenTextModel QwenTextModel::load(Context& ctx, const Checkpoint& checkpoint, co
   if (weights == QwenWeights::int8) {
     // Own the (BF16) table so no view keeps the checkpoint mapped: the pages read while quantising are
     // then released with the mapping and the process holds int8 weights only.
-    const Tensor mapped = model.embed_tokens_;
-    model.embed_tokens_ = mapped.clone();
+    model.embed_tokens_ = model.embed_tokens_.clone();
     loader.converted_bytes += model.embed_tokens_.bytes();
-    release_mapped_pages(mapped);
+    checkpoint.release_pages(language_model_prefix(checkpoint) + "embed_tokens.weight");
   }
   for (int64_t i = 0; i < config.num_hidden_layers; ++i) {
     const std::string p = "layers." + std::to_string(i) + ".";
@@ -269,9 +236,9 @@ void QwenTextModel::decoder_layer(Context& ctx, const QwenDecoderLayer& layer, T
   // Self-attention block: x += o_proj(attention(rope(q), rope(k), v)).
   Tensor h = workspace.tensor(DType::F32, {L, D});
   ops::rms_norm(ctx, x, &layer.input_layernorm, float(config_.rms_norm_eps), h);
-  Tensor q = layer.q_proj.forward(ctx, h).reshape({L, Hq, hd});
-  Tensor k = layer.k_proj.forward(ctx, h).reshape({L, Hkv, hd});
-  Tensor v = layer.v_proj.forward(ctx, h).reshape({L, Hkv, hd});
+  Tensor q = ops::linear(ctx, h, layer.q_proj).reshape({L, Hq, hd});
+  Tensor k = ops::linear(ctx, h, layer.k_proj).reshape({L, Hkv, hd});
+  Tensor v = ops::linear(ctx, h, layer.v_proj).reshape({L, Hkv, hd});
   ops::rope_half_split(ctx, q, cos, sin);
   ops::rope_half_split(ctx, k, cos, sin);
   Tensor attended = workspace.tensor(DType::F32, {L, Hq, hd});
@@ -286,15 +253,15 @@ void QwenTextModel::decoder_layer(Context& ctx, const QwenDecoderLayer& layer, T
     options.key_mask = &key_mask;
   }
   ops::attention(ctx, q, k, v, attended, options);
-  const Tensor o = layer.o_proj.forward(ctx, attended.reshape({L, Hq * hd}));
+  const Tensor o = ops::linear(ctx, attended.reshape({L, Hq * hd}), layer.o_proj);
   ops::add(ctx, x, o, x);
 
   // MLP block: x += down(silu(gate(h)) * up(h)).
   ops::rms_norm(ctx, x, &layer.post_attention_layernorm, float(config_.rms_norm_eps), h);
-  Tensor gate = layer.gate_proj.forward(ctx, h);
-  const Tensor up = layer.up_proj.forward(ctx, h);
+  Tensor gate = ops::linear(ctx, h, layer.gate_proj);
+  const Tensor up = ops::linear(ctx, h, layer.up_proj);
   ops::swiglu(ctx, gate, up, gate);
-  const Tensor down = layer.down_proj.forward(ctx, gate);
+  const Tensor down = ops::linear(ctx, gate, layer.down_proj);
   ops::add(ctx, x, down, x);
 }
 
@@ -365,7 +332,7 @@ Tensor QwenTextModel::logits(Context& ctx, const Tensor& hidden) const {
   K5_CHECK(hidden.dtype() == DType::F32 && hidden.dim() == 2 && hidden.size(1) == config_.hidden_size,
            "qwen: logits of ", hidden.describe(), ", expected F32 [N, ", config_.hidden_size, "]");
   auto scope = ctx.workspace(device_).scope();
-  const Tensor logits = lm_head_.forward(ctx, hidden.to_device(device_).contiguous());  // in the workspace
+  const Tensor logits = ops::linear(ctx, hidden.to_device(device_).contiguous(), lm_head_);  // in the workspace
   return logits.device() == Device::CPU ? logits.clone() : logits.to_device(Device::CPU);
 }
 

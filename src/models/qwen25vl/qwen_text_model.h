@@ -31,7 +31,7 @@
 #include "core/context.h"
 #include "core/tensor.h"
 #include "models/qwen25vl/qwen_config.h"
-#include "ops/linear_int8.h"
+#include "ops/linear_layer.h"
 
 namespace k5 {
 
@@ -41,18 +41,10 @@ class Checkpoint;
 // weight-only (quantised at load, per-output-channel scales). Norm weights and biases are always float32.
 enum class QwenWeights { f32, bf16, int8 };
 
-// One projection: a float weight (F32/BF16) or an int8 one, and an optional bias.
-struct QwenLinear {
-  Tensor weight;
-  ops::Int8Weight int8;
-  Tensor bias;                                          // F32 [N] or undefined
-  Tensor forward(Context& ctx, const Tensor& x) const;  // [M, K] -> [M, N] in the workspace
-};
-
 struct QwenDecoderLayer {
   Tensor input_layernorm, post_attention_layernorm;  // F32 [D]
-  QwenLinear q_proj, k_proj, v_proj, o_proj;
-  QwenLinear gate_proj, up_proj, down_proj;
+  ops::LinearLayer q_proj, k_proj, v_proj, o_proj;
+  ops::LinearLayer gate_proj, up_proj, down_proj;
 };
 
 // M-RoPE position ids of L tokens, [3, L] row-major (rows: temporal, height, width). Text tokens have one
@@ -120,7 +112,7 @@ class QwenTextModel {
   Tensor embed_tokens_;  // [vocab, D] on the host, as stored (rows converted on lookup)
   std::vector<QwenDecoderLayer> layers_;
   Tensor norm_;         // F32 [D]
-  QwenLinear lm_head_;  // [vocab, D], loaded on request
+  ops::LinearLayer lm_head_;  // [vocab, D], loaded on request
   size_t converted_bytes_ = 0;
 };
 

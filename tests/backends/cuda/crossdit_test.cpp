@@ -2,7 +2,8 @@
 // (tests/models/crossdit/crossdit_checks.h: the goldens of tests/golden/crossdit, tools/golden/crossdit.py): dense
 // with a padded text mask and visual conditioning, a non-square image, NABLA with the official windows and a
 // sparse mask; fp32 within the CPU's 1e-4, bf16 within the 3e-2 budget; LoRA adapters (merged on the host, then
-// uploaded; tools/golden/lora.py); and MagCache's stored residual reused on the GPU.
+// uploaded; tools/golden/lora.py); int8 weights (tools/golden/dit_int8.py); and MagCache's stored residual reused
+// on the GPU.
 #include "gpu_test_util.h"
 #include "models/crossdit/crossdit_checks.h"
 
@@ -35,6 +36,11 @@ TEST_F(CudaCrossDit, LoraAdapters) {
       lora_error({lora_golden("a"), lora_golden("b") + ":0.5"}, "velocity_a_b_half", Precision::fp32, Device::CUDA),
       1e-4);
   EXPECT_LE(lora_error({lora_golden("a")}, "velocity_a", Precision::bf16, Device::CUDA), 3e-2);
+}
+
+TEST_F(CudaCrossDit, Int8Weights) {
+  EXPECT_LE(int8_error(kT2iNonSquare, Precision::fp32, Device::CUDA), 1e-4);
+  EXPECT_LE(int8_error(kDenseT2vCond, Precision::bf16, Device::CUDA), 3e-2);
 }
 
 TEST_F(CudaCrossDit, MagCacheResidualOnTheGpu) {

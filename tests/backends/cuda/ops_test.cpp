@@ -242,6 +242,12 @@ TEST_F(CudaOps, LinearInt8FollowsTheCpu) {
         Tensor blocks = Tensor::empty(DType::F32, {rows, 100}, Device::CUDA);
         cuda::linear_int8(context, gpu_x, gpu_weight, &gpu_bias, blocks, 96 * 30);
         EXPECT_LE(gpu_vs_cpu(blocks, expected), tolerance);
+        if (precision == Precision::bf16) {  // a BF16 input (the DiT's normalised activations), used as it is
+          const Tensor x_bf16 = x.to(DType::BF16);
+          ops::linear_int8(context, x_bf16, weight, &bias, expected);
+          ops::linear_int8(context, on_gpu(x_bf16), gpu_weight, &gpu_bias, out);
+          EXPECT_LE(gpu_vs_cpu(out, expected), tolerance);
+        }
       }
     // No inputs (K = 0): the bias alone, as the CPU, in a column slice.
     const ops::Int8Weight empty = ops::quantize_int8(context, Tensor::empty(DType::F32, {100, 0}));

@@ -34,11 +34,12 @@ inline DitInputFile dit_case_file(const DitCase& c) {
 // The velocity of the case's DiT loaded on `device` (from `weights_path` when given, else the case's golden
 // weights), with `loras` ("PATH[:MULTIPLIER]" each) merged into its weights; it comes back to the host.
 inline Tensor dit_velocity(const DitCase& c, Precision precision, Device device, const std::string& weights_path = "",
-                           const std::vector<std::string>& loras = {}) {
+                           const std::vector<std::string>& loras = {}, bool int8_weights = false) {
   Context ctx = make_context(precision, device);
   const KandinskyConfig config = load_kandinsky_config(crossdit_golden(std::string(c.name) + ".yaml"));
-  const CrossDit dit = CrossDit::load(config, weights_path.empty() ? crossdit_golden(c.weights) : weights_path,
-                                      precision, DitAttention::automatic, device, load_loras(ctx, loras, config.dit));
+  const CrossDit dit =
+      CrossDit::load(config, weights_path.empty() ? crossdit_golden(c.weights) : weights_path, precision,
+                     DitAttention::automatic, device, load_loras(ctx, loras, config.dit), int8_weights);
   const Tensor velocity = dit.forward(ctx, read_dit_inputs(dit_case_file(c)));
   EXPECT_EQ(velocity.device(), Device::CPU);
   return velocity;
@@ -47,6 +48,13 @@ inline Tensor dit_velocity(const DitCase& c, Precision precision, Device device,
 // Relative L2 error of that velocity (no adapters) against the official one.
 inline double dit_error(const DitCase& c, Precision precision, Device device, const std::string& weights_path = "") {
   return relative_l2(dit_velocity(c, precision, device, weights_path), dit_case_file(c).float_tensor("velocity"));
+}
+
+// Int8 weights (tools/golden/dit_int8.py): the case's velocity with the blocks' GEMM weights quantised as k5
+// quantises them, from the official code on the dequantised weights.
+inline double int8_error(const DitCase& c, Precision precision, Device device) {
+  return relative_l2(dit_velocity(c, precision, device, "", {}, /*int8_weights=*/true),
+                     SafetensorsFile::open(crossdit_golden("int8.safetensors"))->tensor(c.name));
 }
 
 // LoRA goldens (tools/golden/lora.py): adapters a and b on the t2i case; `expected` names the velocity.

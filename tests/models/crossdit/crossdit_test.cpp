@@ -34,6 +34,39 @@ TEST(CrossDit, DenseT2vBf16) { EXPECT_LE(dit_error(test::kDenseT2vCond, Precisio
 
 TEST(CrossDit, NablaSparseBf16) { EXPECT_LE(dit_error(test::kNablaSparse, Precision::bf16), 3e-2); }
 
+TEST(CrossDitInt8, MatchesTheOfficialCodeOnTheSameWeightsFp32) {
+  // The official model on the weights k5's int8 stands for (tools/golden/dit_int8.py): the quantisation and the
+  // int8 GEMMs are exact up to float32 rounding.
+  EXPECT_LE(test::int8_error(test::kT2iNonSquare, Precision::fp32, Device::CPU), 1e-4);
+  EXPECT_LE(test::int8_error(test::kDenseT2vCond, Precision::fp32, Device::CPU), 1e-4);
+}
+
+TEST(CrossDitInt8, Bf16) { EXPECT_LE(test::int8_error(test::kDenseT2vCond, Precision::bf16, Device::CPU), 3e-2); }
+
+TEST(CrossDitInt8, LoraMergedBeforeQuantising) {
+  const Tensor velocity = test::dit_velocity(test::kT2iNonSquare, Precision::fp32, Device::CPU, "",
+                                             {test::lora_golden("a")}, /*int8_weights=*/true);
+  EXPECT_LE(test::relative_l2(velocity, SafetensorsFile::open(golden("int8.safetensors"))->tensor("t2i_lora_a")), 1e-4);
+}
+
+TEST(CrossDitInt8, QuantisesTheBlocksGemmLayersOnly) {
+  const KandinskyConfig config = load_kandinsky_config(golden("t2v_cond.yaml"));
+  const Checkpoint checkpoint = Checkpoint::open(golden("weights_cond.safetensors"));
+  const CrossDitWeights w = load_crossdit_weights(checkpoint, config.dit, Precision::bf16, Device::CPU, {}, true);
+  for (const ops::LinearLayer* layer :
+       {&w.text_blocks[0].self_attention.to_query, &w.text_blocks[0].feed_forward.out_layer,
+        &w.visual_blocks[1].cross_attention.out_layer, &w.visual_blocks[1].feed_forward.in_layer}) {
+    EXPECT_TRUE(layer->is_int8());
+    EXPECT_FALSE(layer->weight.defined());
+  }
+  for (const ops::LinearLayer* layer :
+       {&w.text_in, &w.visual_in, &w.out_linear, &w.visual_blocks[0].modulation, &w.time_in}) {
+    EXPECT_FALSE(layer->is_int8());
+    EXPECT_TRUE(layer->weight.defined());
+  }
+  EXPECT_TRUE(w.visual_blocks[0].self_attention.to_key.bias.defined());  // biases stay float32
+}
+
 TEST(CrossDit, DiffusersPrefixedKeysLoad) {
   // diffusers' Kandinsky5Transformer3DModel uses the official module names; a "transformer." prefix (a
   // pipeline-level state dict) must load too.

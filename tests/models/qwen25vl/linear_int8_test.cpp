@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 
@@ -47,7 +48,7 @@ TEST(LinearInt8, MatchesDequantisedReference) {
 
 TEST(LinearInt8, Bf16PrecisionRoundsActivationsOnly) {
   // Precision::bf16: activations rounded to BF16, int8 weights exact (AVX-512 BF16 kernel where present;
-  // 40 rows take the blocked BF16-GEMM path, over one 1024-row block).
+  // 40 rows take the expanded BF16-GEMM path).
   ContextOptions options;
   options.threads = 2;
   options.precision = Precision::bf16;
@@ -70,6 +71,88 @@ TEST(LinearInt8, Bf16PrecisionRoundsActivationsOnly) {
       }
     EXPECT_LE(test::relative_l2(out.to_f32_vector(), reference), 1e-5) << M << "x" << N << "x" << K;
   }
+}
+
+TEST(LinearInt8, Bf16GemmOverSeveralExpandedBlocks) {
+  // 4100 x 4096 weights are past the 16M elements expanded at a time: two blocks (4096 rows, then 4), each into
+  // its columns of a wider output (a column slice), with bias. Columns of both blocks against the reference.
+  Context ctx{{.threads = 2, .precision = Precision::bf16, .log_level = LogLevel::quiet}};
+  const int64_t M = 33, N = 4100, K = 4096;
+  std::vector<float> w(size_t(N * K)), x(size_t(M * K)), b(static_cast<size_t>(N));
+  for (size_t i = 0; i < w.size(); ++i) w[i] = std::sin(float(i % 10007) * 0.37f);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = std::cos(float(i) * 0.11f);
+  for (size_t i = 0; i < b.size(); ++i) b[i] = 0.01f * float(i % 13);
+  const ops::Int8Weight q = ops::quantize_int8(ctx, Tensor::from_f32(w, {N, K}));
+  const Tensor bias = Tensor::from_f32(b, {N});
+  Tensor wide = Tensor::zeros(DType::F32, {M, N + 3});
+  Tensor out = wide.slice(1, 3, N + 3);
+  ops::linear_int8(ctx, Tensor::from_f32(x, {M, K}), q, &bias, out);
+  std::vector<float> computed, reference;
+  for (int64_t m = 0; m < M; m += 8)
+    for (int64_t n : {int64_t(0), int64_t(1), int64_t(2047), int64_t(4095), int64_t(4096), int64_t(4099)}) {
+      double sum = 0;
+      for (int64_t k = 0; k < K; ++k)
+        sum += double(bf16_to_f32(f32_to_bf16(x[size_t(m * K + k)]))) * q.values.data<int8_t>()[n * K + k];
+      reference.push_back(float(sum * q.scales.data<float>()[n] + b[size_t(n)]));
+      computed.push_back(out.data<float>()[m * out.stride(0) + n]);
+    }
+  EXPECT_LE(test::relative_l2(computed, reference), 1e-5);
+  EXPECT_EQ(wide.data<float>()[2], 0.0f);  // columns outside the slice untouched
+}
+
+TEST(LinearInt8, QuantisationRoundsHalfAwayFromZero) {
+  // Scale 1 (max 127): ties round away from zero, in the eight-wide loop and the tail alike; then random rows of
+  // several lengths against std::lround.
+  Context ctx{{.threads = 2, .precision = Precision::fp32, .log_level = LogLevel::quiet}};
+  const std::vector<float> row{127.0f, 2.5f,  -2.5f,   0.49999997f, -0.5f,  126.5f, 3.4999998f, -0.0f, 0.5f,
+                               1.5f,   -1.5f, -126.5f, 7.25f,       -7.75f, 0.0f,   2.5000002f, -3.5f};
+  const std::vector<int8_t> expected{127, 3, -3, 0, -1, 127, 3, 0, 1, 2, -2, -127, 7, -8, 0, 3, -4};
+  const ops::Int8Weight ties = ops::quantize_int8(ctx, Tensor::from_f32(row, {1, int64_t(row.size())}));
+  EXPECT_EQ(ties.scales.data<float>()[0], 1.0f);
+  EXPECT_EQ(std::vector<int8_t>(ties.values.data<int8_t>(), ties.values.data<int8_t>() + row.size()), expected);
+  std::mt19937 rng(3);
+  std::normal_distribution<float> normal;
+  for (int64_t K : {1, 7, 8, 33, 300}) {
+    std::vector<float> w(size_t(5 * K));
+    for (float& v : w) v = normal(rng);
+    const ops::Int8Weight q = ops::quantize_int8(ctx, Tensor::from_f32(w, {5, K}));
+    for (int64_t n = 0; n < 5; ++n) {
+      float max_abs = 0;
+      for (int64_t k = 0; k < K; ++k) max_abs = std::max(max_abs, std::fabs(w[size_t(n * K + k)]));
+      const float scale = max_abs / 127.0f;
+      ASSERT_EQ(q.scales.data<float>()[n], scale);
+      for (int64_t k = 0; k < K; ++k)
+        ASSERT_EQ(q.values.data<int8_t>()[n * K + k],
+                  std::clamp(std::lround(w[size_t(n * K + k)] * (1.0f / scale)), -127L, 127L))
+            << K << " " << n << " " << k;
+    }
+  }
+  const ops::Int8Weight zeros = ops::quantize_int8(ctx, Tensor::zeros(DType::F32, {2, 9}));
+  EXPECT_EQ(zeros.scales.data<float>()[1], 0.0f);
+  EXPECT_EQ(zeros.values.data<int8_t>()[17], 0);
+}
+
+TEST(LinearInt8, Bf16InputIsItsFloatValue) {
+  // In bf16 mode a BF16 input (the DiT's normalised activations) gives what its float32 value gives, bit for
+  // bit, on the direct kernel (5 rows) and the blocked GEMM (40 rows); fp32 mode refuses it.
+  Context ctx{{.threads = 2, .precision = Precision::bf16, .log_level = LogLevel::quiet}};
+  std::mt19937 rng(13);
+  std::normal_distribution<float> normal;
+  std::vector<float> w(size_t(70 * 96));
+  for (float& v : w) v = normal(rng);
+  const ops::Int8Weight q = ops::quantize_int8(ctx, Tensor::from_f32(w, {70, 96}));
+  const Tensor bias = Tensor::from_f32(std::vector<float>(70, 0.25f), {70});
+  for (int64_t M : {5, 40}) {
+    std::vector<float> x(size_t(M * 96));
+    for (float& v : x) v = bf16_to_f32(f32_to_bf16(normal(rng)));
+    const Tensor x_f32 = Tensor::from_f32(x, {M, 96});
+    const std::vector<float> from_f32 = ops::linear_int8(ctx, x_f32, q, &bias).to_f32_vector();
+    const std::vector<float> from_bf16 = ops::linear_int8(ctx, x_f32.to(DType::BF16), q, &bias).to_f32_vector();
+    EXPECT_EQ(from_bf16, from_f32) << M << " rows";
+  }
+  Context fp32{{.threads = 2, .precision = Precision::fp32, .log_level = LogLevel::quiet}};
+  EXPECT_THROW(ops::linear_int8(fp32, Tensor::from_f32(std::vector<float>(96, 1.0f), {1, 96}).to(DType::BF16), q),
+               Error);
 }
 
 TEST(LinearInt8, RejectsBadShapes) {
