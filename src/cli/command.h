@@ -31,6 +31,8 @@ void add_lora_option(CLI::App& app, std::vector<std::string>& specs);
 
 // --weights-int8 dit|text-encoder|all|none, comma-separated or repeated (pipelines/generation.h Int8Weights).
 void add_int8_weights_option(CLI::App& app, std::vector<std::string>& parts);
+// --weights-int8 as a flag, for the commands that run the DiT alone.
+void add_dit_int8_flag(CLI::App& app, bool& int8);
 
 // "on" / "off" -> true / false; "auto" -> nullopt (the program decides). CLI11 checks the spelling.
 inline std::optional<bool> parse_auto_on_off(const std::string& value) {

@@ -46,10 +46,7 @@ K5_COMMAND("forward dit", "CrossDiT forward: x, text_embed, pooled_text_embed, t
              app.add_option("--output", o->output, "output .safetensors (velocity)")->required();
              app.add_option("--attention", o->attention, "auto | dense | nabla (auto: as the config says)");
              add_lora_option(app, o->loras);
-             app.add_flag(
-                 "--weights-int8", o->weights_int8,
-                 "int8 weight-only attention and feed-forward layers in the blocks (per-output-channel scales, "
-                 "quantised at load)");
+             add_dit_int8_flag(app, o->weights_int8);
              return [o]() { return run_forward_dit(*o); };
            });
 

@@ -74,10 +74,7 @@ K5_COMMAND("forward sample", "the official sampling loop: noise + text embedding
                  ->check(CLI::PositiveNumber);
              app.add_option("--attention", o->attention, "auto | dense | nabla");
              add_lora_option(app, o->loras);
-             app.add_flag(
-                 "--weights-int8", o->weights_int8,
-                 "int8 weight-only attention and feed-forward layers in the blocks (per-output-channel scales, "
-                 "quantised at load)");
+             add_dit_int8_flag(app, o->weights_int8);
              return [o]() { return run_forward_sample(*o); };
            });
 

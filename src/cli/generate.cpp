@@ -1,11 +1,9 @@
 // `k5 generate`: a prompt (and an image for I2V / I2I) in, an MP4 or an image out, as the official
 // pipelines make them (src/pipelines/generation.h). Flags follow stable-diffusion.cpp where one exists.
-#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
 #include <csignal>
-#include <filesystem>
 #include <memory>
 #include <optional>
 #include <random>
@@ -43,21 +41,6 @@ extern "C" void on_interrupt(int) {
   std::signal(SIGINT, SIG_DFL);  // a second Ctrl-C ends the process at once
 }
 
-// The output's format must suit the mode, and its folder must be writable, before any heavy work.
-void check_output(const std::string& output, bool video) {
-  namespace fs = std::filesystem;
-  std::string extension = fs::path(output).extension().string();
-  for (char& c : extension) c = char(std::tolower(static_cast<unsigned char>(c)));
-  if (video)
-    K5_CHECK(extension == ".mp4", "--output ", output, ": this model makes videos; use a .mp4 file name");
-  else
-    K5_CHECK(extension == ".png" || extension == ".jpg" || extension == ".jpeg" || extension == ".webp", "--output ",
-             output, ": this model makes images; use .png, .jpg or .webp");
-  const fs::path folder = fs::path(output).has_parent_path() ? fs::path(output).parent_path() : fs::path(".");
-  K5_CHECK(fs::is_directory(folder), "--output ", output, ": folder ", folder.string(), " does not exist");
-  K5_CHECK(::access(folder.c_str(), W_OK) == 0, "--output ", output, ": folder ", folder.string(), " is not writable");
-}
-
 int run_generate(GenerateOptions& o) {
   const auto start = std::chrono::steady_clock::now();
   GenerationRequest& r = o.request;
@@ -76,7 +59,7 @@ int run_generate(GenerateOptions& o) {
   const ModelFiles files = find_model_files(o.model, o.overrides);
   const GenerationPlan plan = plan_generation(files.config, r);
   if (o.output.empty()) o.output = plan.is_video() ? "output.mp4" : "output.png";
-  check_output(o.output, plan.is_video());
+  check_output_path(o.output, plan.is_video());
   K5_CHECK(o.crf >= 0 && o.crf <= 51, "--crf must be within 0..51");
   K5_CHECK(o.quality >= 1 && o.quality <= 100, "--quality must be within 1..100");
 

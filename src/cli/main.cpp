@@ -64,6 +64,12 @@ void add_int8_weights_option(CLI::App& app, std::vector<std::string>& parts) {
       ->allow_extra_args(false);
 }
 
+void add_dit_int8_flag(CLI::App& app, bool& int8) {
+  app.add_flag("--weights-int8", int8,
+               "int8 weight-only attention and feed-forward layers in the blocks (per-output-channel scales, "
+               "quantised at load)");
+}
+
 int main(int argc, char** argv) {
   CLI::App app{"k5: native runtime for the Kandinsky 5.0 image and video models", "k5"};
   app.require_subcommand(1);

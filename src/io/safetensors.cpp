@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <utility>
 
 #include "io/atomic_file.h"
 
@@ -228,22 +229,28 @@ Tensor SafetensorsFile::tensor(const std::string& name) const {
   return Tensor::wrap(const_cast<uint8_t*>(address), entry.dtype, entry.shape, Device::CPU, file_);
 }
 
+namespace {
+
+// The whole pages inside [first, first + bytes) (`inner`), or every page it touches.
+std::pair<uintptr_t, uintptr_t> page_range(const uint8_t* first, size_t bytes, bool inner) {
+  const auto page = uintptr_t(sysconf(_SC_PAGESIZE));
+  const auto begin = uintptr_t(first), end = begin + bytes;
+  if (inner) return {(begin + page - 1) / page * page, end / page * page};
+  return {begin / page * page, end};
+}
+
+}  // namespace
+
 void SafetensorsFile::release_pages(const std::string& name) const {
   const TensorInfo& entry = info(name);
-  const auto page = uintptr_t(sysconf(_SC_PAGESIZE));
-  const auto first = uintptr_t(file_->data() + data_start_ + entry.begin);
-  const auto begin = (first + page - 1) / page * page;
-  const auto end = (first + (entry.end - entry.begin)) / page * page;
+  const auto [begin, end] = page_range(file_->data() + data_start_ + entry.begin, entry.end - entry.begin, true);
   if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
 }
 
 void SafetensorsFile::populate_pages(const std::string& name) const {
 #ifdef MADV_POPULATE_READ
   const TensorInfo& entry = info(name);
-  const auto page = uintptr_t(sysconf(_SC_PAGESIZE));
-  const auto first = uintptr_t(file_->data() + data_start_ + entry.begin);
-  const auto begin = first / page * page;
-  const auto end = first + (entry.end - entry.begin);
+  const auto [begin, end] = page_range(file_->data() + data_start_ + entry.begin, entry.end - entry.begin, false);
   if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_POPULATE_READ);
 #else
   (void)name;
@@ -350,22 +357,16 @@ const TensorInfo& Checkpoint::info(const std::string& name) const {
   return files_[found->second]->info(name);
 }
 
-Tensor Checkpoint::tensor(const std::string& name) const {
-  const auto found = owner_.find(name);
-  K5_CHECK(found != owner_.end(), path_, ": no tensor '", name, "'");
-  return files_[found->second]->tensor(name);
-}
+Tensor Checkpoint::tensor(const std::string& name) const { return file_of(name).tensor(name); }
 
-void Checkpoint::release_pages(const std::string& name) const {
-  const auto found = owner_.find(name);
-  K5_CHECK(found != owner_.end(), path_, ": no tensor '", name, "'");
-  files_[found->second]->release_pages(name);
-}
+void Checkpoint::release_pages(const std::string& name) const { file_of(name).release_pages(name); }
 
-void Checkpoint::populate_pages(const std::string& name) const {
+void Checkpoint::populate_pages(const std::string& name) const { file_of(name).populate_pages(name); }
+
+const SafetensorsFile& Checkpoint::file_of(const std::string& name) const {
   const auto found = owner_.find(name);
   K5_CHECK(found != owner_.end(), path_, ": no tensor '", name, "'");
-  files_[found->second]->populate_pages(name);
+  return *files_[found->second];
 }
 
 // ---------------------------------------------------------------------------------------------------------

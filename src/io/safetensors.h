@@ -69,6 +69,8 @@ class Checkpoint {
   const std::string& path() const { return path_; }
 
  private:
+  const SafetensorsFile& file_of(const std::string& name) const;  // the file holding it; throws when none does
+
   std::string path_;
   std::vector<std::shared_ptr<SafetensorsFile>> files_;
   std::map<std::string, size_t> owner_;  // tensor name -> index into files_

@@ -29,6 +29,8 @@ Int8Weight quantize_int8(Context& ctx, const Tensor& weight) {
     for (int64_t n = first; n < last; ++n) {
       convert_to_f32(bytes + size_t(n * K) * element, source.dtype(), row.data(), size_t(K));
       cpu::quantize_int8_row(row.data(), K, values + n * K, scales + n);
+      K5_CHECK(std::isfinite(scales[n]), "quantize_int8: row ", n, " of ", weight.describe(),
+               " holds NaN or infinite values");
     }
   });
   return result;
@@ -98,6 +100,7 @@ void linear_int8(Context& ctx, const Tensor& x, const Int8Weight& weight, const 
     }
   device_of("linear_int8", x, weight.values, weight.scales, out);
   if (bias) device_of("linear_int8 (bias)", x, *bias);
+  if (M == 0 || N == 0) return;
   std::vector<float> bias_f32;
   if (bias) bias_f32 = bias->to_f32_vector();
   const float* bias_values = bias ? bias_f32.data() : nullptr;
@@ -127,7 +130,7 @@ void linear_int8(Context& ctx, const Tensor& x, const Int8Weight& weight, const 
 }
 
 Tensor linear_int8(Context& ctx, const Tensor& x, const Int8Weight& weight, const Tensor* bias) {
-  Tensor out = ctx.workspace().tensor(DType::F32, {x.size(0), weight.out_features()});
+  Tensor out = ctx.workspace(x.device()).tensor(DType::F32, {x.size(0), weight.out_features()});
   linear_int8(ctx, x, weight, bias, out);
   return out;
 }

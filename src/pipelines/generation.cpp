@@ -1,6 +1,9 @@
 #include "pipelines/generation.h"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -185,6 +188,8 @@ GenerationPlan plan_generation(const KandinskyConfig& config, const GenerationRe
 
 Int8Weights parse_int8_weights(const std::vector<std::string>& parts) {
   Int8Weights weights;
+  K5_CHECK(parts.size() <= 1 || std::find(parts.begin(), parts.end(), "none") == parts.end(),
+           "--weights-int8: 'none' goes alone");
   for (const std::string& part : parts) {
     if (part == "dit" || part == "all") weights.dit = true;
     if (part == "text-encoder" || part == "all") weights.text_encoder = true;
@@ -452,6 +457,20 @@ GenerationResult generate(Context& ctx, const ModelFiles& files, const Generatio
     log.info("VAE decode in ", seconds_since(start), " s");
   }
   return result;
+}
+
+void check_output_path(const std::string& path, bool video) {
+  namespace fs = std::filesystem;
+  std::string extension = fs::path(path).extension().string();
+  for (char& c : extension) c = char(std::tolower(static_cast<unsigned char>(c)));
+  if (video)
+    K5_CHECK(extension == ".mp4", "--output ", path, ": this model makes videos; use a .mp4 file name");
+  else
+    K5_CHECK(extension == ".png" || extension == ".jpg" || extension == ".jpeg" || extension == ".webp", "--output ",
+             path, ": this model makes images; use .png, .jpg or .webp");
+  const fs::path folder = fs::path(path).has_parent_path() ? fs::path(path).parent_path() : fs::path(".");
+  K5_CHECK(fs::is_directory(folder), "--output ", path, ": folder ", folder.string(), " does not exist");
+  K5_CHECK(::access(folder.c_str(), W_OK) == 0, "--output ", path, ": folder ", folder.string(), " is not writable");
 }
 
 std::vector<std::pair<std::string, std::string>> generation_metadata(const GenerationPlan& plan,

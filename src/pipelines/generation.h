@@ -110,6 +110,10 @@ struct GenerationResult {
 GenerationResult generate(Context& ctx, const ModelFiles& files, const GenerationPlan& plan,
                           const GenerationObserver& observer = {});
 
+// The output file's format must suit the mode (.mp4 for video; .png, .jpg or .webp for images) and its folder must
+// be writable: checked before any heavy work, one line naming the file otherwise.
+void check_output_path(const std::string& path, bool video);
+
 // The parameters stored in output files' metadata (LoRA adapters as given, with their multipliers).
 std::vector<std::pair<std::string, std::string>> generation_metadata(const GenerationPlan& plan,
                                                                      const ModelFiles& files, Precision precision,

@@ -231,6 +231,7 @@ TEST(Generation, Int8WeightsChoices) {
   EXPECT_EQ(int8_weights_name(parse_int8_weights({"text-encoder"})), "text-encoder");
   EXPECT_EQ(int8_weights_name(Int8Weights{}), "none");
   EXPECT_THROW(parse_int8_weights({"vae"}), Error);
+  EXPECT_THROW(parse_int8_weights({"none", "dit"}), Error);
 }
 
 // The CLI: files, metadata, progress, bad input.

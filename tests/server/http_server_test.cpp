@@ -19,7 +19,6 @@
 #include "io/safetensors.h"
 #include "io/video_file.h"
 #include "models/crossdit/crossdit_weights.h"
-#include "pipelines/demo_model.h"
 #include "server/job_queue.h"
 #include "support/compare.h"
 #include "support/context.h"
@@ -32,14 +31,7 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-const std::string& demo_model() {
-  static const test::TempDir dir("serve-model");
-  static const std::string path = [] {
-    write_demo_model((dir.path / "demo").string());
-    return (dir.path / "demo").string();
-  }();
-  return path;
-}
+using test::demo_model;
 
 std::string base64(const std::string& bytes) {
   static constexpr char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";

@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "io/safetensors.h"
+#include "pipelines/demo_model.h"
 #include "support/compare.h"
 
 namespace k5::test {
@@ -103,6 +104,15 @@ std::string shell_quoted(const std::string& text) {
   std::string out = "'";
   for (const char c : text) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
   return out + "'";
+}
+
+const std::string& demo_model() {
+  static const TempDir dir("demo-model");
+  static const std::string path = [] {
+    write_demo_model((dir.path / "demo").string());
+    return (dir.path / "demo").string();
+  }();
+  return path;
 }
 
 }  // namespace k5::test

@@ -30,6 +30,10 @@ void write_text_encoders(const std::string& golden_dir, const std::string& weigh
 void save_renamed_copy(const std::string& source, const std::string& path,
                        const std::function<std::string(const std::string&)>& rename);
 
+// The demo model folder (`k5 create-demo-model`: tiny random DiTs of all four modes, both VAEs, the text
+// encoders), written once per test process into a temporary folder.
+const std::string& demo_model();
+
 // Runs `k5 <arguments>` (the K5_BINARY environment variable, else the built one) with stderr captured in
 // <dir>/stderr; returns the exit status.
 int run_k5(const std::string& arguments, const std::filesystem::path& dir);

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <vector>
 
 namespace k5::cpu {
@@ -110,13 +111,28 @@ void linear_int8_f32(ThreadPool& pool, const float* x, int64_t x_row_stride, con
 
 void quantize_int8_row(const float* row, int64_t K, int8_t* values, float* scale) {
   const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
-  __m256 max8 = _mm256_setzero_ps();
+  __m256 max8 = _mm256_setzero_ps(), unordered8 = _mm256_setzero_ps();
   int64_t k = 0;
-  for (; k + 8 <= K; k += 8) max8 = _mm256_max_ps(max8, _mm256_and_ps(_mm256_loadu_ps(row + k), abs_mask));
+  for (; k + 8 <= K; k += 8) {
+    const __m256 v = _mm256_loadu_ps(row + k);
+    max8 = _mm256_max_ps(max8, _mm256_and_ps(v, abs_mask));
+    unordered8 = _mm256_or_ps(unordered8, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+  }
   float max_abs = horizontal_max(max8);
-  for (; k < K; ++k) max_abs = std::max(max_abs, std::fabs(row[k]));
-  *scale = max_abs / 127.0f;
-  const float inverse = *scale > 0.0f ? 1.0f / *scale : 0.0f;
+  bool not_finite = _mm256_movemask_ps(unordered8) != 0;
+  for (; k < K; ++k) {
+    max_abs = std::max(max_abs, std::fabs(row[k]));
+    not_finite = not_finite || std::isnan(row[k]);
+  }
+  not_finite = not_finite || std::isinf(max_abs);
+  *scale = not_finite                                              ? std::numeric_limits<float>::quiet_NaN()
+           : max_abs >= 127.0f * std::numeric_limits<float>::min() ? max_abs / 127.0f
+                                                                   : 0.0f;
+  if (!(*scale > 0.0f)) {  // zeros (tiny rows; refused rows)
+    std::fill(values, values + K, int8_t(0));
+    return;
+  }
+  const float inverse = 1.0f / *scale;
   const __m256 inverse8 = _mm256_set1_ps(inverse), half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f);
   const __m256 sign_mask = _mm256_set1_ps(-0.0f), low = _mm256_set1_ps(-127.0f), high = _mm256_set1_ps(127.0f);
   for (k = 0; k + 8 <= K; k += 8) {  // quantized_value, eight at a time

@@ -21,7 +21,9 @@ void linear_int8_bf16_avx512(ThreadPool& pool, const float* x, int64_t x_row_str
                              int64_t N, int64_t K);
 
 // One weight row (float32, K values) to int8 with its scale: scale = max|row| / 127, value = row * (1 / scale)
-// rounded half away from zero (std::lround), within +-127; an all-zero row gets scale 0 and zeros.
+// rounded half away from zero (std::lround), within +-127. A row whose scale would not be a normal float
+// (max|row| < 127 * FLT_MIN, all zeros included) gets scale 0 and zeros; a row holding a NaN or an infinity gets
+// a NaN scale (and zeros) for the caller to refuse.
 void quantize_int8_row(const float* row, int64_t K, int8_t* values, float* scale);
 
 // values -> BF16 (exact: |q| <= 127), `count` elements; needs AVX-512 BF16.

@@ -108,7 +108,12 @@ class Loader {
   // quantised on the CPU; the mapped pages it was read from are then dropped, so the process holds the int8
   // copy only.
   ops::Int8Weight quantized(const std::string& name) const {
-    ops::Int8Weight weight = ops::quantize_int8(cpu_context(), converted(name, Role::matvec));
+    ops::Int8Weight weight;
+    try {
+      weight = ops::quantize_int8(cpu_context(), converted(name, Role::matvec));
+    } catch (const Error& error) {
+      fail(checkpoint_.path(), ": DiT key '", name, "': ", error.what());
+    }
     checkpoint_.release_pages(stored_name_.at(name));
     if (device_ != Device::CPU) weight = {weight.values.to_device(device_), weight.scales.to_device(device_)};
     return weight;

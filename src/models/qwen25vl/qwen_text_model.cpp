@@ -54,32 +54,34 @@ class Loader {
   ops::LinearLayer linear(Context& ctx, const std::string& name, int64_t out_features, int64_t in_features, bool bias) {
     ops::LinearLayer layer;
     const Tensor weight = stored(name + ".weight", {out_features, in_features});
-    const std::string key = prefix_ + name + ".weight";
     if (weights_ == QwenWeights::int8) {
       layer.int8 = ops::quantize_int8(ctx, weight);  // on the CPU, then uploaded whole
       if (device_ != Device::CPU)
         layer.int8 = {layer.int8.values.to_device(device_), layer.int8.scales.to_device(device_)};
       else
         converted_bytes += weight.numel() + out_features * 4;
-      checkpoint_.release_pages(key);
+      release(name + ".weight");
     } else if (device_ != Device::CPU) {
       const DType dtype = weights_ == QwenWeights::f32 ? DType::F32 : DType::BF16;
       layer.weight = weight.to(dtype).to_device(device_);
-      checkpoint_.release_pages(key);
+      release(name + ".weight");
     } else {
       const DType dtype = weights_ == QwenWeights::f32 ? DType::F32 : DType::BF16;
       if (weight.dtype() == dtype) {
         layer.weight = weight;  // zero copy: a view of the mapped file
-        checkpoint_.populate_pages(key);
+        checkpoint_.populate_pages(prefix_ + name + ".weight");
       } else {
         layer.weight = weight.to(dtype);
         converted_bytes += weight.numel() * dtype_size(dtype);
-        checkpoint_.release_pages(key);
+        release(name + ".weight");
       }
     }
     if (bias) layer.bias = f32(name + ".bias", {out_features});
     return layer;
   }
+
+  // Drops a converted tensor's mapped pages from this process (SafetensorsFile::release_pages).
+  void release(const std::string& name) const { checkpoint_.release_pages(prefix_ + name); }
 
   size_t converted_bytes = 0;
 
@@ -194,7 +196,7 @@ QwenTextModel QwenTextModel::load(Context& ctx, const Checkpoint& checkpoint, co
     // then released with the mapping and the process holds int8 weights only.
     model.embed_tokens_ = model.embed_tokens_.clone();
     loader.converted_bytes += model.embed_tokens_.bytes();
-    checkpoint.release_pages(language_model_prefix(checkpoint) + "embed_tokens.weight");
+    loader.release("embed_tokens.weight");
   }
   for (int64_t i = 0; i < config.num_hidden_layers; ++i) {
     const std::string p = "layers." + std::to_string(i) + ".";

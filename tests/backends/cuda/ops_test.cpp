@@ -239,6 +239,9 @@ TEST_F(CudaOps, LinearInt8FollowsTheCpu) {
         Tensor out = wide.slice(1, 10, 110);
         ops::linear_int8(context, gpu_x, gpu_weight, &gpu_bias, out);
         EXPECT_LE(gpu_vs_cpu(out, expected), tolerance);
+        const Tensor allocated = ops::linear_int8(context, gpu_x, gpu_weight, &gpu_bias);  // in the GPU workspace
+        EXPECT_EQ(allocated.device(), Device::CUDA);
+        EXPECT_LE(gpu_vs_cpu(allocated, expected), tolerance);
         Tensor blocks = Tensor::empty(DType::F32, {rows, 100}, Device::CUDA);
         cuda::linear_int8(context, gpu_x, gpu_weight, &gpu_bias, blocks, 96 * 30);
         EXPECT_LE(gpu_vs_cpu(blocks, expected), tolerance);

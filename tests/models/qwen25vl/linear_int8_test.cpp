@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <random>
 
 #include "support/compare.h"
@@ -130,6 +131,29 @@ TEST(LinearInt8, QuantisationRoundsHalfAwayFromZero) {
   const ops::Int8Weight zeros = ops::quantize_int8(ctx, Tensor::zeros(DType::F32, {2, 9}));
   EXPECT_EQ(zeros.scales.data<float>()[1], 0.0f);
   EXPECT_EQ(zeros.values.data<int8_t>()[17], 0);
+}
+
+TEST(LinearInt8, TinyRowsAreZeroAndNonFiniteWeightsRefused) {
+  // A row whose scale would be subnormal (1 / scale overflows) quantises to zeros; NaN or infinity anywhere in a
+  // row (eight-wide part or tail) is a one-line error naming the row.
+  Context ctx{{.threads = 2, .precision = Precision::fp32, .log_level = LogLevel::quiet}};
+  std::vector<float> tiny(19, 0.0f);
+  tiny[0] = 1e-39f;
+  tiny[12] = -5e-40f;
+  const ops::Int8Weight q = ops::quantize_int8(ctx, Tensor::from_f32(tiny, {1, 19}));
+  EXPECT_EQ(q.scales.data<float>()[0], 0.0f);
+  EXPECT_EQ(std::vector<int8_t>(q.values.data<int8_t>(), q.values.data<int8_t>() + 19), std::vector<int8_t>(19, 0));
+  for (size_t position : {size_t(3), size_t(17)})
+    for (float bad : {std::numeric_limits<float>::quiet_NaN(), -std::numeric_limits<float>::infinity()}) {
+      std::vector<float> w(2 * 19, 0.5f);
+      w[19 + position] = bad;
+      try {
+        ops::quantize_int8(ctx, Tensor::from_f32(w, {2, 19}));
+        ADD_FAILURE() << "a non-finite weight at " << position << " was quantised";
+      } catch (const Error& error) {
+        EXPECT_NE(std::string(error.what()).find("row 1 "), std::string::npos) << error.what();
+      }
+    }
 }
 
 TEST(LinearInt8, Bf16InputIsItsFloatValue) {

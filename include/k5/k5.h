@@ -1,0 +1,106 @@
+/* k5 C API: Kandinsky 5 generation from C (and from any language that calls C).
+ *
+ * The same pipeline as `k5 generate`: open a model folder once, then run generations on it. Every call returns
+ * K5_OK or an error code; k5_last_error() then says what went wrong in one line (the message `k5 generate`
+ * prints). Calls on one k5_model must not overlap (it runs one generation at a time, on every core or the GPU);
+ * separate models may be used from separate threads.
+ *
+ *   k5_model_options options;
+ *   k5_model_options_init(&options);
+ *   options.model = "/models/kandinsky-5";
+ *   options.config = "k5_lite_t2i_sft_hd";
+ *   k5_model* model;
+ *   if (k5_model_open(&options, &model) != K5_OK) { fprintf(stderr, "%s\n", k5_last_error()); return 1; }
+ *   k5_request request;
+ *   k5_request_init(&request);
+ *   request.prompt = "A watercolour cat in a hat";
+ *   request.output = "cat.png";  // optional: also written as `k5 generate -o` writes it
+ *   k5_result result;
+ *   if (k5_generate(model, &request, &result) == K5_OK) { ... result.rgb ...; k5_result_free(&result); }
+ *   k5_model_close(model);
+ */
+#ifndef K5_K5_H
+#define K5_K5_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum k5_status {
+  K5_OK = 0,
+  K5_ERROR = 1,           /* bad arguments or settings, missing or corrupt files, failed computation */
+  K5_CANCELLED = 2,       /* the progress callback asked to stop; nothing was written */
+  K5_INVALID_ARGUMENT = 3 /* a NULL pointer where one is required */
+} k5_status;
+
+/* The message of the last failed call on this thread ("" when none failed); valid until the next call. */
+const char* k5_last_error(void);
+/* "0.1.0". */
+const char* k5_version(void);
+
+/* Opening a model: the model folder and the options `k5 generate` takes for it. NULL / 0 = the default. */
+typedef struct k5_model_options {
+  const char* model;        /* required: a model folder (official layout or diffusers) or an official config .yaml */
+  const char* config;       /* the config name when the folder has several */
+  const char* device;       /* "auto" (default: cuda when a GPU answers), "cpu" or "cuda" */
+  const char* precision;    /* "bf16" (default) or "fp32" */
+  const char* weights_int8; /* "none" (default), "dit", "text-encoder", "dit,text-encoder" or "all" */
+  int threads;              /* CPU threads; 0: one per core */
+  int verbose;              /* 1: log each stage and warnings on stderr; 0 (default): print nothing */
+} k5_model_options;
+
+void k5_model_options_init(k5_model_options* options);
+
+typedef struct k5_model k5_model;
+
+/* Finds the model's files and checks them (nothing heavy is loaded: each generation loads what it needs). */
+k5_status k5_model_open(const k5_model_options* options, k5_model** model);
+void k5_model_close(k5_model* model); /* NULL is fine */
+
+/* Called at the start of each stage (done = 0) and after each unit of work: stage is "expand", "text", "image",
+ * "denoise" or "decode". Returning non-zero stops the generation (K5_CANCELLED). */
+typedef int (*k5_progress_callback)(const char* stage, int done, int total, void* user_data);
+
+/* One generation: `k5 generate`'s settings. k5_request_init sets the defaults (the official ones). */
+typedef struct k5_request {
+  const char* prompt;          /* required */
+  const char* negative_prompt; /* NULL: the official default */
+  int width, height;           /* pixels; 0: the default size */
+  int frames;                  /* video frames (4k + 1); 0: the model's duration */
+  int steps;                   /* 0: the config's */
+  double cfg_scale;            /* guidance weight; negative: the config's */
+  double scheduler_scale;      /* negative: the config's */
+  int64_t seed;                /* negative: a random seed (reported in the result) */
+  const char* rng;             /* "cuda" (default, as the official GPU run) or "cpu" */
+  const char* init_image;      /* image file: the I2V first frame or the I2I source; NULL: none */
+  int expand_prompt;           /* 1 (default, as official): Qwen2.5-VL rewrites the prompt first */
+  int magcache;                /* 1: MagCache */
+  const char* const* loras;    /* LoRA adapters, "PATH[:MULTIPLIER]" each */
+  size_t lora_count;
+  const char* output; /* NULL, or a .mp4 / .png / .jpg / .webp file to write, with the metadata */
+  k5_progress_callback progress;
+  void* user_data; /* passed to `progress` */
+} k5_request;
+
+void k5_request_init(k5_request* request);
+
+/* What a generation made. The pixels are RGB8, frame after frame, row after row. */
+typedef struct k5_result {
+  int width, height;
+  int frames;            /* 1 for an image */
+  uint8_t* rgb;          /* frames * height * width * 3 bytes */
+  int64_t seed;          /* the seed used */
+  char* expanded_prompt; /* the prompt the model was conditioned on when expansion ran, else NULL */
+} k5_result;
+
+k5_status k5_generate(k5_model* model, const k5_request* request, k5_result* result);
+void k5_result_free(k5_result* result); /* releases what k5_generate allocated; the struct may be reused */
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* K5_K5_H */
