@@ -26,20 +26,23 @@
 #include <stdint.h>
 
 #ifdef __cplusplus
+#define K5_NOEXCEPT noexcept
 extern "C" {
+#else
+#define K5_NOEXCEPT
 #endif
 
 typedef enum k5_status {
   K5_OK = 0,
   K5_ERROR = 1,           /* bad arguments or settings, missing or corrupt files, failed computation */
   K5_CANCELLED = 2,       /* the progress callback asked to stop; nothing was written */
-  K5_INVALID_ARGUMENT = 3 /* a NULL pointer where one is required */
+  K5_INVALID_ARGUMENT = 3 /* a NULL pointer where one is required (the model, the request, its prompt, ...) */
 } k5_status;
 
 /* The message of the last failed call on this thread ("" when none failed); valid until the next call. */
-const char* k5_last_error(void);
-/* "0.1.0". */
-const char* k5_version(void);
+const char* k5_last_error(void) K5_NOEXCEPT;
+/* k5's version, e.g. "0.1.0". */
+const char* k5_version(void) K5_NOEXCEPT;
 
 /* Opening a model: the model folder and the options `k5 generate` takes for it. NULL / 0 = the default. */
 typedef struct k5_model_options {
@@ -52,19 +55,21 @@ typedef struct k5_model_options {
   int verbose;              /* 1: log each stage and warnings on stderr; 0 (default): print nothing */
 } k5_model_options;
 
-void k5_model_options_init(k5_model_options* options);
+void k5_model_options_init(k5_model_options* options) K5_NOEXCEPT;
 
 typedef struct k5_model k5_model;
 
 /* Finds the model's files and checks them (nothing heavy is loaded: each generation loads what it needs). */
-k5_status k5_model_open(const k5_model_options* options, k5_model** model);
-void k5_model_close(k5_model* model); /* NULL is fine */
+k5_status k5_model_open(const k5_model_options* options, k5_model** model) K5_NOEXCEPT;
+void k5_model_close(k5_model* model) K5_NOEXCEPT; /* NULL is fine */
 
 /* Called at the start of each stage (done = 0) and after each unit of work: stage is "expand", "text", "image",
  * "denoise" or "decode". Returning non-zero stops the generation (K5_CANCELLED). */
 typedef int (*k5_progress_callback)(const char* stage, int done, int total, void* user_data);
 
-/* One generation: `k5 generate`'s settings. k5_request_init sets the defaults (the official ones). */
+/* One generation: `k5 generate`'s settings. Start from k5_request_init, which sets the defaults (the official
+ * ones; a zero-filled struct is not the default request). Messages name the settings as the command line does
+ * (`-W`/`-H` for width/height, `--init-img`, `--output`, ...). */
 typedef struct k5_request {
   const char* prompt;          /* required */
   const char* negative_prompt; /* NULL: the official default */
@@ -85,7 +90,7 @@ typedef struct k5_request {
   void* user_data; /* passed to `progress` */
 } k5_request;
 
-void k5_request_init(k5_request* request);
+void k5_request_init(k5_request* request) K5_NOEXCEPT;
 
 /* What a generation made. The pixels are RGB8, frame after frame, row after row. */
 typedef struct k5_result {
@@ -96,8 +101,11 @@ typedef struct k5_result {
   char* expanded_prompt; /* the prompt the model was conditioned on when expansion ran, else NULL */
 } k5_result;
 
-k5_status k5_generate(k5_model* model, const k5_request* request, k5_result* result);
-void k5_result_free(k5_result* result); /* releases what k5_generate allocated; the struct may be reused */
+/* Loads the models each stage needs (as `k5 generate`: one at a time, released after their stage), runs the
+ * generation, writes request->output when set (last, atomically: a failed call leaves no file) and fills *result,
+ * which it overwrites: free a previous result first. On failure *result is zeroed. */
+k5_status k5_generate(k5_model* model, const k5_request* request, k5_result* result) K5_NOEXCEPT;
+void k5_result_free(k5_result* result) K5_NOEXCEPT; /* releases what k5_generate allocated; the struct may be reused */
 
 #ifdef __cplusplus
 }

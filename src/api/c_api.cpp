@@ -5,8 +5,10 @@
 #include <exception>
 #include <new>
 #include <random>
+#include <sstream>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "core/context.h"
 #include "core/error.h"
@@ -30,13 +32,18 @@ thread_local std::string last_error;
 
 struct Cancelled {};  // thrown from the pipeline's observer when the progress callback asks to stop
 
-k5_status failed(k5_status status, std::string message) {
-  last_error = std::move(message);
+// Never throws: no exception may cross into the C caller.
+k5_status failed(k5_status status, const char* message) noexcept {
+  try {
+    last_error = message;
+  } catch (...) {
+    last_error.clear();  // no memory for the message: k5_last_error() says nothing rather than fail
+  }
   return status;
 }
 
 template <typename Body>
-k5_status guarded(Body&& body) {
+k5_status guarded(Body&& body) noexcept {
   last_error.clear();
   try {
     body();
@@ -62,7 +69,6 @@ char* copied(const std::string& text) {
 }
 
 k5::GenerationRequest generation_request(const k5_request& in, const k5::Int8Weights& int8_weights) {
-  K5_CHECK(in.prompt, "the request has no prompt");
   k5::GenerationRequest r;
   r.prompt = in.prompt;
   if (in.negative_prompt) r.negative_prompt = std::string(in.negative_prompt);
@@ -77,11 +83,7 @@ k5::GenerationRequest generation_request(const k5_request& in, const k5::Int8Wei
   r.init_image = text_or(in.init_image, "");
   r.expand_prompt = in.expand_prompt != 0;
   r.magcache = in.magcache != 0;
-  K5_CHECK(in.lora_count == 0 || in.loras, "the request has ", in.lora_count, " LoRA adapters but no list of them");
-  for (size_t i = 0; i < in.lora_count; ++i) {
-    K5_CHECK(in.loras[i], "LoRA adapter ", i, " is NULL");
-    r.loras.emplace_back(in.loras[i]);
-  }
+  for (size_t i = 0; i < in.lora_count; ++i) r.loras.emplace_back(in.loras[i]);
   r.int8_weights = int8_weights;
   return r;
 }
@@ -90,15 +92,15 @@ k5::GenerationRequest generation_request(const k5_request& in, const k5::Int8Wei
 
 extern "C" {
 
-const char* k5_last_error(void) { return last_error.c_str(); }
+const char* k5_last_error(void) noexcept { return last_error.c_str(); }
 
-const char* k5_version(void) { return "0.1.0"; }
+const char* k5_version(void) noexcept { return K5_VERSION; }
 
-void k5_model_options_init(k5_model_options* options) {
+void k5_model_options_init(k5_model_options* options) noexcept {
   if (options) *options = k5_model_options{};
 }
 
-k5_status k5_model_open(const k5_model_options* options, k5_model** model) {
+k5_status k5_model_open(const k5_model_options* options, k5_model** model) noexcept {
   if (!options || !model || !options->model) {
     if (model) *model = nullptr;
     return failed(K5_INVALID_ARGUMENT, "k5_model_open: options, options->model and model must not be NULL");
@@ -111,7 +113,10 @@ k5_status k5_model_open(const k5_model_options* options, k5_model** model) {
     context.device = k5::parse_device(text_or(options->device, "auto"));
     context.precision = k5::parse_precision(text_or(options->precision, "bf16"));
     context.log_level = options->verbose ? k5::LogLevel::info : k5::LogLevel::quiet;
-    const k5::Int8Weights int8_weights = k5::parse_int8_weights({text_or(options->weights_int8, "none")});
+    std::vector<std::string> int8_parts;  // "dit,text-encoder": comma-separated, as on the command line
+    std::stringstream int8_list(text_or(options->weights_int8, "none"));
+    for (std::string part; std::getline(int8_list, part, ',');) int8_parts.push_back(part);
+    const k5::Int8Weights int8_weights = k5::parse_int8_weights(int8_parts);
     k5::ModelOverrides overrides;
     overrides.config = text_or(options->config, "");
     k5::ModelFiles files = k5::find_model_files(options->model, overrides);
@@ -119,9 +124,9 @@ k5_status k5_model_open(const k5_model_options* options, k5_model** model) {
   });
 }
 
-void k5_model_close(k5_model* model) { delete model; }
+void k5_model_close(k5_model* model) noexcept { delete model; }
 
-void k5_request_init(k5_request* request) {
+void k5_request_init(k5_request* request) noexcept {
   if (!request) return;
   *request = k5_request{};
   request->cfg_scale = -1;
@@ -130,10 +135,14 @@ void k5_request_init(k5_request* request) {
   request->expand_prompt = 1;
 }
 
-k5_status k5_generate(k5_model* model, const k5_request* request, k5_result* result) {
+k5_status k5_generate(k5_model* model, const k5_request* request, k5_result* result) noexcept {
   if (result) *result = k5_result{};
-  if (!model || !request || !result)
-    return failed(K5_INVALID_ARGUMENT, "k5_generate: model, request and result must not be NULL");
+  if (!model || !request || !result || !request->prompt)
+    return failed(K5_INVALID_ARGUMENT, "k5_generate: model, request, request->prompt and result must not be NULL");
+  if (request->lora_count > 0 && !request->loras)
+    return failed(K5_INVALID_ARGUMENT, "k5_generate: request->loras is NULL with lora_count > 0");
+  for (size_t i = 0; i < request->lora_count; ++i)
+    if (!request->loras[i]) return failed(K5_INVALID_ARGUMENT, "k5_generate: request->loras holds a NULL");
   return guarded([&] {
     const k5::GenerationPlan plan =
         k5::plan_generation(model->files.config, generation_request(*request, model->int8_weights));
@@ -145,14 +154,6 @@ k5_status k5_generate(k5_model* model, const k5_request* request, k5_result* res
           if (request->progress && request->progress(event.stage.c_str(), event.done, event.total, request->user_data))
             throw Cancelled();
         });
-    if (!output.empty()) {
-      const auto metadata =
-          k5::generation_metadata(plan, model->files, model->context.precision(), generated.expanded_prompt);
-      if (plan.is_video())
-        k5::write_mp4(output, generated.frames, k5::VideoWriteOptions{24, 5, metadata});  // CRF 5 as official
-      else
-        k5::write_image(output, generated.frames.front(), metadata, 95);
-    }
     k5_result out{};
     out.width = generated.frames.front().width;
     out.height = generated.frames.front().height;
@@ -173,11 +174,24 @@ k5_status k5_generate(k5_model* model, const k5_request* request, k5_result* res
         throw;
       }
     }
+    if (!output.empty()) {  // last: a call that fails leaves no file
+      try {
+        const auto metadata =
+            k5::generation_metadata(plan, model->files, model->context.precision(), generated.expanded_prompt);
+        if (plan.is_video())
+          k5::write_mp4(output, generated.frames, k5::VideoWriteOptions{24, 5, metadata});  // CRF 5 as official
+        else
+          k5::write_image(output, generated.frames.front(), metadata, 95);
+      } catch (...) {
+        k5_result_free(&out);
+        throw;
+      }
+    }
     *result = out;
   });
 }
 
-void k5_result_free(k5_result* result) {
+void k5_result_free(k5_result* result) noexcept {
   if (!result) return;
   std::free(result->rgb);
   std::free(result->expanded_prompt);

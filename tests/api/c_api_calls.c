@@ -98,11 +98,25 @@ const char* c_api_reports_errors(const char* model_dir, const char* output) {
   if (strstr(k5_last_error(), "/nonexistent/k5-model") == NULL) return "the message does not name the folder";
   if (open_tiny(model_dir, "k5_tiny_t2i", &model) != K5_OK) return k5_last_error();
   if (k5_last_error()[0] != '\0') return "a successful call left an error message";
+  {
+    /* weights_int8 as on the command line: comma-separated parts, checked at open. */
+    k5_model_options options;
+    k5_model_options_init(&options);
+    options.model = model_dir;
+    options.config = "k5_tiny_t2i";
+    options.weights_int8 = "dit,text-encoder";
+    k5_model* int8_model = NULL;
+    if (k5_model_open(&options, &int8_model) != K5_OK) return k5_last_error();
+    k5_model_close(int8_model);
+    options.weights_int8 = "dit,vae";
+    if (k5_model_open(&options, &int8_model) != K5_ERROR || int8_model != NULL) return "weights_int8 'vae' accepted";
+    if (strstr(k5_last_error(), "vae") == NULL) return "the weights_int8 error does not name the part";
+  }
   k5_request request;
   k5_request_init(&request);
   k5_result result;
   const char* failure = NULL;
-  if (k5_generate(model, &request, &result) != K5_ERROR) failure = "a request without a prompt ran";
+  if (k5_generate(model, &request, &result) != K5_INVALID_ARGUMENT) failure = "a request without a prompt ran";
   request.prompt = "a cat";
   request.width = 100;
   request.height = 100;

@@ -108,9 +108,10 @@ class Loader {
   // quantised on the CPU; the mapped pages it was read from are then dropped, so the process holds the int8
   // copy only.
   ops::Int8Weight quantized(const std::string& name) const {
+    const Tensor source = converted(name, Role::matvec);
     ops::Int8Weight weight;
     try {
-      weight = ops::quantize_int8(cpu_context(), converted(name, Role::matvec));
+      weight = ops::quantize_int8(cpu_context(), source);
     } catch (const Error& error) {
       fail(checkpoint_.path(), ": DiT key '", name, "': ", error.what());
     }

@@ -55,7 +55,11 @@ class Loader {
     ops::LinearLayer layer;
     const Tensor weight = stored(name + ".weight", {out_features, in_features});
     if (weights_ == QwenWeights::int8) {
-      layer.int8 = ops::quantize_int8(ctx, weight);  // on the CPU, then uploaded whole
+      try {
+        layer.int8 = ops::quantize_int8(ctx, weight);  // on the CPU, then uploaded whole
+      } catch (const Error& error) {
+        fail(checkpoint_.path(), ": tensor '", prefix_, name, ".weight': ", error.what());
+      }
       if (device_ != Device::CPU)
         layer.int8 = {layer.int8.values.to_device(device_), layer.int8.scales.to_device(device_)};
       else

@@ -143,6 +143,15 @@ TEST(LinearInt8, TinyRowsAreZeroAndNonFiniteWeightsRefused) {
   const ops::Int8Weight q = ops::quantize_int8(ctx, Tensor::from_f32(tiny, {1, 19}));
   EXPECT_EQ(q.scales.data<float>()[0], 0.0f);
   EXPECT_EQ(std::vector<int8_t>(q.values.data<int8_t>(), q.values.data<int8_t>() + 19), std::vector<int8_t>(19, 0));
+  // Just above: tiny but normal scales quantise as any row.
+  for (float largest : {127.0f * std::numeric_limits<float>::min(), 1e-35f}) {
+    tiny[0] = largest;
+    tiny[12] = -largest / 2;
+    const ops::Int8Weight small = ops::quantize_int8(ctx, Tensor::from_f32(tiny, {1, 19}));
+    EXPECT_EQ(small.scales.data<float>()[0], largest / 127.0f);
+    EXPECT_EQ(small.values.data<int8_t>()[0], 127);
+    EXPECT_EQ(small.values.data<int8_t>()[12], std::lround(tiny[12] * (1.0f / (largest / 127.0f))));  // ~-63.5
+  }
   for (size_t position : {size_t(3), size_t(17)})
     for (float bad : {std::numeric_limits<float>::quiet_NaN(), -std::numeric_limits<float>::infinity()}) {
       std::vector<float> w(2 * 19, 0.5f);
