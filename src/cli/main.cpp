@@ -73,7 +73,7 @@ void add_dit_int8_flag(CLI::App& app, bool& int8) {
 int main(int argc, char** argv) {
   CLI::App app{"k5: native runtime for the Kandinsky 5.0 image and video models", "k5"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", "k5 0.1.0");
+  app.set_version_flag("--version", "k5 " K5_VERSION);
 
   auto& entries = registry();
   std::sort(entries.commands.begin(), entries.commands.end(),

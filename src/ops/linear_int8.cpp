@@ -43,7 +43,9 @@ namespace {
 // then get their per-channel scale and the bias in float32. The activations are rounded to BF16 once. Few rows
 // (decoding) stay on the direct kernel, which reads the int8 weight once.
 constexpr int64_t kGemmMinRows = 32;
-constexpr int64_t kExpandedElements = int64_t(16) << 20;  // 32 MB of BF16: a whole DiT or Qwen layer but lm_head
+// 32 MB of BF16 at a time: Video Lite's layers and Qwen's attention projections whole; larger layers (Qwen's MLP,
+// Image Lite's and Pro's feed-forward, lm_head) in several blocks.
+constexpr int64_t kExpandedElements = int64_t(16) << 20;
 
 void linear_int8_by_blocks(Context& ctx, const Tensor& x, const Int8Weight& weight, const float* bias, Tensor& out) {
   const int64_t M = x.size(0), N = weight.out_features(), K = weight.in_features();

@@ -18,8 +18,9 @@ struct Int8Weight {
 Int8Weight quantize_int8(Context& ctx, const Tensor& weight);
 
 // out[M, N] = x[M, K] * dequant(weight)^T + bias[N]; x F32 with contiguous rows (or, under Precision::bf16,
-// which rounds it to BF16 anyway, BF16 contiguous), bias F32/BF16 [N] or null. The weight is dequantised on
-// the fly in tiles; accumulation is float32.
+// which rounds it to BF16 anyway, BF16 contiguous), bias F32/BF16 [N] or null. Few rows read the int8 weight
+// directly; many rows (GEMM-bound) multiply it expanded to BF16 (F32 on the GPU in fp32 mode) block by block, the
+// scales applied to the float32 products.
 void linear_int8(Context& ctx, const Tensor& x, const Int8Weight& weight, const Tensor* bias, Tensor& out);
 Tensor linear_int8(Context& ctx, const Tensor& x, const Int8Weight& weight, const Tensor* bias = nullptr);
 

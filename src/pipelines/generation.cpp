@@ -495,7 +495,7 @@ std::vector<std::pair<std::string, std::string>> generation_metadata(const Gener
       {"rng", plan.rng == RngDevice::cuda ? "cuda" : "cpu"},
       {"precision", precision == Precision::bf16 ? "bf16" : "fp32"},
       {"magcache", plan.magcache ? "on" : "off"},
-      {"software", "k5 0.1.0"},
+      {"software", "k5 " K5_VERSION},
   };
   m.emplace_back("prompt_expansion", plan.expand_prompt ? "on" : "off");
   if (!plan.loras.empty()) {

@@ -65,8 +65,8 @@ struct TextEncoders {
   // `qwen_weights`: empty = from the context precision (fp32 -> f32, bf16 -> bf16), or int8 weight-only.
   // `with_vision`: also the vision tower and image processor (image editing with its source
   // image); `with_lm_head`: also lm_head (prompt expansion generates text). `device`: where the Qwen2.5-VL
-  // language model and CLIP run; the vision tower runs on the CPU whatever the device (its image features
-  // are uploaded with the prompt's embeddings). Everything the encode functions return is on the host.
+  // language model, CLIP and the vision tower run (the image processor runs on the CPU). Everything the encode
+  // functions return is on the host.
   static TextEncoders load(Context& ctx, const TextEncoderPaths& paths,
                            std::optional<QwenWeights> qwen_weights = std::nullopt, bool with_vision = false,
                            bool with_lm_head = false, Device device = Device::CPU);

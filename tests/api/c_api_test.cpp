@@ -43,7 +43,7 @@ TEST(CApi, ErrorsAreCodesWithOneLine) {
   const char* failure = c_api_reports_errors(demo_model().c_str(), cli.path("cancelled.png").c_str());
   EXPECT_EQ(failure, nullptr) << failure;
   EXPECT_FALSE(fs::exists(cli.path("cancelled.png")));
-  EXPECT_STREQ(k5_version(), "0.1.0");
+  EXPECT_STREQ(k5_version(), K5_VERSION);
 }
 
 }  // namespace

@@ -325,6 +325,14 @@ TEST(GenerateCli, PromptExpansionIsOnByDefault) {
             0)
       << cli.err();
   EXPECT_EQ(test::read_text(cli.path("out.txt")), expansion["expanded"].get<std::string>() + "\n");
+  // With int8 Qwen weights: it runs and says something (the tokens may differ from the float model's).
+  ASSERT_EQ(test::run_k5("expand-prompt -t 2 --weights-int8 --model-dir " + (tiny_model().root / "weights").string() +
+                             " --mode t2v --rng cpu -s 3 " + test::shell_quoted(expansion["prompt"]) + " >" +
+                             cli.path("int8.txt"),
+                         cli.dir),
+            0)
+      << cli.err();
+  EXPECT_GT(test::read_text(cli.path("int8.txt")).size(), 1u);
   // generate expands unless told not to, and stores both prompts.
   ASSERT_EQ(test::run_k5("generate -m " + cli.model + " -t 2 --rng cpu --config k5_tiny_t2v -p 'a fox' -W 128 -H 128 "
                          "--frames 5 --steps 1 --progress none -o " + cli.path("x.mp4"),
