@@ -5,15 +5,11 @@
 #include <exception>
 #include <new>
 #include <random>
-#include <sstream>
 #include <string>
 #include <utility>
-#include <vector>
 
 #include "core/context.h"
 #include "core/error.h"
-#include "io/image_file.h"
-#include "io/video_file.h"
 #include "k5/k5.h"
 #include "pipelines/generation.h"
 #include "pipelines/model_files.h"
@@ -113,10 +109,7 @@ k5_status k5_model_open(const k5_model_options* options, k5_model** model) noexc
     context.device = k5::parse_device(text_or(options->device, "auto"));
     context.precision = k5::parse_precision(text_or(options->precision, "bf16"));
     context.log_level = options->verbose ? k5::LogLevel::info : k5::LogLevel::quiet;
-    std::vector<std::string> int8_parts;  // "dit,text-encoder": comma-separated, as on the command line
-    std::stringstream int8_list(text_or(options->weights_int8, "none"));
-    for (std::string part; std::getline(int8_list, part, ',');) int8_parts.push_back(part);
-    const k5::Int8Weights int8_weights = k5::parse_int8_weights(int8_parts);
+    const k5::Int8Weights int8_weights = k5::parse_int8_weights({text_or(options->weights_int8, "none")});
     k5::ModelOverrides overrides;
     overrides.config = text_or(options->config, "");
     k5::ModelFiles files = k5::find_model_files(options->model, overrides);
@@ -162,30 +155,18 @@ k5_status k5_generate(k5_model* model, const k5_request* request, k5_result* res
     const size_t frame_bytes = size_t(out.width) * size_t(out.height) * 3;
     for (const k5::Image& frame : generated.frames)
       K5_CHECK(frame.rgb.size() == frame_bytes, "frames of different sizes");
-    out.rgb = static_cast<uint8_t*>(std::malloc(frame_bytes * generated.frames.size()));
-    if (!out.rgb) throw std::bad_alloc();
-    for (size_t f = 0; f < generated.frames.size(); ++f)
-      std::memcpy(out.rgb + f * frame_bytes, generated.frames[f].rgb.data(), frame_bytes);
-    if (!generated.expanded_prompt.empty()) {
-      try {
-        out.expanded_prompt = copied(generated.expanded_prompt);
-      } catch (...) {
-        std::free(out.rgb);
-        throw;
-      }
-    }
-    if (!output.empty()) {  // last: a call that fails leaves no file
-      try {
-        const auto metadata =
-            k5::generation_metadata(plan, model->files, model->context.precision(), generated.expanded_prompt);
-        if (plan.is_video())
-          k5::write_mp4(output, generated.frames, k5::VideoWriteOptions{24, 5, metadata});  // CRF 5 as official
-        else
-          k5::write_image(output, generated.frames.front(), metadata, 95);
-      } catch (...) {
-        k5_result_free(&out);
-        throw;
-      }
+    try {
+      out.rgb = static_cast<uint8_t*>(std::malloc(frame_bytes * generated.frames.size()));
+      if (!out.rgb) throw std::bad_alloc();
+      for (size_t f = 0; f < generated.frames.size(); ++f)
+        std::memcpy(out.rgb + f * frame_bytes, generated.frames[f].rgb.data(), frame_bytes);
+      if (!generated.expanded_prompt.empty()) out.expanded_prompt = copied(generated.expanded_prompt);
+      // Last: a call that fails leaves no file. CRF 5 (the official writer's) and quality 95, `k5 generate`'s.
+      if (!output.empty())
+        k5::write_generation(output, plan, model->files, model->context.precision(), generated, 5, 95);
+    } catch (...) {
+      k5_result_free(&out);
+      throw;
     }
     *result = out;
   });

@@ -11,9 +11,7 @@
 #include "cli/command.h"
 #include "cli/progress.h"
 #include "core/error.h"
-#include "io/image_file.h"
 #include "io/safetensors.h"
-#include "io/video_file.h"
 #include "pipelines/generation.h"
 #include "pipelines/model_files.h"
 
@@ -94,11 +92,7 @@ int run_generate(GenerateOptions& o) {
   if (interrupted) fail("interrupted; nothing was written");
 
   if (!o.save_latents.empty()) save_safetensors(o.save_latents, {{"latents", result.latents}});
-  const auto metadata = generation_metadata(plan, files, ctx.precision(), result.expanded_prompt);
-  if (plan.is_video())
-    write_mp4(o.output, result.frames, VideoWriteOptions{24, o.crf, metadata});
-  else
-    write_image(o.output, result.frames.front(), metadata, o.quality);
+  write_generation(o.output, plan, files, ctx.precision(), result, o.crf, o.quality);
   display.finished(o.output, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   return 0;
 }

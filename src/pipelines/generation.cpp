@@ -11,7 +11,9 @@
 
 #include "core/error.h"
 #include "core/system_memory.h"
+#include "io/image_file.h"
 #include "io/safetensors.h"
+#include "io/video_file.h"
 #include "models/crossdit/crossdit.h"
 #include "models/vae_flux/flux_vae.h"
 #include "models/vae_hunyuan/hunyuan_vae.h"
@@ -186,7 +188,12 @@ GenerationPlan plan_generation(const KandinskyConfig& config, const GenerationRe
   return plan;
 }
 
-Int8Weights parse_int8_weights(const std::vector<std::string>& parts) {
+Int8Weights parse_int8_weights(const std::vector<std::string>& lists) {
+  std::vector<std::string> parts;
+  for (const std::string& list : lists) {
+    std::stringstream items(list);
+    for (std::string part; std::getline(items, part, ',');) parts.push_back(part);
+  }
   Int8Weights weights;
   K5_CHECK(parts.size() <= 1 || std::find(parts.begin(), parts.end(), "none") == parts.end(),
            "--weights-int8: 'none' goes alone");
@@ -471,6 +478,15 @@ void check_output_path(const std::string& path, bool video) {
   const fs::path folder = fs::path(path).has_parent_path() ? fs::path(path).parent_path() : fs::path(".");
   K5_CHECK(fs::is_directory(folder), "--output ", path, ": folder ", folder.string(), " does not exist");
   K5_CHECK(::access(folder.c_str(), W_OK) == 0, "--output ", path, ": folder ", folder.string(), " is not writable");
+}
+
+void write_generation(const std::string& path, const GenerationPlan& plan, const ModelFiles& files,
+                      Precision precision, const GenerationResult& result, int crf, int quality) {
+  const auto metadata = generation_metadata(plan, files, precision, result.expanded_prompt);
+  if (plan.is_video())
+    write_mp4(path, result.frames, VideoWriteOptions{24, crf, metadata});
+  else
+    write_image(path, result.frames.front(), metadata, quality);
 }
 
 std::vector<std::pair<std::string, std::string>> generation_metadata(const GenerationPlan& plan,

@@ -35,8 +35,8 @@ struct Int8Weights {
   bool text_encoder = false;
   bool any() const { return dit || text_encoder; }
 };
-// From "dit", "text-encoder", "all" and "none" (any of them, e.g. split from "dit,text-encoder"); a one-line
-// error naming the choices for anything else.
+// From "dit", "text-encoder", "all" and "none", each part alone or a comma-separated list ("dit,text-encoder");
+// a one-line error naming the choices for anything else.
 Int8Weights parse_int8_weights(const std::vector<std::string>& parts);
 std::string int8_weights_name(const Int8Weights& weights);  // "dit", "text-encoder", "dit,text-encoder", "none"
 
@@ -113,6 +113,11 @@ GenerationResult generate(Context& ctx, const ModelFiles& files, const Generatio
 // The output file's format must suit the mode (.mp4 for video; .png, .jpg or .webp for images) and its folder must
 // be writable: checked before any heavy work, one line naming the file otherwise.
 void check_output_path(const std::string& path, bool video);
+
+// Writes the generation as `k5 generate -o` does: an MP4 (x264 CRF `crf`, 24 fps) for video, else a PNG / JPEG /
+// WebP by the path's extension (JPEG/WebP `quality`), with generation_metadata; atomically.
+void write_generation(const std::string& path, const GenerationPlan& plan, const ModelFiles& files,
+                      Precision precision, const GenerationResult& result, int crf, int quality);
 
 // The parameters stored in output files' metadata (LoRA adapters as given, with their multipliers).
 std::vector<std::pair<std::string, std::string>> generation_metadata(const GenerationPlan& plan,

@@ -14,8 +14,6 @@
 #include <random>
 #include <thread>
 
-#include "io/image_file.h"
-#include "io/video_file.h"
 #include "models/crossdit/lora.h"
 #include "pipelines/generation.h"
 #include "server/generation_order.h"
@@ -436,11 +434,7 @@ struct GenerationServer::Impl {
       try {
         const GenerationResult result = generate(context, files, *plan, observer);
         const std::string path = (output_dir / (id + "." + format)).string();
-        const auto metadata = generation_metadata(*plan, files, context.precision(), result.expanded_prompt);
-        if (format == "mp4")
-          write_mp4(path, result.frames, VideoWriteOptions{24, crf, metadata});
-        else
-          write_image(path, result.frames.front(), metadata, quality);
+        write_generation(path, *plan, files, context.precision(), result, crf, quality);
         log.info("generation ", id, " succeeded in ", seconds(), " s");
         return JobResult{path, content_type(format), result.expanded_prompt};
       } catch (const JobCancelled&) {

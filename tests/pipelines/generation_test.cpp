@@ -232,6 +232,8 @@ TEST(Generation, Int8WeightsChoices) {
   EXPECT_EQ(int8_weights_name(Int8Weights{}), "none");
   EXPECT_THROW(parse_int8_weights({"vae"}), Error);
   EXPECT_THROW(parse_int8_weights({"none", "dit"}), Error);
+  EXPECT_EQ(int8_weights_name(parse_int8_weights({"dit,text-encoder"})), "dit,text-encoder");  // the C API's form
+  EXPECT_THROW(parse_int8_weights({"dit,vae"}), Error);
 }
 
 // The CLI: files, metadata, progress, bad input.
