@@ -53,18 +53,25 @@ typedef struct k5_model_options {
   const char* weights_int8; /* "none" (default), "dit", "text-encoder", "dit,text-encoder" or "all" */
   int threads;              /* CPU threads; 0: one per core */
   int verbose;              /* 1: log each stage and warnings on stderr; 0 (default): print nothing */
+  const char* keep_models;  /* models kept loaded between generations: "auto" (default: while they take at most
+                               half of the GPU's memory, or of the RAM on the CPU), "on", or "off" (each
+                               generation loads what it needs and releases it after its stage); a failed
+                               generation releases them */
 } k5_model_options;
 
 void k5_model_options_init(k5_model_options* options) K5_NOEXCEPT;
 
 typedef struct k5_model k5_model;
 
-/* Finds the model's files and checks them (nothing heavy is loaded: each generation loads what it needs). */
+/* Finds the model's files and checks them (nothing heavy is loaded: the first generation loads what it needs). */
 k5_status k5_model_open(const k5_model_options* options, k5_model** model) K5_NOEXCEPT;
 void k5_model_close(k5_model* model) K5_NOEXCEPT; /* NULL is fine */
+/* Releases the models kept loaded (the next generation loads them again); not during a k5_generate on it. */
+void k5_model_unload(k5_model* model) K5_NOEXCEPT; /* NULL is fine */
 
-/* Called at the start of each stage (done = 0) and after each unit of work: stage is "expand", "text", "image",
- * "denoise" or "decode". Returning non-zero stops the generation (K5_CANCELLED). */
+/* Called at the start of each stage (done = 0) and after each unit of work: stage is "load" (once per model that
+ * loads: 0 then 1 of 1; kept models skip it), "expand", "text", "image", "denoise" or "decode". Returning non-zero
+ * stops the generation (K5_CANCELLED). */
 typedef int (*k5_progress_callback)(const char* stage, int done, int total, void* user_data);
 
 /* One generation: `k5 generate`'s settings. Start from k5_request_init, which sets the defaults (the official
@@ -101,7 +108,7 @@ typedef struct k5_result {
   char* expanded_prompt; /* the prompt the model was conditioned on when expansion ran, else NULL */
 } k5_result;
 
-/* Loads the models each stage needs (as `k5 generate`: one at a time, released after their stage), runs the
+/* Loads the models each stage needs that are not loaded already (keep_models says which stay loaded), runs the
  * generation, writes request->output when set (last, atomically: a failed call leaves no file) and fills *result,
  * which it overwrites: free a previous result first. On failure *result is zeroed. */
 k5_status k5_generate(k5_model* model, const k5_request* request, k5_result* result) K5_NOEXCEPT;

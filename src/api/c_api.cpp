@@ -15,11 +15,12 @@
 #include "pipelines/model_files.h"
 
 struct k5_model {
-  k5_model(k5::ModelFiles model_files, const k5::ContextOptions& options, k5::Int8Weights int8)
-      : files(std::move(model_files)), context(options), int8_weights(int8) {}
+  k5_model(k5::ModelFiles model_files, const k5::ContextOptions& options, k5::Int8Weights int8, k5::KeepModels keep)
+      : files(std::move(model_files)), context(options), int8_weights(int8), models(keep) {}
   k5::ModelFiles files;
   k5::Context context;  // kept between generations: its thread pool and workspaces
   k5::Int8Weights int8_weights;
+  k5::ModelCache models;
 };
 
 namespace {
@@ -110,14 +111,19 @@ k5_status k5_model_open(const k5_model_options* options, k5_model** model) noexc
     context.precision = k5::parse_precision(text_or(options->precision, "bf16"));
     context.log_level = options->verbose ? k5::LogLevel::info : k5::LogLevel::quiet;
     const k5::Int8Weights int8_weights = k5::parse_int8_weights({text_or(options->weights_int8, "none")});
+    const k5::KeepModels keep_models = k5::parse_keep_models(text_or(options->keep_models, "auto"));
     k5::ModelOverrides overrides;
     overrides.config = text_or(options->config, "");
     k5::ModelFiles files = k5::find_model_files(options->model, overrides);
-    *model = new k5_model(std::move(files), context, int8_weights);
+    *model = new k5_model(std::move(files), context, int8_weights, keep_models);
   });
 }
 
 void k5_model_close(k5_model* model) noexcept { delete model; }
+
+void k5_model_unload(k5_model* model) noexcept {
+  if (model) model->models.clear();
+}
 
 void k5_request_init(k5_request* request) noexcept {
   if (!request) return;
@@ -142,11 +148,20 @@ k5_status k5_generate(k5_model* model, const k5_request* request, k5_result* res
     const std::string output = text_or(request->output, "");
     if (!output.empty()) k5::check_output_path(output, plan.is_video());
     model->context.use_on_this_thread();
-    const k5::GenerationResult generated =
-        k5::generate(model->context, model->files, plan, [request](const k5::GenerationEvent& event) {
-          if (request->progress && request->progress(event.stage.c_str(), event.done, event.total, request->user_data))
-            throw Cancelled();
-        });
+    k5::GenerationResult generated;
+    try {
+      generated =
+          k5::generate(model->context, model->files, plan, model->models, [request](const k5::GenerationEvent& event) {
+            if (request->progress &&
+                request->progress(event.stage.c_str(), event.done, event.total, request->user_data))
+              throw Cancelled();
+          });
+    } catch (const Cancelled&) {
+      throw;
+    } catch (...) {
+      model->models.clear();  // out of memory beside kept models, say: the next call starts afresh
+      throw;
+    }
     k5_result out{};
     out.width = generated.frames.front().width;
     out.height = generated.frames.front().height;

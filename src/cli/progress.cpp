@@ -31,6 +31,7 @@ std::string clock_string(double seconds) {
 }
 
 const char* stage_title(const std::string& stage) {
+  if (stage == "load") return "loading";
   if (stage == "expand") return "prompt expansion";
   if (stage == "text") return "text encoders";
   if (stage == "image") return "input image";

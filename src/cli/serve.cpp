@@ -20,6 +20,7 @@ struct ServeOptions {
   int port = 8080;
   size_t max_body_mb = 64;
   std::vector<std::string> int8_weights;
+  std::string keep_models = "auto";
 };
 
 // The first SIGINT / SIGTERM wakes the main thread through this pipe (whichever thread the signal lands on, GPU
@@ -37,6 +38,7 @@ int run_serve(ServeOptions& o) {
   K5_CHECK(o.port >= 0 && o.port <= 65535, "--port must be within 0..65535");
   o.server.max_body_bytes = o.max_body_mb << 20;
   o.server.int8_weights = parse_int8_weights(o.int8_weights);
+  o.server.keep_models = parse_keep_models(o.keep_models);
   GenerationServer server(o.server);
   const int port = server.bind(o.host, o.port);
   K5_CHECK(pipe(wake_pipe) == 0, "cannot create a pipe");
@@ -86,6 +88,9 @@ K5_COMMAND("serve", "HTTP API: queued generations with progress over one model f
              app.add_option("--text-encoder", s.overrides.text_encoder, "Qwen2.5-VL folder (overrides)");
              app.add_option("--text-encoder2", s.overrides.text_encoder2, "CLIP text folder (overrides)");
              add_int8_weights_option(app, o->int8_weights);
+             app.add_option("--keep-models", o->keep_models,
+                            "keep the models loaded between jobs: auto (default: while they take at most half of the "
+                            "GPU's memory or of the RAM), on, off (load them for each job: the least memory)");
              app.add_option("--host", o->host, "address to listen on (default 127.0.0.1: this machine only)");
              app.add_option("--port", o->port, "port (default 8080; 0: any free one, printed)");
              app.add_option("--lora-dir", s.lora_dir,

@@ -1,6 +1,7 @@
 // Logging to stderr, with a level owned by the Context.
 #pragma once
 
+#include <chrono>
 #include <cstdio>
 #include <string>
 
@@ -34,5 +35,10 @@ class Logger {
   static void write(const char* prefix, const std::string& line) { std::fprintf(stderr, "%s%s\n", prefix, line.c_str()); }
   LogLevel level_;
 };
+
+// For log lines: the seconds from `start` to now.
+inline double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
 
 }  // namespace k5

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -21,6 +22,8 @@ const char* device_name(Device device) { return device == Device::CPU ? "cpu" : 
 
 namespace {
 
+std::atomic<int64_t> host_allocated{0}, host_peak{0};
+
 class HostStorage final : public Storage {
  public:
   explicit HostStorage(size_t bytes) : Storage(nullptr, bytes, Device::CPU) {
@@ -28,8 +31,15 @@ class HostStorage final : public Storage {
     data_ = rounded ? std::aligned_alloc(64, rounded) : nullptr;
     if (rounded && !data_) fail("out of memory allocating ", bytes, " bytes");
     if (data_) std::memset(data_, 0, rounded);
+    const int64_t now = host_allocated += int64_t(bytes);
+    int64_t peak = host_peak.load();
+    while (now > peak && !host_peak.compare_exchange_weak(peak, now)) {
+    }
   }
-  ~HostStorage() override { std::free(data_); }
+  ~HostStorage() override {
+    std::free(data_);
+    host_allocated -= int64_t(bytes_);
+  }
 };
 
 class BorrowedStorage final : public Storage {
@@ -44,6 +54,9 @@ class BorrowedStorage final : public Storage {
 }  // namespace
 
 std::shared_ptr<Storage> allocate_host(size_t bytes) { return std::make_shared<HostStorage>(bytes); }
+
+HostMemoryStats host_memory_stats() { return {host_allocated.load(), host_peak.load()}; }
+void reset_peak_host_memory() { host_peak = host_allocated.load(); }
 
 #ifndef K5_WITH_CUDA
 namespace {

@@ -9,6 +9,31 @@
 
 namespace k5 {
 
+namespace {
+
+int64_t meminfo_bytes(const std::string& wanted) {
+  std::ifstream meminfo("/proc/meminfo");
+  std::string key, unit;
+  int64_t kilobytes = 0;
+  while (meminfo >> key >> kilobytes >> unit) {
+    if (key == wanted) return kilobytes * 1024;
+  }
+  return -1;
+}
+
+// The memory limit of this process's control group (a container's), or -1 when none: cgroup v2's memory.max, else
+// v1's memory.limit_in_bytes (a huge number when unlimited).
+int64_t cgroup_memory_limit() {
+  for (const char* path : {"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"}) {
+    std::ifstream file(path);
+    int64_t limit = 0;
+    if (file >> limit && limit > 0 && limit < (int64_t(1) << 60)) return limit;
+  }
+  return -1;
+}
+
+}  // namespace
+
 int64_t available_memory_bytes(Device device) {
   if (device == Device::CUDA) {
 #ifdef K5_WITH_CUDA
@@ -17,13 +42,19 @@ int64_t available_memory_bytes(Device device) {
     return -1;
 #endif
   }
-  std::ifstream meminfo("/proc/meminfo");
-  std::string key, unit;
-  int64_t kilobytes = 0;
-  while (meminfo >> key >> kilobytes >> unit) {
-    if (key == "MemAvailable:") return kilobytes * 1024;
+  return meminfo_bytes("MemAvailable:");
+}
+
+int64_t total_memory_bytes(Device device) {
+  if (device == Device::CUDA) {
+#ifdef K5_WITH_CUDA
+    return int64_t(cuda::total_memory());
+#else
+    return -1;
+#endif
   }
-  return -1;
+  const int64_t total = meminfo_bytes("MemTotal:"), limit = cgroup_memory_limit();
+  return limit > 0 && (total < 0 || limit < total) ? limit : total;
 }
 
 DeviceMemory device_memory(Device device) {
@@ -33,15 +64,19 @@ DeviceMemory device_memory(Device device) {
     return {int64_t(stats.allocated), int64_t(stats.peak)};
   }
 #endif
-  (void)device;
-  return {};
+  if (device == Device::CUDA) return {};
+  const HostMemoryStats host = host_memory_stats();
+  return {host.allocated, host.peak};
 }
 
 void reset_peak_device_memory(Device device) {
 #ifdef K5_WITH_CUDA
-  if (device == Device::CUDA) cuda::reset_peak_memory();
+  if (device == Device::CUDA) {
+    cuda::reset_peak_memory();
+    return;
+  }
 #endif
-  (void)device;
+  if (device == Device::CPU) reset_peak_host_memory();
 }
 
 }  // namespace k5

@@ -10,9 +10,12 @@ namespace k5 {
 // On the CPU: MemAvailable from /proc/meminfo (what can be allocated without swapping), or -1 when unknown.
 // On the GPU: its free memory once k5's pool has given back what it keeps unused.
 int64_t available_memory_bytes(Device device = Device::CPU);
+// On the CPU: the RAM k5 may use (MemTotal, or a container's lower cgroup limit); on the GPU: its memory. -1 when
+// unknown.
+int64_t total_memory_bytes(Device device = Device::CPU);
 
-// The device memory k5 holds (tensors, workspaces, scratch): now, and the most since the last reset. Zero on
-// the CPU, whose peak is the process's RSS.
+// The memory k5 holds on `device` (tensors, workspaces, scratch): now, and the most since the last reset. On the
+// CPU, k5's own host tensors (host_memory_stats): memory-mapped weights are not counted (the process's RSS is).
 struct DeviceMemory {
   int64_t allocated = 0;
   int64_t peak = 0;

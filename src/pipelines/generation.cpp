@@ -214,10 +214,6 @@ std::string int8_weights_name(const Int8Weights& weights) {
 
 namespace {
 
-double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
-
 void notify(const GenerationObserver& observer, const std::string& stage, int done, int total,
             const std::string& detail = "") {
   if (observer) observer({stage, done, total, detail});
@@ -280,13 +276,10 @@ class GpuMemoryReport {
   const char* stage_;
 };
 
-std::string vae_config_path(const std::string& dir) { return (std::filesystem::path(dir) / "config.json").string(); }
-
 // I2V: the first frame's latent [1, h, w, C] (get_first_frame_from_image).
-Tensor encode_first_frame(Context& ctx, const ModelFiles& files, const GenerationPlan& plan) {
+// `vae` has its encoder.
+Tensor encode_first_frame(Context& ctx, const HunyuanVae& vae, const GenerationPlan& plan) {
   const Image& resized = *plan.init_image;  // resized by plan_generation
-  const HunyuanVae vae(HunyuanVaeConfig::from_json_file(vae_config_path(files.vae)), Checkpoint::open(files.vae),
-                       true, false, ctx.device());
   const Tensor pixels = to_signed_unit(resized, false).reshape({3, 1, plan.height, plan.width});
   HunyuanTiling no_tiling;
   no_tiling.enabled = false;  // opt_tiling=False in the official call
@@ -298,10 +291,8 @@ Tensor encode_first_frame(Context& ctx, const ModelFiles& files, const Generatio
 }
 
 // I2I: the source image's latent [1, h, w, C] (encode_video with the image VAE; resized by plan_generation).
-Tensor encode_edit_image(Context& ctx, const ModelFiles& files, const GenerationPlan& plan) {
+Tensor encode_edit_image(Context& ctx, const FluxVae& vae, const GenerationPlan& plan) {
   const Image& cropped = *plan.init_image;
-  const FluxVae vae(FluxVaeConfig::from_json_file(vae_config_path(files.vae)), Checkpoint::open(files.vae), true,
-                    false, ctx.device());
   const Tensor moments = vae.encode_moments(ctx, to_signed_unit(cropped, true), FluxTiling{});  // [2C, h, w]
   const int64_t h = moments.size(1), w = moments.size(2);
   const Tensor latent =
@@ -342,11 +333,23 @@ std::vector<Image> to_frames(const Tensor& sample) {  // [3, F, H, W]
 
 GenerationResult generate(Context& ctx, const ModelFiles& files, const GenerationPlan& plan,
                           const GenerationObserver& observer) {
+  ModelCache models(KeepModels::off);
+  return generate(ctx, files, plan, models, observer);
+}
+
+GenerationResult generate(Context& ctx, const ModelFiles& files, const GenerationPlan& plan, ModelCache& models,
+                          const GenerationObserver& observer) {
   const KandinskyConfig& config = files.config;
   const int64_t T = plan.latent_frames, h = plan.height / 8, w = plan.width / 8;
   auto& log = ctx.log();
+  // Loading is a stage of its own (seconds to minutes: reading, int8 quantisation, the upload to the GPU); a model
+  // kept loaded skips it.
+  const ModelCache::LoadObserver loading = [&observer](const ModelCache::Loaded& model, bool loaded) {
+    notify(observer, "load", loaded ? 1 : 0, 1, model.component + " " + model.name);
+  };
 
-  // Text: prompt expansion, the prompt and (with CFG) the negative prompt; then the encoders are released.
+  // Text: prompt expansion, the prompt and (with CFG) the negative prompt; then the encoders are released (unless
+  // `models` keeps them).
   TextCondition positive, negative;
   GenerationResult result;
   {
@@ -355,10 +358,10 @@ GenerationResult generate(Context& ctx, const ModelFiles& files, const Generatio
     // Image editing: the official embedder reads the source image (as the VAE sees it) through the vision tower.
     const Image* source = plan.mode == GenerationMode::i2i && !plan.text_only_edit ? &*plan.init_image : nullptr;
     const bool expansion_image = plan.expand_prompt && plan.original_image.has_value();
-    const TextEncoders encoders = TextEncoders::load(
-        ctx, files.text_encoders,
-        plan.int8_weights.text_encoder ? std::optional<QwenWeights>(QwenWeights::int8) : std::nullopt,
-        source != nullptr || expansion_image, plan.expand_prompt, ctx.device());
+    const auto loaded_encoders =
+        models.text_encoders(ctx, files.text_encoders, plan.int8_weights.text_encoder,
+                             source != nullptr || expansion_image, plan.expand_prompt, loading);
+    const TextEncoders& encoders = *loaded_encoders;
     std::string prompt = plan.prompt;
     if (plan.expand_prompt) {
       notify(observer, "expand", 0, 1);
@@ -377,14 +380,20 @@ GenerationResult generate(Context& ctx, const ModelFiles& files, const Generatio
     }
     notify(observer, "text", 0, plan.cfg() ? 2 : 1);
     const int max_length = int(config.text_embedder.qwen_max_length);
-    const PromptEmbedding embedding = encode_prompt(ctx, encoders, prompt, plan.content, max_length, source);
+    // Without an image, a prompt the kept encoders have met before (the default negative prompt) is not encoded again.
+    const auto encode = [&](const std::string& text) {
+      return source ? encode_prompt(ctx, encoders, text, plan.content, max_length, source)
+                    : models.prompt_embedding(ctx, encoders, files.text_encoders, plan.int8_weights.text_encoder, text,
+                                              plan.content, max_length);
+    };
+    const PromptEmbedding embedding = encode(prompt);
     notify(observer, "text", 1, plan.cfg() ? 2 : 1);
     const std::vector<float> mask = embedding.attention_mask.to_f32_vector();
     if (!source && std::count(mask.begin(), mask.end(), 1.0f) == int64_t(mask.size()))
       log.warn("the prompt fills all ", max_length, " text tokens; the rest is cut, as the official encoder cuts it");
     positive = as_condition(embedding);
     if (plan.cfg()) {
-      negative = as_condition(encode_prompt(ctx, encoders, plan.negative_prompt, plan.content, max_length, source));
+      negative = as_condition(encode(plan.negative_prompt));
       notify(observer, "text", 2, 2);
     }
     log.info("text conditioning in ", seconds_since(start), " s");
@@ -393,13 +402,19 @@ GenerationResult generate(Context& ctx, const ModelFiles& files, const Generatio
   // Input image latents.
   Tensor first_frame, edit_latent;
   if (plan.init_image) {
-    notify(observer, "image", 0, 1);
     const GpuMemoryReport memory(ctx, "image encoder");
     const auto start = std::chrono::steady_clock::now();
-    if (plan.mode == GenerationMode::i2v)
-      first_frame = encode_first_frame(ctx, files, plan);
-    else
-      edit_latent = encode_edit_image(ctx, files, plan);
+    // Kept models: the decoder too, which the decode stage will want.
+    const bool decoder = models.keep() != KeepModels::off;
+    if (plan.mode == GenerationMode::i2v) {
+      const auto vae = models.hunyuan_vae(ctx, files.vae, true, decoder, loading);
+      notify(observer, "image", 0, 1);
+      first_frame = encode_first_frame(ctx, *vae, plan);
+    } else {
+      const auto vae = models.flux_vae(ctx, files.vae, true, decoder, loading);
+      notify(observer, "image", 0, 1);
+      edit_latent = encode_edit_image(ctx, *vae, plan);
+    }
     notify(observer, "image", 1, 1);
     log.info("input image encoded in ", seconds_since(start), " s");
   }
@@ -407,11 +422,7 @@ GenerationResult generate(Context& ctx, const ModelFiles& files, const Generatio
   // Sampling.
   {
     const GpuMemoryReport memory(ctx, "DiT");
-    const auto start = std::chrono::steady_clock::now();
-    // --device cuda: every model runs on the GPU, one at a time (each is released before the next loads).
-    const CrossDit dit = CrossDit::load(config, files.dit, ctx.precision(), DitAttention::automatic, ctx.device(),
-                                        plan.loras, plan.int8_weights.dit);
-    log.info("DiT loaded in ", seconds_since(start), " s", ctx.device() == Device::CUDA ? " (on the GPU)" : "");
+    const auto dit = models.dit(ctx, config, files.dit, plan.loras, plan.int8_weights.dit, loading);
     SampleRequest request;
     // generate_sample*: torch.randn([T, h, w, 16], generator seeded with the seed, dtype=bfloat16).
     request.noise = torch_randn(plan.rng, plan.seed, {T, h, w, kLatentChannels}, DType::BF16).to(DType::F32);
@@ -429,7 +440,7 @@ GenerationResult generate(Context& ctx, const ModelFiles& files, const Generatio
     };
     notify(observer, "denoise", 0, plan.steps);
     const auto sampling = std::chrono::steady_clock::now();
-    result.latents = sample(ctx, dit, request);
+    result.latents = sample(ctx, *dit, request);
     log.info("sampling: ", plan.steps, " steps in ", seconds_since(sampling), " s");
   }
   if (first_frame.defined()) {
@@ -440,24 +451,23 @@ GenerationResult generate(Context& ctx, const ModelFiles& files, const Generatio
 
   // Decode: latents / scaling_factor -> VAE -> clamp -> uint8.
   {
-    notify(observer, "decode", 0, 1);
     const GpuMemoryReport memory(ctx, "VAE");
     const auto start = std::chrono::steady_clock::now();
     Tensor sample;
     if (config.is_video()) {
-      const HunyuanVae vae(HunyuanVaeConfig::from_json_file(vae_config_path(files.vae)),
-                           Checkpoint::open(files.vae), false, true, ctx.device());
+      const auto vae = models.hunyuan_vae(ctx, files.vae, false, true, loading);
+      notify(observer, "decode", 0, 1);
       Tensor latents = result.latents.permute({3, 0, 1, 2}).contiguous();  // [C, T, h, w]
-      ops::scale(ctx, latents, float(1.0 / vae.config().scaling_factor), latents);
+      ops::scale(ctx, latents, float(1.0 / vae->config().scaling_factor), latents);
       HunyuanTiling tiling = HunyuanTiling::official(plan.height, plan.width);
       tiling.by_frames = plan.vae_by_frames;
-      sample = vae.decode(ctx, latents, tiling);
+      sample = vae->decode(ctx, latents, tiling);
     } else {
-      const FluxVae vae(FluxVaeConfig::from_json_file(vae_config_path(files.vae)), Checkpoint::open(files.vae),
-                        false, true, ctx.device());
+      const auto vae = models.flux_vae(ctx, files.vae, false, true, loading);
+      notify(observer, "decode", 0, 1);
       Tensor latents = result.latents.select(0, 0).permute({2, 0, 1}).contiguous();  // [C, h, w]
-      ops::scale(ctx, latents, float(1.0 / vae.config().scaling_factor), latents);
-      sample = vae.decode(ctx, latents, FluxTiling{}).unsqueeze(1);  // [3, 1, H, W]
+      ops::scale(ctx, latents, float(1.0 / vae->config().scaling_factor), latents);
+      sample = vae->decode(ctx, latents, FluxTiling{}).unsqueeze(1);  // [3, 1, H, W]
     }
     result.frames = to_frames(sample);
     notify(observer, "decode", 1, 1);

@@ -4,7 +4,7 @@
 //
 // `plan_generation` settles and checks every setting against the config before anything heavy is loaded;
 // `generate` then runs the stages, loading each model only for its stage (the text encoders are released
-// before the DiT is loaded, the DiT before the VAE decoder).
+// before the DiT is loaded, the DiT before the VAE decoder), or keeping them loaded in a ModelCache.
 #pragma once
 
 #include <cstdint>
@@ -19,6 +19,7 @@
 #include "io/kandinsky_config.h"
 #include "models/bpe/kandinsky_prompt.h"
 #include "models/crossdit/lora.h"
+#include "pipelines/model_cache.h"
 #include "pipelines/model_files.h"
 #include "pipelines/torch_random.h"
 
@@ -94,9 +95,9 @@ std::vector<std::pair<int, int>> allowed_sizes(const KandinskyConfig& config);
 GenerationPlan plan_generation(const KandinskyConfig& config, const GenerationRequest& request);
 
 struct GenerationEvent {
-  std::string stage;  // "expand", "text", "image", "denoise", "decode"
+  std::string stage;  // "load", "expand", "text", "image", "denoise", "decode"
   int done = 0, total = 0;
-  std::string detail;  // e.g. MagCache skips
+  std::string detail;  // the model loading ("dit NAME"), MagCache skips
 };
 // Called at the start of each stage (done = 0) and after each unit of work; may throw to stop the run.
 using GenerationObserver = std::function<void(const GenerationEvent&)>;
@@ -107,7 +108,11 @@ struct GenerationResult {
   std::vector<Image> frames;  // RGB8, `frames` of them (one for images)
 };
 
+// Loads each model for its stage and releases it after (`k5 generate`).
 GenerationResult generate(Context& ctx, const ModelFiles& files, const GenerationPlan& plan,
+                          const GenerationObserver& observer = {});
+// Takes the models from `models`, which keeps them loaded as its policy says (k5 serve, the C API).
+GenerationResult generate(Context& ctx, const ModelFiles& files, const GenerationPlan& plan, ModelCache& models,
                           const GenerationObserver& observer = {});
 
 // The output file's format must suit the mode (.mp4 for video; .png, .jpg or .webp for images) and its folder must

@@ -25,10 +25,6 @@ std::string find_component(const std::string& model_dir, const char* component, 
        (candidates[1] / "config.json").string());
 }
 
-double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
-
 }  // namespace
 
 TextEncoderPaths TextEncoderPaths::find(const std::string& model_dir) {

@@ -133,7 +133,8 @@ struct GenerationServer::Impl {
   std::atomic<bool> stopping{false}, listen_started{false}, listen_returned{false};
   std::vector<std::pair<std::string, std::string>> server_paths;  // (path, what answers say instead), longest first
   Logger log;
-  Context context;  // the worker's: only jobs use it
+  Context context;    // the worker's: only jobs use it
+  ModelCache models;  // the worker's; GET /v1/model lists them
   httplib::Server http;
   std::atomic<int> event_streams{0};
   std::unique_ptr<JobQueue> queue;  // its worker uses the members above: stopped first
@@ -143,6 +144,7 @@ struct GenerationServer::Impl {
         default_files(find_model_files(o.model, o.overrides)),
         log(o.context.log_level),
         context(o.context),
+        models(o.keep_models),
         queue(std::make_unique<JobQueue>(o.max_queued, o.max_kept)) {
     K5_CHECK(o.lora_dir.empty() || fs::is_directory(o.lora_dir), "--lora-dir ", o.lora_dir, ": not a folder");
     K5_CHECK(o.max_queued > 0 && o.max_kept > 0, "--queue and --keep must be at least 1");
@@ -331,7 +333,16 @@ struct GenerationServer::Impl {
                    {"lora", offered_loras(options.lora_dir)},
                    {"device", context.device() == Device::CUDA ? "cuda" : "cpu"},
                    {"precision", precision_name(context.precision())},
-                   {"weights_int8", int8_weights_name(options.int8_weights)}});
+                   {"weights_int8", int8_weights_name(options.int8_weights)},
+                   {"keep_models", keep_models_name(options.keep_models)},
+                   {"loaded", loaded_models()}});
+  }
+
+  json loaded_models() const {
+    json list = json::array();
+    for (const ModelCache::Loaded& model : models.loaded())
+      list.push_back({{"component", model.component}, {"name", model.name}, {"bytes", model.bytes}});
+    return list;
   }
 
   // Request adapter names are looked up in --lora-dir only: a client names no other file of the server.
@@ -432,7 +443,7 @@ struct GenerationServer::Impl {
       };
       log.info("generation ", id, " started");
       try {
-        const GenerationResult result = generate(context, files, *plan, observer);
+        const GenerationResult result = generate(context, files, *plan, models, observer);
         const std::string path = (output_dir / (id + "." + format)).string();
         write_generation(path, *plan, files, context.precision(), result, crf, quality);
         log.info("generation ", id, " succeeded in ", seconds(), " s");
@@ -442,9 +453,11 @@ struct GenerationServer::Impl {
         throw;
       } catch (const std::bad_alloc&) {
         log.info("generation ", id, " failed after ", seconds(), " s: out of memory");
+        models.clear();  // the next job starts without the kept models
         throw;
       } catch (const std::exception& e) {
         log.info("generation ", id, " failed after ", seconds(), " s: ", e.what());
+        models.clear();                         // out of GPU memory beside kept models, say: the next job starts afresh
         throw Error(client_message(e.what()));  // the job's `error`, as clients read it
       }
     };

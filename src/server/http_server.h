@@ -6,7 +6,8 @@
 //   GET    /v1/generations/ID/events   the same as server-sent events, at each change until it finishes
 //   GET    /v1/generations/ID/result   the picture or video, once the job succeeded
 //   DELETE /v1/generations/ID          removes the job (a running one stops at its next step)
-//   GET    /v1/model                   the served config: sizes, defaults, modes, LoRA adapters on offer
+//   GET    /v1/model                   the served config: sizes, defaults, modes, LoRA adapters on offer, the
+//                                      models kept loaded
 //   GET    /health                     liveness and queue length
 // Errors are {"error": "one line"}: 4xx for requests the server cannot run (a setting, the model's files or an
 // adapter it cannot read; a full queue is 503), 500 for its own failures (out of memory, a file it cannot write).
@@ -26,6 +27,7 @@ struct ServerOptions {
   ModelOverrides overrides;  // the default config and component paths
   std::string lora_dir;      // requests name adapters inside it; empty: requests cannot name adapters
   Int8Weights int8_weights;  // for every job (the operator's choice of memory, not the client's)
+  KeepModels keep_models = KeepModels::automatic;  // models kept loaded between jobs
   std::string output_dir;    // result files; empty: a temporary folder, removed when the server ends
   size_t max_queued = 8;     // waiting jobs beyond this are refused (503)
   size_t max_kept = 32;      // finished jobs kept, with their files; older ones are forgotten

@@ -1,5 +1,6 @@
 // The C API (include/k5/k5.h) through tests/api/c_api_calls.c, a C program's use of it: an image whose file is
-// byte for byte what `k5 generate` writes with the same settings, a video, and the error codes.
+// byte for byte what `k5 generate` writes with the same settings (and the same pixels again with the models kept
+// loaded, and after unloading them), a video, and the error codes.
 #include <gtest/gtest.h>
 
 #include <filesystem>

@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
@@ -189,6 +190,113 @@ TEST(Generation, DiffusersLayoutRunsTheSameModel) {
   }
 }
 
+// Models kept loaded between generations (k5 serve, the C API) give what fresh ones give, and load once: for each
+// mode, and with the parts a later use adds (the vision tower, prompt expansion's lm_head, the VAE encoder).
+TEST(Generation, KeptModelsGiveTheSameResults) {
+  Context ctx = make_context(Precision::bf16);
+  ModelCache models(KeepModels::on);
+  for (const char* name : {"i2v", "i2i", "i2i_expand", "t2i"}) {
+    SCOPED_TRACE(name);
+    const auto c = golden_case(name);
+    const ModelFiles files = tiny_files(c["config"].get<std::string>());
+    const GenerationPlan plan = plan_generation(files.config, request_for(c));
+    const GenerationResult fresh = generate(ctx, files, plan);
+    int loads = 0;
+    const GenerationObserver count_loads = [&loads](const GenerationEvent& event) {
+      loads += event.stage == "load" && event.done == 1;
+    };
+    const GenerationResult first = generate(ctx, files, plan, models, count_loads);
+    EXPECT_GT(loads, 0);
+    const auto dit = models.dit(ctx, files.config, files.dit, plan.loras, false);
+    loads = 0;
+    const GenerationResult again = generate(ctx, files, plan, models, count_loads);
+    EXPECT_EQ(loads, 0) << "a model loaded again";
+    EXPECT_EQ(models.dit(ctx, files.config, files.dit, plan.loras, false), dit);
+    for (const GenerationResult* kept : {&first, &again}) {
+      EXPECT_EQ(kept->latents.to_f32_vector(), fresh.latents.to_f32_vector());
+      ASSERT_EQ(kept->frames.size(), fresh.frames.size());
+      for (size_t f = 0; f < fresh.frames.size(); ++f) EXPECT_EQ(kept->frames[f].rgb, fresh.frames[f].rgb);
+      EXPECT_EQ(kept->expanded_prompt, fresh.expanded_prompt);
+    }
+  }
+  // One model per slot: the tiny folder's configs share their text encoders; each has its DiT; two VAEs.
+  std::map<std::string, int> components;
+  for (const auto& model : models.loaded()) ++components[model.component];
+  EXPECT_EQ(components, (std::map<std::string, int>{{"dit", 3}, {"text-encoders", 1}, {"vae", 2}}));
+  // Automatic with no room keeps nothing; the results stay the same.
+  ModelCache none(KeepModels::automatic, /*budget_bytes=*/0);
+  const auto c = golden_case("i2v");
+  const ModelFiles files = tiny_files(c["config"].get<std::string>());
+  const GenerationPlan plan = plan_generation(files.config, request_for(c));
+  EXPECT_EQ(generate(ctx, files, plan, none).latents.to_f32_vector(),
+            generate(ctx, files, plan).latents.to_f32_vector());
+  EXPECT_TRUE(none.loaded().empty());
+}
+
+// A kept DiT serves only the same adapters at the same multipliers, the same int8 choice and unchanged files.
+TEST(Generation, KeptDitFollowsAdaptersAndFiles) {
+  Context ctx = make_context(Precision::bf16);
+  const ModelFiles files = tiny_files("k5_tiny_t2i");
+  const test::TempDir temp("kept-dit");
+  const std::string adapter = (temp.path / "style.safetensors").string();
+  std::vector<std::pair<std::string, Tensor>> tensors;
+  uint32_t seed = 1;
+  for (const auto& [name, shape] : crossdit_parameter_shapes(files.config.dit)) {
+    if (name.find(".to_query.weight") == std::string::npos) continue;
+    const std::string layer = name.substr(0, name.size() - std::string(".weight").size());
+    tensors.push_back({layer + ".lora_A.weight", test::random_tensor({4, shape[1]}, seed++, 0.3f)});
+    tensors.push_back({layer + ".lora_B.weight", test::random_tensor({shape[0], 4}, seed++, 0.3f)});
+  }
+  save_safetensors(adapter, tensors);
+  const auto lora = [&](const std::string& multiplier) {
+    return std::vector<LoraAdapter>{load_lora(parse_lora_spec(adapter + multiplier), files.config.dit)};
+  };
+  ModelCache models(KeepModels::on);
+  const auto dit = [&](const std::vector<LoraAdapter>& loras, bool int8 = false) {
+    return models.dit(ctx, files.config, files.dit, loras, int8);
+  };
+  const auto plain = dit({});
+  EXPECT_EQ(dit({}), plain);
+  const auto half = dit(lora(":0.5"));
+  EXPECT_NE(half, plain);
+  EXPECT_EQ(dit(lora(":0.5")), half);
+  const auto full = dit(lora(":1"));
+  EXPECT_NE(full, half);
+  EXPECT_NE(dit(lora(":1"), true), full);
+  const auto full_again = dit(lora(":1"));
+  EXPECT_EQ(dit(lora(":1")), full_again);
+  // The adapter replaced on disk (a later modification time): loaded again.
+  fs::last_write_time(adapter, fs::last_write_time(adapter) + std::chrono::seconds(5));
+  EXPECT_NE(dit(lora(":1")), full_again);
+  EXPECT_EQ(models.loaded().size(), 1u);  // one DiT per checkpoint
+}
+
+// Prompt embeddings kept with the models: computed once (the tensors are shared), exactly what encoding gives; another
+// prompt, content or encoder choice is another embedding; the least recently used goes first; none without keeping.
+TEST(Generation, KeptPromptEmbeddings) {
+  Context ctx = make_context(Precision::bf16);
+  const ModelFiles files = tiny_files("k5_tiny_t2i");
+  ModelCache models(KeepModels::on), off(KeepModels::off);
+  const auto encoders = models.text_encoders(ctx, files.text_encoders, false, false, false);
+  const auto embed = [&](ModelCache& cache, const std::string& text, PromptContent content, bool int8 = false) {
+    return cache.prompt_embedding(ctx, *encoders, files.text_encoders, int8, text, content, 0);
+  };
+  const auto data = [](const PromptEmbedding& e) { return e.text_embed.data<float>(); };
+  const PromptEmbedding fresh = encode_prompt(ctx, *encoders, "a cat", PromptContent::image);
+  const PromptEmbedding first = embed(models, "a cat", PromptContent::image);
+  EXPECT_EQ(data(embed(models, "a cat", PromptContent::image)), data(first));
+  EXPECT_EQ(first.text_embed.to_f32_vector(), fresh.text_embed.to_f32_vector());
+  EXPECT_EQ(first.pooled_text_embed.to_f32_vector(), fresh.pooled_text_embed.to_f32_vector());
+  EXPECT_EQ(first.attention_mask.to_f32_vector(), fresh.attention_mask.to_f32_vector());
+  EXPECT_NE(data(embed(models, "a dog", PromptContent::image)), data(first));
+  EXPECT_NE(data(embed(models, "a cat", PromptContent::video)), data(first));
+  EXPECT_NE(data(embed(models, "a cat", PromptContent::image, true)), data(first));
+  EXPECT_NE(data(embed(off, "a cat", PromptContent::image)), data(embed(off, "a cat", PromptContent::image)));
+  for (size_t i = 0; i < ModelCache::kPromptsKept; ++i)
+    embed(models, "prompt " + std::to_string(i), PromptContent::image);
+  EXPECT_NE(data(embed(models, "a cat", PromptContent::image)), data(first));
+}
+
 TEST(Generation, PlanDefaultsAndChoices) {
   const ModelFiles files = tiny_files("k5_tiny_t2v");
   GenerationRequest r;
@@ -287,14 +395,18 @@ TEST(GenerateCli, ImageFileWithMetadataAndJsonProgress) {
   std::string line;
   int denoise = 0;
   bool done = false;
+  std::vector<std::string> loaded;
   while (std::getline(lines, line)) {
     if (line.empty() || line[0] != '{') continue;
     const auto event = nlohmann::json::parse(line);
     denoise += event["stage"] == "denoise" && event["done"].get<int>() > 0;
     done |= event["stage"] == "done";
+    if (event["stage"] == "load" && event["done"] == 1) loaded.push_back(event["detail"]);
   }
   EXPECT_EQ(denoise, 2);
   EXPECT_TRUE(done);
+  EXPECT_EQ(loaded, (std::vector<std::string>{"text-encoders Qwen2.5-VL + CLIP", "dit kandinsky5tiny_t2i.safetensors",
+                                              "vae FLUX"}));
 }
 
 TEST(GenerateCli, ImageToVideoAndEditing) {

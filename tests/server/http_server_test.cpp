@@ -128,6 +128,20 @@ TEST(HttpServer, ImageIsWhatTheCommandLineWrites) {
             0)
       << cli.err();
   EXPECT_EQ(result.raw, test::read_text(cli.path("cli.png")));  // pixels and metadata
+  // The models stay loaded (--keep-models auto: these take far less than half of the RAM); the next job uses them.
+  const Reply kept = served.get("/v1/model");
+  EXPECT_EQ(kept.body["keep_models"], "auto");
+  ASSERT_EQ(kept.body["loaded"].size(), 3u) << kept.raw;
+  EXPECT_EQ(kept.body["loaded"][0]["component"], "vae");  // the last used first
+  EXPECT_EQ(kept.body["loaded"][1]["name"], "kandinsky5tiny_t2i.safetensors");
+  EXPECT_EQ(kept.body["loaded"][2]["component"], "text-encoders");
+  const Reply again =
+      served.post(R"({"prompt": "a cat in a hat", "steps": 2, "seed": 3, "rng": "cpu", "expand_prompt": false})");
+  ASSERT_EQ(again.status, 202) << again.raw;
+  const json second = served.finished(again.body["id"]);
+  ASSERT_EQ(second["status"], "succeeded") << second.dump();
+  EXPECT_EQ(served.get(second["result"]["url"]).raw, result.raw);
+  EXPECT_EQ(served.remove(again.body["id"]).status, 200);
 
   const Reply list = served.get("/v1/generations");
   ASSERT_EQ(list.body["generations"].size(), 1u);
@@ -150,6 +164,7 @@ TEST(HttpServer, Int8WeightsForEveryJob) {
   // The operator's --weights-int8 applies to every job: the file is the CLI's with the same option.
   ServerOptions options;
   options.int8_weights = parse_int8_weights({"dit"});
+  options.keep_models = KeepModels::off;
   const Served served(options);
   EXPECT_EQ(served.get("/v1/model").body["weights_int8"], "dit");
   const Reply submitted =
@@ -165,6 +180,9 @@ TEST(HttpServer, Int8WeightsForEveryJob) {
             0)
       << cli.err();
   EXPECT_EQ(served.get(job["result"]["url"]).raw, test::read_text(cli.path("cli.png")));
+  const Reply model = served.get("/v1/model");  // --keep-models off: each job loads what it needs
+  EXPECT_EQ(model.body["keep_models"], "off");
+  EXPECT_EQ(model.body["loaded"], json::array());
 }
 
 // The server-sent events of a job: (event name, data) pairs until the stream ends.
@@ -436,6 +454,9 @@ TEST(ServeCli, StartsAndStopsOnASignal) {
   const test::K5Cli cli("serve-cli");
   EXPECT_EQ(cli.run("serve -m " + cli.path("nothing") + " --port 0"), 1);
   EXPECT_NE(cli.err().find("k5: error: "), std::string::npos) << cli.err();
+  EXPECT_EQ(cli.err().find("listening"), std::string::npos) << cli.err();
+  EXPECT_EQ(cli.run("serve -m " + model + " --port 0 --keep-models sometimes"), 1);
+  EXPECT_NE(cli.err().find("--keep-models 'sometimes': choose auto, on or off"), std::string::npos) << cli.err();
   EXPECT_EQ(cli.err().find("listening"), std::string::npos) << cli.err();
 }
 

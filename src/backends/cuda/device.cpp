@@ -133,6 +133,12 @@ size_t free_memory() {
   return free;
 }
 
+size_t total_memory() {
+  size_t free = 0, total = 0;
+  K5_CUDA_CHECK(cudaMemGetInfo(&free, &total));
+  return total;
+}
+
 void release_cached_memory() {
   K5_CUDA_CHECK(cudaDeviceSynchronize());
   K5_CUDA_CHECK(cudaMemPoolTrimTo(memory_pool(), 0));

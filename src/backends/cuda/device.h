@@ -35,6 +35,8 @@ void synchronize();
 
 // Free device memory after handing the pool's cached memory back to the driver.
 size_t free_memory();
+// The device's memory.
+size_t total_memory();
 // Waits for the queued kernels and gives the pool's unused memory back to the driver (before asking how much
 // is free, and when an allocation fails).
 void release_cached_memory();
