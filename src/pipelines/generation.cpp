@@ -358,10 +358,26 @@ GenerationResult generate(Context& ctx, const ModelFiles& files, const Generatio
     // Image editing: the official embedder reads the source image (as the VAE sees it) through the vision tower.
     const Image* source = plan.mode == GenerationMode::i2i && !plan.text_only_edit ? &*plan.init_image : nullptr;
     const bool expansion_image = plan.expand_prompt && plan.original_image.has_value();
-    const auto loaded_encoders =
-        models.text_encoders(ctx, files.text_encoders, plan.int8_weights.text_encoder,
-                             source != nullptr || expansion_image, plan.expand_prompt, loading);
-    const TextEncoders& encoders = *loaded_encoders;
+    const int max_length = int(config.text_embedder.qwen_max_length);
+    // Without an image, a prompt whose embedding `models` kept from an earlier generation (the default negative
+    // prompt) is not encoded again; when every one is kept, the text encoders are not even loaded.
+    const auto kept = [&](const std::string& text) {
+      return source ? std::nullopt
+                    : models.kept_prompt_embedding(ctx, files.text_encoders, plan.int8_weights.text_encoder, text,
+                                                   plan.content, max_length);
+    };
+    const std::optional<PromptEmbedding> kept_prompt = plan.expand_prompt ? std::nullopt : kept(plan.prompt);
+    const std::optional<PromptEmbedding> kept_negative = plan.cfg() ? kept(plan.negative_prompt) : std::nullopt;
+    std::shared_ptr<const TextEncoders> loaded_encoders;
+    if (plan.expand_prompt || !kept_prompt || (plan.cfg() && !kept_negative))
+      loaded_encoders = models.text_encoders(ctx, files.text_encoders, plan.int8_weights.text_encoder,
+                                             source != nullptr || expansion_image, plan.expand_prompt, loading);
+    const auto encode = [&](const std::string& text, const std::optional<PromptEmbedding>& kept_embedding) {
+      if (kept_embedding) return *kept_embedding;
+      return source ? encode_prompt(ctx, *loaded_encoders, text, plan.content, max_length, source)
+                    : models.prompt_embedding(ctx, *loaded_encoders, files.text_encoders,
+                                              plan.int8_weights.text_encoder, text, plan.content, max_length);
+    };
     std::string prompt = plan.prompt;
     if (plan.expand_prompt) {
       notify(observer, "expand", 0, 1);
@@ -370,8 +386,8 @@ GenerationResult generate(Context& ctx, const ModelFiles& files, const Generatio
                                  : plan.mode == GenerationMode::t2i ? ExpansionMode::t2i
                                                                     : ExpansionMode::i2i;
       const Image* image = expansion_image ? &*plan.original_image : nullptr;
-      prompt = expand_prompt(ctx, encoders, expansion_generation_config(files.text_encoders), mode, plan.prompt, image,
-                             plan.rng, plan.seed);
+      prompt = expand_prompt(ctx, *loaded_encoders, expansion_generation_config(files.text_encoders), mode, plan.prompt,
+                             image, plan.rng, plan.seed);
       K5_CHECK(!prompt.empty(), "prompt expansion produced an empty prompt");
       prompt = lora_triggers(plan.loras) + prompt;  // the official pipelines add the trigger here only
       result.expanded_prompt = prompt;
@@ -379,21 +395,14 @@ GenerationResult generate(Context& ctx, const ModelFiles& files, const Generatio
       log.info("expanded prompt: ", prompt);
     }
     notify(observer, "text", 0, plan.cfg() ? 2 : 1);
-    const int max_length = int(config.text_embedder.qwen_max_length);
-    // Without an image, a prompt the kept encoders have met before (the default negative prompt) is not encoded again.
-    const auto encode = [&](const std::string& text) {
-      return source ? encode_prompt(ctx, encoders, text, plan.content, max_length, source)
-                    : models.prompt_embedding(ctx, encoders, files.text_encoders, plan.int8_weights.text_encoder, text,
-                                              plan.content, max_length);
-    };
-    const PromptEmbedding embedding = encode(prompt);
+    const PromptEmbedding embedding = encode(prompt, kept_prompt);
     notify(observer, "text", 1, plan.cfg() ? 2 : 1);
     const std::vector<float> mask = embedding.attention_mask.to_f32_vector();
     if (!source && std::count(mask.begin(), mask.end(), 1.0f) == int64_t(mask.size()))
       log.warn("the prompt fills all ", max_length, " text tokens; the rest is cut, as the official encoder cuts it");
     positive = as_condition(embedding);
     if (plan.cfg()) {
-      negative = as_condition(encode(plan.negative_prompt));
+      negative = as_condition(encode(plan.negative_prompt, kept_negative));
       notify(observer, "text", 2, 2);
     }
     log.info("text conditioning in ", seconds_since(start), " s");

@@ -266,28 +266,42 @@ std::shared_ptr<const FluxVae> ModelCache::flux_vae(Context& ctx, const std::str
   return cached_vae<FluxVae, FluxVaeConfig>(*this, ctx, folder, "FLUX", with_encoder, with_decoder, observer);
 }
 
+namespace {
+
+std::string prompt_key(const Context& ctx, const TextEncoderPaths& paths, bool int8_weights, std::string_view prompt,
+                       PromptContent content, int max_length) {
+  return concat(text_encoders_slot(paths), "\n", text_encoders_variant(ctx, text_encoder_files(paths), int8_weights),
+                "\n", prompt_content_name(content), " ", max_length, "\n", prompt);
+}
+
+}  // namespace
+
+std::optional<PromptEmbedding> ModelCache::kept_prompt_embedding(Context& ctx, const TextEncoderPaths& paths,
+                                                                 bool int8_weights, std::string_view prompt,
+                                                                 PromptContent content, int max_length) {
+  if (keep_ == KeepModels::off) return std::nullopt;
+  const std::string key = prompt_key(ctx, paths, int8_weights, prompt, content, max_length);
+  std::lock_guard lock(mutex_);
+  for (KeptPrompt& kept : prompts_)
+    if (kept.key == key) {
+      kept.last_use = ++uses_;
+      ctx.log().info("prompt embedding kept from an earlier generation");
+      return kept.embedding;
+    }
+  return std::nullopt;
+}
+
 PromptEmbedding ModelCache::prompt_embedding(Context& ctx, const TextEncoders& encoders, const TextEncoderPaths& paths,
                                              bool int8_weights, std::string_view prompt, PromptContent content,
                                              int max_length) {
   if (keep_ == KeepModels::off) return encode_prompt(ctx, encoders, prompt, content, max_length);
-  const std::string key =
-      concat(text_encoders_slot(paths), "\n", text_encoders_variant(ctx, text_encoder_files(paths), int8_weights), "\n",
-             prompt_content_name(content), " ", max_length, "\n", prompt);
-  {
-    std::lock_guard lock(mutex_);
-    for (KeptPrompt& kept : prompts_)
-      if (kept.key == key) {
-        kept.last_use = ++uses_;
-        ctx.log().info("prompt embedding kept from an earlier generation");
-        return kept.embedding;
-      }
-  }
+  if (auto kept = kept_prompt_embedding(ctx, paths, int8_weights, prompt, content, max_length)) return *kept;
   PromptEmbedding embedding = encode_prompt(ctx, encoders, prompt, content, max_length);
   std::lock_guard lock(mutex_);
   if (prompts_.size() >= kPromptsKept)
     prompts_.erase(std::min_element(prompts_.begin(), prompts_.end(),
                                     [](const KeptPrompt& a, const KeptPrompt& b) { return a.last_use < b.last_use; }));
-  prompts_.push_back(KeptPrompt{key, embedding, ++uses_});
+  prompts_.push_back(KeptPrompt{prompt_key(ctx, paths, int8_weights, prompt, content, max_length), embedding, ++uses_});
   return embedding;
 }
 

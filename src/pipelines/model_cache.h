@@ -74,6 +74,9 @@ class ModelCache {
   static constexpr size_t kPromptsKept = 8;
   PromptEmbedding prompt_embedding(Context& ctx, const TextEncoders& encoders, const TextEncoderPaths& paths,
                                    bool int8_weights, std::string_view prompt, PromptContent content, int max_length);
+  // The kept embedding, if there is one (no text encoder needs to load for it).
+  std::optional<PromptEmbedding> kept_prompt_embedding(Context& ctx, const TextEncoderPaths& paths, bool int8_weights,
+                                                       std::string_view prompt, PromptContent content, int max_length);
 
   // Releases every model and prompt embedding (models a running stage still uses go when it ends).
   void clear();

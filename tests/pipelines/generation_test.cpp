@@ -223,14 +223,25 @@ TEST(Generation, KeptModelsGiveTheSameResults) {
   std::map<std::string, int> components;
   for (const auto& model : models.loaded()) ++components[model.component];
   EXPECT_EQ(components, (std::map<std::string, int>{{"dit", 3}, {"text-encoders", 1}, {"vae", 2}}));
-  // Automatic with no room keeps nothing; the results stay the same.
+  // Automatic with no room keeps no model, only the prompt embeddings: the text encoders do not load again for the
+  // same prompts (another seed); the results stay the same.
   ModelCache none(KeepModels::automatic, /*budget_bytes=*/0);
   const auto c = golden_case("i2v");
   const ModelFiles files = tiny_files(c["config"].get<std::string>());
-  const GenerationPlan plan = plan_generation(files.config, request_for(c));
-  EXPECT_EQ(generate(ctx, files, plan, none).latents.to_f32_vector(),
+  GenerationPlan plan = plan_generation(files.config, request_for(c));
+  std::vector<std::string> loaded;
+  const GenerationObserver record_loads = [&loaded](const GenerationEvent& event) {
+    if (event.stage == "load" && event.done == 1) loaded.push_back(event.detail.substr(0, event.detail.find(' ')));
+  };
+  EXPECT_EQ(generate(ctx, files, plan, none, record_loads).latents.to_f32_vector(),
             generate(ctx, files, plan).latents.to_f32_vector());
+  EXPECT_EQ(loaded, (std::vector<std::string>{"text-encoders", "vae", "dit", "vae"}));
   EXPECT_TRUE(none.loaded().empty());
+  loaded.clear();
+  plan.seed += 1;
+  EXPECT_EQ(generate(ctx, files, plan, none, record_loads).latents.to_f32_vector(),
+            generate(ctx, files, plan).latents.to_f32_vector());
+  EXPECT_EQ(loaded, (std::vector<std::string>{"vae", "dit", "vae"}));
 }
 
 // A kept DiT serves only the same adapters at the same multipliers, the same int8 choice and unchanged files.
