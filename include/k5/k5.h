@@ -66,7 +66,8 @@ typedef struct k5_model k5_model;
 /* Finds the model's files and checks them (nothing heavy is loaded: the first generation loads what it needs). */
 k5_status k5_model_open(const k5_model_options* options, k5_model** model) K5_NOEXCEPT;
 void k5_model_close(k5_model* model) K5_NOEXCEPT; /* NULL is fine */
-/* Releases the models kept loaded (the next generation loads them again); not during a k5_generate on it. */
+/* Releases the models and prompt embeddings kept (the next generation loads them again); not during a k5_generate
+ * on it. */
 void k5_model_unload(k5_model* model) K5_NOEXCEPT; /* NULL is fine */
 
 /* Called at the start of each stage (done = 0) and after each unit of work: stage is "load" (once per model that

@@ -35,6 +35,8 @@ struct HostMemoryStats {
 };
 HostMemoryStats host_memory_stats();
 void reset_peak_host_memory();
+// What this thread has allocated minus what it has released (a model's load, measured on its own).
+int64_t host_allocated_by_this_thread();
 // Zero-filled memory on `device`: host memory for CPU, device memory for CUDA (a CUDA build with a device;
 // otherwise a one-line error saying which is missing).
 std::shared_ptr<Storage> allocate(Device device, size_t bytes);

@@ -69,6 +69,13 @@ DeviceMemory device_memory(Device device) {
   return {host.allocated, host.peak};
 }
 
+int64_t thread_allocated_bytes(Device device) {
+#ifdef K5_WITH_CUDA
+  if (device == Device::CUDA) return cuda::allocated_by_this_thread();
+#endif
+  return device == Device::CPU ? host_allocated_by_this_thread() : 0;
+}
+
 void reset_peak_device_memory(Device device) {
 #ifdef K5_WITH_CUDA
   if (device == Device::CUDA) {

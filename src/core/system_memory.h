@@ -21,6 +21,9 @@ struct DeviceMemory {
   int64_t peak = 0;
 };
 DeviceMemory device_memory(Device device);
+// The bytes this thread holds on `device` beyond what it has released: the change over a model's load is what the
+// model holds, whatever other threads do meanwhile (allocations in the thread pool's workers are not counted).
+int64_t thread_allocated_bytes(Device device);
 void reset_peak_device_memory(Device device);
 
 }  // namespace k5

@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "core/system_memory.h"
+#include "io/file_stamp.h"
 #include "io/safetensors.h"
 
 namespace k5 {
@@ -37,8 +38,8 @@ namespace {
 enum : unsigned { kVision = 1, kLmHead = 2 };    // text encoders' parts
 enum : unsigned { kEncoder = 1, kDecoder = 2 };  // VAEs' parts
 
-// The files a model is read from (files as given; a folder's own *.safetensors files): their bytes, and a stamp of
-// their sizes and modification times, so that a file replaced on disk is loaded again rather than served stale.
+// The files a model is read from (files as given; a folder's own *.safetensors files): their bytes, and their stamps
+// (io/file_stamp.h), so that a file replaced on disk is loaded again rather than served stale.
 struct ModelFilesSeen {
   int64_t bytes = 0;
   std::string stamp;
@@ -47,10 +48,9 @@ ModelFilesSeen files_seen(const std::vector<std::string>& places) {
   ModelFilesSeen seen;
   std::error_code error;
   const auto add = [&](const fs::path& file) {
-    const int64_t size = int64_t(fs::file_size(file, error));
-    const auto modified = fs::last_write_time(file, error).time_since_epoch().count();
-    seen.bytes += size;
-    seen.stamp += concat("\n", file.string(), " ", size, " ", int64_t(modified));
+    seen.bytes += int64_t(fs::file_size(file, error));
+    seen.stamp += '\n';
+    seen.stamp += file_stamp(file.string());
   };
   for (const std::string& place : places) {
     if (place.empty()) continue;
@@ -68,9 +68,8 @@ ModelFilesSeen files_seen(const std::vector<std::string>& places) {
 }
 
 // What every cache of the process keeps, per device: the half-of-memory budget is the process's, however many
-// models of the C API keep models. Loads run one at a time, so that one load's measurement is not another's.
+// models of the C API keep models.
 std::atomic<int64_t> kept_in_process[2];
-std::mutex load_mutex;
 std::atomic<int64_t>& kept_on(Device device) { return kept_in_process[device == Device::CUDA ? 1 : 0]; }
 
 // What a model loaded from BF16 files of `file_bytes` should hold before it is measured: int8 layers about half;
@@ -162,19 +161,16 @@ std::shared_ptr<const void> ModelCache::get(Context& ctx, const std::string& slo
 
   if (observer) observer(info, false);
   const auto start = std::chrono::steady_clock::now();
-  std::shared_ptr<const void> model;
-  {
-    std::lock_guard one_load(load_mutex);
-    const int64_t before = device_memory(ctx.device()).allocated;
-    model = load(load_parts);
-    info.bytes = std::max<int64_t>(0, device_memory(ctx.device()).allocated - before);
-  }
+  const int64_t before = thread_allocated_bytes(ctx.device());
+  std::shared_ptr<const void> model = load(load_parts);
+  info.bytes = std::max<int64_t>(0, thread_allocated_bytes(ctx.device()) - before);
   const std::string held = concat(info.component, " ", info.name, ": loaded in ", seconds_since(start), " s, ",
                                   gib(info.bytes), " on ", device_name(ctx.device()));
   if (keep_ == KeepModels::off) {
     log.info(held);
   } else {
     std::lock_guard lock(mutex_);
+    if (measured_.size() >= kMeasuredKept) measured_.clear();  // bounded: clients may ask for many LoRA multipliers
     measured_[measured_key()] = info.bytes;
     if (keep_ == KeepModels::on || kept_bytes(ctx.device()) + info.bytes <= budget(ctx.device())) {
       entries_.push_back(Entry{info, slot, variant, load_parts, ctx.device(), model, ++uses_});
@@ -211,18 +207,14 @@ std::shared_ptr<const TextEncoders> ModelCache::text_encoders(Context& ctx, cons
 std::shared_ptr<const CrossDit> ModelCache::dit(Context& ctx, const KandinskyConfig& config,
                                                 const std::string& weights_path, const std::vector<LoraAdapter>& loras,
                                                 bool int8_weights, const LoadObserver& observer) {
-  std::vector<std::string> read{weights_path, config.source};
-  std::string variant = variant_of(ctx) + " " + config.source + (int8_weights ? " int8" : "");
+  const ModelFilesSeen files = files_seen({weights_path, config.source});
+  std::string variant = variant_of(ctx) + " " + config.source + (int8_weights ? " int8" : "") + files.stamp;
   for (const LoraAdapter& lora : loras) {
     char multiplier[32];
     std::snprintf(multiplier, sizeof(multiplier), "%a", double(lora.multiplier));  // exact
-    variant += "\n" + lora.path + " " + lora.config + " " + multiplier;
-    read.push_back(lora.path);
-    read.push_back(lora.config);
+    variant += "\n" + lora.path + " " + multiplier + "\n" + lora.file_stamp;       // as read, not as on disk now
   }
-  const ModelFilesSeen files = files_seen(read);
-  variant += files.stamp;
-  const int64_t estimate = expected_bytes(ctx, files_seen({weights_path}).bytes, int8_weights, loras.empty());
+  const int64_t estimate = expected_bytes(ctx, files.bytes, int8_weights, loras.empty());
   const Loaded info{"dit", fs::path(weights_path).filename().string(), 0};
   return std::static_pointer_cast<const CrossDit>(get(
       ctx, "dit " + weights_path, variant, 0, info, estimate,
@@ -280,7 +272,10 @@ std::optional<PromptEmbedding> ModelCache::kept_prompt_embedding(Context& ctx, c
                                                                  bool int8_weights, std::string_view prompt,
                                                                  PromptContent content, int max_length) {
   if (keep_ == KeepModels::off) return std::nullopt;
-  const std::string key = prompt_key(ctx, paths, int8_weights, prompt, content, max_length);
+  return kept_prompt(ctx, prompt_key(ctx, paths, int8_weights, prompt, content, max_length));
+}
+
+std::optional<PromptEmbedding> ModelCache::kept_prompt(Context& ctx, const std::string& key) {
   std::lock_guard lock(mutex_);
   for (KeptPrompt& kept : prompts_)
     if (kept.key == key) {
@@ -295,13 +290,15 @@ PromptEmbedding ModelCache::prompt_embedding(Context& ctx, const TextEncoders& e
                                              bool int8_weights, std::string_view prompt, PromptContent content,
                                              int max_length) {
   if (keep_ == KeepModels::off) return encode_prompt(ctx, encoders, prompt, content, max_length);
-  if (auto kept = kept_prompt_embedding(ctx, paths, int8_weights, prompt, content, max_length)) return *kept;
+  // One key for the lookup and the store: the files as they were when the encoders were asked for.
+  std::string key = prompt_key(ctx, paths, int8_weights, prompt, content, max_length);
+  if (auto kept = kept_prompt(ctx, key)) return *kept;
   PromptEmbedding embedding = encode_prompt(ctx, encoders, prompt, content, max_length);
   std::lock_guard lock(mutex_);
   if (prompts_.size() >= kPromptsKept)
     prompts_.erase(std::min_element(prompts_.begin(), prompts_.end(),
                                     [](const KeptPrompt& a, const KeptPrompt& b) { return a.last_use < b.last_use; }));
-  prompts_.push_back(KeptPrompt{prompt_key(ctx, paths, int8_weights, prompt, content, max_length), embedding, ++uses_});
+  prompts_.push_back(KeptPrompt{std::move(key), embedding, ++uses_});
   return embedding;
 }
 
@@ -309,6 +306,7 @@ void ModelCache::clear() {
   std::lock_guard lock(mutex_);
   while (!entries_.empty()) erase(entries_.end() - 1);
   prompts_.clear();
+  measured_.clear();
 }
 
 std::vector<ModelCache::Loaded> ModelCache::loaded() const {

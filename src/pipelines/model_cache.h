@@ -88,6 +88,7 @@ class ModelCache {
   // parts); else `load(parts | the parts the slot's model had)`, after releasing what the policy asks. `estimate`:
   // the bytes it should take on ctx.device(), unless an earlier load of it measured them.
   using Load = std::function<std::shared_ptr<const void>(unsigned parts)>;
+  static constexpr size_t kMeasuredKept = 64;  // sizes remembered for later estimates
   std::shared_ptr<const void> get(Context& ctx, const std::string& slot, const std::string& variant, unsigned parts,
                                   Loaded info, int64_t estimate, const Load& load, const LoadObserver& observer = {});
 
@@ -101,6 +102,7 @@ class ModelCache {
     std::shared_ptr<const void> model;
     uint64_t last_use = 0;
   };
+  std::optional<PromptEmbedding> kept_prompt(Context& ctx, const std::string& key);
   int64_t budget(Device device);
   int64_t kept_bytes(Device device) const;         // by every cache of the process
   void erase(std::vector<Entry>::iterator entry);  // under mutex_

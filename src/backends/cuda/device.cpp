@@ -13,8 +13,10 @@ namespace {
 
 std::atomic<size_t> allocated_bytes{0};
 std::atomic<size_t> peak_bytes{0};
+thread_local int64_t allocated_by_thread = 0;
 
 void count_allocation(size_t bytes) {
+  allocated_by_thread += int64_t(bytes);
   const size_t now = allocated_bytes += bytes;
   size_t peak = peak_bytes.load();
   while (now > peak && !peak_bytes.compare_exchange_weak(peak, now)) {
@@ -60,6 +62,7 @@ void release(void* data, size_t bytes) {
   if (!data) return;
   cudaFreeAsync(data, cudaStream_t(0));  // no throwing: this runs in destructors
   allocated_bytes -= bytes;
+  allocated_by_thread -= int64_t(bytes);
 }
 
 namespace {
@@ -145,6 +148,8 @@ void release_cached_memory() {
 }
 
 MemoryStats memory_stats() { return {allocated_bytes.load(), peak_bytes.load()}; }
+
+int64_t allocated_by_this_thread() { return allocated_by_thread; }
 
 void reset_peak_memory() { peak_bytes = allocated_bytes.load(); }
 

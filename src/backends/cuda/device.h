@@ -48,5 +48,7 @@ struct MemoryStats {
 };
 MemoryStats memory_stats();
 void reset_peak_memory();
+// What this thread has allocated minus what it has released (a model's load, measured on its own).
+int64_t allocated_by_this_thread();
 
 }  // namespace k5::cuda

@@ -10,6 +10,7 @@
 #include <set>
 
 #include "core/error.h"
+#include "io/file_stamp.h"
 #include "io/json_fields.h"
 #include "io/safetensors.h"
 #include "models/crossdit/crossdit_weights.h"
@@ -325,6 +326,7 @@ LoraAdapter load_lora(const LoraSpec& spec, const DitParams& params) {
   adapter.path = find_lora_file(spec.path);
   adapter.multiplier = spec.multiplier;
   adapter.config = find_config_file(adapter.path);
+  adapter.file_stamp = file_stamp(adapter.path) + "\n" + file_stamp(adapter.config);
   LoraConfig config = adapter.config.empty() ? LoraConfig() : LoraConfig(adapter.config);
   const auto file = SafetensorsFile::open(adapter.path);
   const auto trigger = file->metadata().find("trigger");

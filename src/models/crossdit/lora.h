@@ -41,6 +41,7 @@ struct LoraAdapter {
   std::string config;      // the JSON config it was read with, or empty (then lora_alpha = r: scale 1)
   std::string trigger;     // from the metadata; the official T2V / I2V pipelines put it before the expanded prompt
   float multiplier = 1.0f;
+  std::string file_stamp;                   // the file's and its config's (io/file_stamp.h) when they were read
   std::map<std::string, LoraLayer> layers;  // DiT linear (e.g. "visual_transformer_blocks.0.feed_forward.in_layer")
   std::vector<std::string> left_alone;      // layers with weights that the config does not target, as PEFT
 };
