@@ -15,6 +15,7 @@ build=${1:-build}; model=${2:-/tmp/k5-full}; threads=${3:-2}; shift $(($# < 3 ? 
 job() { echo "{\"prompt\": \"a red fox in the snow, take $1\", \"width\": 512, \"height\": 512, \"frames\": 1,
               \"steps\": 1, \"seed\": 1, \"rng\": \"cpu\", \"expand_prompt\": false}"; }
 log=$(mktemp)
+trap 'rm -f "$log"' EXIT
 for keep in off auto; do
   "$build/k5" serve -m "$model" --port 0 -t "$threads" --keep-models "$keep" "$@" 2> "$log" &
   server=$!
@@ -42,4 +43,3 @@ for keep in off auto; do
   kill "$server"
   wait "$server" || true
 done
-rm -f "$log"

@@ -5,7 +5,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -22,7 +21,6 @@ const char* device_name(Device device) { return device == Device::CPU ? "cpu" : 
 
 namespace {
 
-std::atomic<int64_t> host_allocated{0}, host_peak{0};
 thread_local int64_t host_allocated_by_thread = 0;
 
 class HostStorage final : public Storage {
@@ -33,14 +31,9 @@ class HostStorage final : public Storage {
     if (rounded && !data_) fail("out of memory allocating ", bytes, " bytes");
     if (data_) std::memset(data_, 0, rounded);
     host_allocated_by_thread += int64_t(bytes);
-    const int64_t now = host_allocated += int64_t(bytes);
-    int64_t peak = host_peak.load();
-    while (now > peak && !host_peak.compare_exchange_weak(peak, now)) {
-    }
   }
   ~HostStorage() override {
     std::free(data_);
-    host_allocated -= int64_t(bytes_);
     host_allocated_by_thread -= int64_t(bytes_);
   }
 };
@@ -58,9 +51,7 @@ class BorrowedStorage final : public Storage {
 
 std::shared_ptr<Storage> allocate_host(size_t bytes) { return std::make_shared<HostStorage>(bytes); }
 
-HostMemoryStats host_memory_stats() { return {host_allocated.load(), host_peak.load()}; }
 int64_t host_allocated_by_this_thread() { return host_allocated_by_thread; }
-void reset_peak_host_memory() { host_peak = host_allocated.load(); }
 
 #ifndef K5_WITH_CUDA
 namespace {

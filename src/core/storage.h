@@ -27,15 +27,8 @@ class Storage {
 
 // 64-byte aligned host memory, zero-filled.
 std::shared_ptr<Storage> allocate_host(size_t bytes);
-// The bytes allocate_host holds now (tensors, workspaces), and the most since the last reset; memory-mapped
-// files and other heap memory are not counted.
-struct HostMemoryStats {
-  int64_t allocated = 0;
-  int64_t peak = 0;
-};
-HostMemoryStats host_memory_stats();
-void reset_peak_host_memory();
-// What this thread has allocated minus what it has released (a model's load, measured on its own).
+// What allocate_host gave this thread minus what this thread has released (a model's load, measured on its own;
+// memory-mapped files and other heap memory are not counted).
 int64_t host_allocated_by_this_thread();
 // Zero-filled memory on `device`: host memory for CPU, device memory for CUDA (a CUDA build with a device;
 // otherwise a one-line error saying which is missing).

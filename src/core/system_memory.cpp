@@ -64,9 +64,8 @@ DeviceMemory device_memory(Device device) {
     return {int64_t(stats.allocated), int64_t(stats.peak)};
   }
 #endif
-  if (device == Device::CUDA) return {};
-  const HostMemoryStats host = host_memory_stats();
-  return {host.allocated, host.peak};
+  (void)device;
+  return {};
 }
 
 int64_t thread_allocated_bytes(Device device) {
@@ -78,12 +77,9 @@ int64_t thread_allocated_bytes(Device device) {
 
 void reset_peak_device_memory(Device device) {
 #ifdef K5_WITH_CUDA
-  if (device == Device::CUDA) {
-    cuda::reset_peak_memory();
-    return;
-  }
+  if (device == Device::CUDA) cuda::reset_peak_memory();
 #endif
-  if (device == Device::CPU) reset_peak_host_memory();
+  (void)device;
 }
 
 }  // namespace k5

@@ -14,8 +14,8 @@ int64_t available_memory_bytes(Device device = Device::CPU);
 // unknown.
 int64_t total_memory_bytes(Device device = Device::CPU);
 
-// The memory k5 holds on `device` (tensors, workspaces, scratch): now, and the most since the last reset. On the
-// CPU, k5's own host tensors (host_memory_stats): memory-mapped weights are not counted (the process's RSS is).
+// The device memory k5 holds (tensors, workspaces, scratch): now, and the most since the last reset. Zero on
+// the CPU, whose peak is the process's RSS.
 struct DeviceMemory {
   int64_t allocated = 0;
   int64_t peak = 0;

@@ -290,7 +290,8 @@ PromptEmbedding ModelCache::prompt_embedding(Context& ctx, const TextEncoders& e
                                              bool int8_weights, std::string_view prompt, PromptContent content,
                                              int max_length) {
   if (keep_ == KeepModels::off) return encode_prompt(ctx, encoders, prompt, content, max_length);
-  // One key for the lookup and the store: the files as they were when the encoders were asked for.
+  // One key for the lookup and the store (the files' stamps as they are now, just after text_encoders() checked
+  // them).
   std::string key = prompt_key(ctx, paths, int8_weights, prompt, content, max_length);
   if (auto kept = kept_prompt(ctx, key)) return *kept;
   PromptEmbedding embedding = encode_prompt(ctx, encoders, prompt, content, max_length);

@@ -438,25 +438,22 @@ struct GenerationServer::Impl {
                        const std::string& id, const GenerationObserver& observer) {
       context.use_on_this_thread();  // jobs run on the queue's thread
       const auto start = std::chrono::steady_clock::now();
-      const auto seconds = [&start] {
-        return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      };
       log.info("generation ", id, " started");
       try {
         const GenerationResult result = generate(context, files, *plan, models, observer);
         const std::string path = (output_dir / (id + "." + format)).string();
         write_generation(path, *plan, files, context.precision(), result, crf, quality);
-        log.info("generation ", id, " succeeded in ", seconds(), " s");
+        log.info("generation ", id, " succeeded in ", seconds_since(start), " s");
         return JobResult{path, content_type(format), result.expanded_prompt};
       } catch (const JobCancelled&) {
-        log.info("generation ", id, " stopped after ", seconds(), " s");
+        log.info("generation ", id, " stopped after ", seconds_since(start), " s");
         throw;
       } catch (const std::bad_alloc&) {
-        log.info("generation ", id, " failed after ", seconds(), " s: out of memory");
+        log.info("generation ", id, " failed after ", seconds_since(start), " s: out of memory");
         models.clear();  // the next job starts without the kept models
         throw;
       } catch (const std::exception& e) {
-        log.info("generation ", id, " failed after ", seconds(), " s: ", e.what());
+        log.info("generation ", id, " failed after ", seconds_since(start), " s: ", e.what());
         models.clear();                         // out of GPU memory beside kept models, say: the next job starts afresh
         throw Error(client_message(e.what()));  // the job's `error`, as clients read it
       }
