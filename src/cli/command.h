@@ -45,4 +45,4 @@ inline std::optional<bool> parse_auto_on_off(const std::string& value) {
 #define K5_CLI_CONCAT_INNER(a, b) a##b
 #define K5_CLI_CONCAT(a, b) K5_CLI_CONCAT_INNER(a, b)
 #define K5_COMMAND(...) \
-  static const bool K5_CLI_CONCAT(k5_command_registered_, __LINE__) = ::k5::cli::register_command({__VA_ARGS__})
+  static const bool K5_CLI_CONCAT(k5_command_registered_, __COUNTER__) = ::k5::cli::register_command({__VA_ARGS__})

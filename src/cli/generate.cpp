@@ -4,6 +4,7 @@
 #include <atomic>
 #include <chrono>
 #include <csignal>
+#include <filesystem>
 #include <memory>
 #include <optional>
 #include <random>
@@ -27,6 +28,7 @@ struct GenerateOptions {
   std::optional<double> guidance, scheduler_scale;
   int64_t seed = -1;
   int crf = 5, quality = 95;
+  int batch_count = 1;
   bool no_expand_prompt = false;
   std::string vae_by_frames = "auto";
   std::vector<std::string> int8_weights;
@@ -39,8 +41,16 @@ extern "C" void on_interrupt(int) {
   std::signal(SIGINT, SIG_DFL);  // a second Ctrl-C ends the process at once
 }
 
+// Output `index` of a batch, named as stable-diffusion.cpp names them: the first as given, then NAME_2.EXT, ...
+std::string batch_path(const std::string& path, int index) {
+  if (index == 0 || path.empty()) return path;
+  const std::filesystem::path given(path);
+  return (given.parent_path() / (given.stem().string() + "_" + std::to_string(index + 1) + given.extension().string()))
+      .string();
+}
+
 int run_generate(GenerateOptions& o) {
-  const auto start = std::chrono::steady_clock::now();
+  auto start = std::chrono::steady_clock::now();  // of the command, then of each next output
   GenerationRequest& r = o.request;
   r.negative_prompt = o.negative;
   r.guidance = o.guidance;
@@ -50,6 +60,7 @@ int run_generate(GenerateOptions& o) {
   r.vae_by_frames = parse_auto_on_off(o.vae_by_frames);
   r.int8_weights = parse_int8_weights(o.int8_weights);
   K5_CHECK(o.seed >= -1, "--seed must be a non-negative number (or -1 for a random one)");
+  K5_CHECK(o.batch_count >= 1, "--batch-count must be at least 1");
   r.seed = o.seed >= 0 ? uint64_t(o.seed) : uint64_t(std::random_device{}());  // torch.randint(2**32 - 1) range
   const ProgressStyle style = parse_progress_style(o.progress);
 
@@ -85,15 +96,29 @@ int run_generate(GenerateOptions& o) {
   struct RestoreSignal {
     ~RestoreSignal() { std::signal(SIGINT, SIG_DFL); }
   } restore;
-  const GenerationResult result = generate(ctx, files, plan, [&](const GenerationEvent& event) {
-    if (interrupted) fail("interrupted; nothing was written");
-    display(event);
-  });
-  if (interrupted) fail("interrupted; nothing was written");
+  // A batch keeps its models (and its prompts' embeddings) loaded from one seed to the next while they take at most
+  // half of the memory; one generation releases each after its stage.
+  ModelCache models(o.batch_count > 1 ? KeepModels::automatic : KeepModels::off);
+  for (int index = 0; index < o.batch_count; ++index) {
+    GenerationPlan seeded = plan;
+    seeded.seed = plan.seed + uint64_t(index);
+    const std::string output = batch_path(o.output, index);
+    const auto stop = [&] {
+      if (index == 0) fail("interrupted; nothing was written");
+      fail("interrupted; ", index, " of ", o.batch_count, " outputs written, ", output, " not");
+    };
+    if (o.batch_count > 1) log.info("generation ", index + 1, " of ", o.batch_count, ": seed ", seeded.seed);
+    const GenerationResult result = generate(ctx, files, seeded, models, [&](const GenerationEvent& event) {
+      if (interrupted) stop();
+      display(event);
+    });
+    if (interrupted) stop();
 
-  if (!o.save_latents.empty()) save_safetensors(o.save_latents, {{"latents", result.latents}});
-  write_generation(o.output, plan, files, ctx.precision(), result, o.crf, o.quality);
-  display.finished(o.output, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    if (!o.save_latents.empty()) save_safetensors(batch_path(o.save_latents, index), {{"latents", result.latents}});
+    write_generation(output, seeded, files, ctx.precision(), result, o.crf, o.quality);
+    display.finished(output, seeded.seed, seconds_since(start));
+    start = std::chrono::steady_clock::now();
+  }
   return 0;
 }
 
@@ -127,6 +152,9 @@ K5_COMMAND("generate", "text/image -> video or image with an official Kandinsky 
              app.add_option("--scheduler-scale", o->scheduler_scale,
                             "time-grid shift (default: the config's, else 10 video / 3 images)");
              app.add_option("-s,--seed", o->seed, "seed (default -1: random, printed and stored in the file)");
+             app.add_option("-b,--batch-count", o->batch_count,
+                            "outputs to make, with seeds SEED, SEED+1, ... (default 1); the second is NAME_2.EXT, the "
+                            "third NAME_3.EXT, ...");
              app.add_option("--rng", o->rng, "noise generator: cuda (as the official GPU run; default) or cpu")
                  ->check(CLI::IsMember({"cuda", "cpu"}));
              app.add_option("-i,--init-img", r.init_image,

@@ -82,10 +82,11 @@ void ProgressDisplay::draw(const GenerationEvent& event, double elapsed, double 
   std::fflush(stderr);
 }
 
-void ProgressDisplay::finished(const std::string& output, double seconds) {
+void ProgressDisplay::finished(const std::string& output, uint64_t seed, double seconds) {
   if (style_ == ProgressStyle::json) {
-    std::fprintf(stderr, "%s\n",
-                 nlohmann::json{{"stage", "done"}, {"output", output}, {"elapsed_s", seconds}}.dump().c_str());
+    std::fprintf(
+        stderr, "%s\n",
+        nlohmann::json{{"stage", "done"}, {"output", output}, {"seed", seed}, {"elapsed_s", seconds}}.dump().c_str());
   } else if (style_ == ProgressStyle::bar) {
     std::fprintf(stderr, "wrote %s (%.1f s)\n", output.c_str(), seconds);
   }

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <string>
 
 #include "pipelines/generation.h"
@@ -16,8 +17,8 @@ class ProgressDisplay {
  public:
   explicit ProgressDisplay(ProgressStyle style);
   void operator()(const GenerationEvent& event);
-  // A final event: {"stage": "done", "output": ...} in JSON; a line naming the file otherwise.
-  void finished(const std::string& output, double seconds);
+  // An output written: {"stage": "done", "output": ..., "seed": ...} in JSON; a line naming the file otherwise.
+  void finished(const std::string& output, uint64_t seed, double seconds);
 
  private:
   void draw(const GenerationEvent& event, double elapsed, double rate, double eta);

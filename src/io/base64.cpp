@@ -1,5 +1,6 @@
 #include "io/base64.h"
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 
@@ -8,11 +9,12 @@
 namespace k5 {
 namespace {
 
+constexpr std::string_view kAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
 constexpr std::array<int8_t, 256> decoding_table() {
   std::array<int8_t, 256> table{};
   for (auto& value : table) value = -1;
-  constexpr std::string_view alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  for (size_t i = 0; i < alphabet.size(); ++i) table[static_cast<unsigned char>(alphabet[i])] = int8_t(i);
+  for (size_t i = 0; i < kAlphabet.size(); ++i) table[static_cast<unsigned char>(kAlphabet[i])] = int8_t(i);
   return table;
 }
 
@@ -65,6 +67,18 @@ std::string decode_base64(std::string_view text, const std::string& what) {
     bytes.push_back(char(bits >> 2));
   }
   return bytes;
+}
+
+std::string encode_base64(std::string_view bytes) {
+  std::string text;
+  text.reserve((bytes.size() + 2) / 3 * 4);
+  for (size_t i = 0; i < bytes.size(); i += 3) {
+    const size_t count = std::min<size_t>(3, bytes.size() - i);  // bytes in this group
+    uint32_t bits = 0;
+    for (size_t k = 0; k < 3; ++k) bits = (bits << 8) | (k < count ? uint8_t(bytes[i + k]) : 0u);
+    for (size_t k = 0; k < 4; ++k) text.push_back(k <= count ? kAlphabet[(bits >> (18 - 6 * k)) & 63] : '=');
+  }
+  return text;
 }
 
 }  // namespace k5

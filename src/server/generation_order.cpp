@@ -1,8 +1,11 @@
 #include "server/generation_order.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 
 #include "io/base64.h"
@@ -83,9 +86,7 @@ class Fields {
   std::set<std::string> known_;
 };
 
-}  // namespace
-
-GenerationOrder parse_generation_order(const std::string& body) {
+json parse_body(const std::string& body) {
   json object;
   try {
     object = json::parse(body);
@@ -95,7 +96,10 @@ GenerationOrder parse_generation_order(const std::string& body) {
     fail("the request body holds a number JSON cannot represent (out of range)");
   }
   K5_CHECK(object.is_object(), "the request body must be a JSON object");
+  return object;
+}
 
+GenerationOrder order_from(const json& object) {
   GenerationOrder order;
   GenerationRequest& r = order.request;
   Fields fields(object);
@@ -152,6 +156,96 @@ GenerationOrder parse_generation_order(const std::string& body) {
   fields.integer("crf", order.crf, 0, 51);
   fields.refuse_unknown();
   return order;
+}
+
+// Removes `key` from `object` and returns its value (nullopt when absent or null).
+std::optional<json> take(json& object, const char* key) {
+  const auto found = object.find(key);
+  if (found == object.end()) return std::nullopt;
+  json value = std::move(*found);
+  object.erase(found);
+  if (value.is_null()) return std::nullopt;
+  return value;
+}
+
+std::string text_field(const json& value, const char* key) {
+  K5_CHECK(value.is_string(), "field '", key, "' must be a string");
+  return value.get<std::string>();
+}
+
+// OpenAI's fields become k5's; what is left goes through order_from with its checks.
+ImagesOrder images_order(json object) {
+  ImagesOrder images;
+  const auto not_both = [&](const char* openai, const char* k5) {
+    K5_CHECK(!object.contains(k5), "give '", openai, "' or '", k5, "', not both");
+  };
+  if (const auto model = take(object, "model")) {
+    not_both("model", "config");
+    object["config"] = text_field(*model, "model");
+  }
+  if (const auto n = take(object, "n")) images.count = int(Fields::whole_number("n", *n, 1, kMaxImagesPerRequest));
+  if (const auto format = take(object, "response_format")) {
+    const std::string name = text_field(*format, "response_format");
+    K5_CHECK(name == "b64_json" || name == "url", "field 'response_format' must be b64_json or url");
+    images.urls = name == "url";
+  }
+  if (const auto size = take(object, "size")) {
+    const std::string text = text_field(*size, "size");
+    if (text != "auto") {
+      not_both("size", "width");
+      not_both("size", "height");
+      int width = 0, height = 0;
+      char rest = 0;
+      K5_CHECK(std::sscanf(text.c_str(), "%dx%d%c", &width, &height, &rest) == 2 && width > 0 && height > 0,
+               "field 'size' must be WIDTHxHEIGHT (say 1024x1024) or auto");
+      object["width"] = width;
+      object["height"] = height;
+    }
+  }
+  for (const char* ignored : {"quality", "style", "user", "background", "moderation"}) take(object, ignored);
+  if (const auto format = take(object, "output_format")) {
+    not_both("output_format", "format");
+    const std::string name = text_field(*format, "output_format");
+    K5_CHECK(name == "png" || name == "jpeg" || name == "webp", "field 'output_format' must be png, jpeg or webp");
+    object["format"] = name;
+  }
+  if (const auto compression = take(object, "output_compression"))
+    object["quality"] = std::max<int64_t>(1, Fields::whole_number("output_compression", *compression, 0, 100));
+  images.order = order_from(object);
+  return images;
+}
+
+}  // namespace
+
+GenerationOrder parse_generation_order(const std::string& body) { return order_from(parse_body(body)); }
+
+ImagesOrder parse_images_order(const std::string& body) { return images_order(parse_body(body)); }
+
+ImagesOrder parse_images_form(const std::vector<std::pair<std::string, std::string>>& fields) {
+  // k5's numbers and switches, and OpenAI's numbers; every other field is text.
+  static const std::set<std::string> numbers{
+      "n",    "output_compression", "width",           "height", "duration", "frames", "steps",
+      "seed", "cfg_scale",          "scheduler_scale", "crf"};
+  static const std::set<std::string> switches{"magcache", "text_only_edit", "expand_prompt"};
+  json object = json::object();
+  for (const auto& [key, value] : fields) {
+    if (key == "lora" || key == "lora[]") {
+      object["lora"].push_back(value);
+      continue;
+    }
+    K5_CHECK(!object.contains(key), "field '", key, "' is given twice");
+    if (numbers.count(key)) {
+      json number = json::parse(value, nullptr, false);
+      K5_CHECK(number.is_number(), "field '", key, "' must be a number");
+      object[key] = number;
+    } else if (switches.count(key)) {
+      K5_CHECK(value == "true" || value == "false", "field '", key, "' must be true or false");
+      object[key] = value == "true";
+    } else {
+      object[key] = value;
+    }
+  }
+  return images_order(std::move(object));
 }
 
 }  // namespace k5

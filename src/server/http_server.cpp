@@ -10,10 +10,12 @@
 #include <filesystem>
 #include <fstream>
 #include <iomanip>
+#include <iterator>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <thread>
 
+#include "io/base64.h"
 #include "models/crossdit/lora.h"
 #include "pipelines/generation.h"
 #include "server/generation_order.h"
@@ -39,11 +41,20 @@ void send_json(httplib::Response& response, int status, const json& body) {
   response.set_content(json_text(body), "application/json");
 }
 
+// How errors look: k5's {"error": "one line"}, or OpenAI's {"error": {"message", "type", ...}} on its endpoints.
+enum class ErrorStyle { k5, openai };
+
 // Messages may echo a client's text: kept to one line whatever it holds.
-void send_error(httplib::Response& response, int status, std::string message) {
+void send_error(httplib::Response& response, int status, std::string message, ErrorStyle style = ErrorStyle::k5) {
   for (char& c : message)
     if (c == '\n' || c == '\r') c = ' ';
-  send_json(response, status, json{{"error", message}});
+  if (style == ErrorStyle::k5) {
+    send_json(response, status, json{{"error", message}});
+    return;
+  }
+  const char* type = status == 503 ? "service_unavailable" : status < 500 ? "invalid_request_error" : "server_error";
+  send_json(response, status,
+            json{{"error", json{{"message", message}, {"type", type}, {"param", nullptr}, {"code", nullptr}}}});
 }
 
 // Every occurrence of `from` in `text` becomes `to`.
@@ -86,9 +97,10 @@ json job_json(const JobSnapshot& job) {
 
 // Uploaded images larger than this (either side) are refused: a queued job keeps its image.
 constexpr int kMaxUploadSide = 8192;
-// Event streams open at once (each holds an HTTP thread); the rest of the API keeps the threads beyond these.
-constexpr int kMaxEventStreams = 32;
-constexpr size_t kHttpThreads = kMaxEventStreams + 8;
+// Requests that hold an HTTP thread for long (event streams, OpenAI-style requests waiting for their images) open at
+// once; the rest of the API keeps the threads beyond these.
+constexpr int kMaxLongRequests = 32;
+constexpr size_t kHttpThreads = kMaxLongRequests + 8;
 
 const char* content_type(const std::string& format) {
   if (format == "mp4") return "video/mp4";
@@ -136,7 +148,7 @@ struct GenerationServer::Impl {
   Context context;    // the worker's: only jobs use it
   ModelCache models;  // the worker's; GET /v1/model lists them
   httplib::Server http;
-  std::atomic<int> event_streams{0};
+  std::atomic<int> long_requests{0};  // kMaxLongRequests
   std::unique_ptr<JobQueue> queue;  // its worker uses the members above: stopped first
 
   explicit Impl(const ServerOptions& o)
@@ -195,23 +207,23 @@ struct GenerationServer::Impl {
   // Runs `handle`, answering its RequestError / k5::Error as a client mistake (400 unless it says) and anything
   // else as the server's failure.
   template <typename Handle>
-  auto guarded(Handle handle) {
-    return [this, handle](const httplib::Request& request, httplib::Response& response) {
+  auto guarded(Handle handle, ErrorStyle style = ErrorStyle::k5) {
+    return [this, handle, style](const httplib::Request& request, httplib::Response& response) {
       try {
         handle(request, response);
       } catch (const RequestError& e) {
-        send_error(response, e.status, client_message(e.what()));
+        send_error(response, e.status, client_message(e.what()), style);
       } catch (const QueueFull& e) {
         response.set_header("Retry-After", "10");
-        send_error(response, 503, e.what());
+        send_error(response, 503, e.what(), style);
       } catch (const Error& e) {
-        send_error(response, 400, client_message(e.what()));
+        send_error(response, 400, client_message(e.what()), style);
       } catch (const std::bad_alloc&) {
-        send_error(response, 500, "out of memory");
+        send_error(response, 500, "out of memory", style);
       } catch (const std::exception& e) {
-        send_error(response, 500, client_message(e.what()));
+        send_error(response, 500, client_message(e.what()), style);
       } catch (...) {
-        send_error(response, 500, "internal error");
+        send_error(response, 500, "internal error", style);
       }
     };
   }
@@ -272,6 +284,25 @@ struct GenerationServer::Impl {
              guarded([this](const httplib::Request& request, httplib::Response& response) {
                send_result(find_job(request.matches[1]), response);
              }));
+    // OpenAI's Images API, for its clients: the same queue, answered when the images are made.
+    http.Get("/v1/models",
+             guarded(
+                 [this](const httplib::Request&, httplib::Response& response) {
+                   json data = json::array();
+                   for (const std::string& name : config_names(options.model))
+                     data.push_back({{"id", name}, {"object", "model"}, {"created", 0}, {"owned_by", "k5"}});
+                   send_json(response, 200, json{{"object", "list"}, {"data", data}});
+                 },
+                 ErrorStyle::openai));
+    http.Post("/v1/images/generations", guarded(
+                                            [this](const httplib::Request& request, httplib::Response& response) {
+                                              make_images(request, parse_images_order(request.body), response);
+                                            },
+                                            ErrorStyle::openai));
+    http.Post("/v1/images/edits",
+              guarded([this](const httplib::Request& request,
+                             httplib::Response& response) { make_images(request, images_edit(request), response); },
+                      ErrorStyle::openai));
     http.Delete("/v1/generations/([0-9a-f]+)",
                 guarded([this](const httplib::Request& request, httplib::Response& response) {
                   const std::string id = request.matches[1];
@@ -411,12 +442,34 @@ struct GenerationServer::Impl {
     GenerationOrder order = parse_generation_order(request.body);
     queue->check_room();  // again when queued; refusing early spares reading images and adapters for nothing
     if (order.random_seed) order.request.seed = std::random_device{}();  // as `k5 generate -s -1`
-    const ModelFiles files = files_for(order.config);
-    auto plan = std::make_shared<const GenerationPlan>(this->plan(order, files));
-    if (order.format.empty()) order.format = plan->is_video() ? "mp4" : "png";
-    K5_CHECK((order.format == "mp4") == plan->is_video(), "format '", order.format, "': this model makes ",
-             plan->is_video() ? "videos (mp4)" : "images (png, jpg or webp)");
+    const JobSnapshot job = enqueue(order, {order.request.seed}).front();
+    response.set_header("Location", "/v1/generations/" + job.id);
+    send_json(response, 202, job_json(job));
+  }
 
+  // Settles `order` and queues it once per seed (as `k5 generate -b` runs a batch): every job is queued, or none.
+  std::vector<JobSnapshot> enqueue(GenerationOrder& order, const std::vector<uint64_t>& seeds) {
+    const ModelFiles files = files_for(order.config);
+    const GenerationPlan settled = plan(order, files);
+    if (order.format.empty()) order.format = settled.is_video() ? "mp4" : "png";
+    K5_CHECK((order.format == "mp4") == settled.is_video(), "format '", order.format, "': this model makes ",
+             settled.is_video() ? "videos (mp4)" : "images (png, jpg or webp)");
+    std::vector<JobSnapshot> jobs;
+    try {
+      for (const uint64_t seed : seeds) {
+        auto seeded = std::make_shared<GenerationPlan>(settled);
+        seeded->seed = seed;
+        jobs.push_back(enqueue_plan(std::move(seeded), files, order));
+      }
+    } catch (...) {
+      for (const JobSnapshot& job : jobs) queue->remove(job.id);
+      throw;
+    }
+    return jobs;
+  }
+
+  JobSnapshot enqueue_plan(std::shared_ptr<const GenerationPlan> plan, const ModelFiles& files,
+                           const GenerationOrder& order) {
     json settings{{"config", fs::path(files.config.source).stem().string()},
                   {"mode", generation_mode_name(plan->mode)},
                   {"prompt", plan->prompt},
@@ -460,18 +513,110 @@ struct GenerationServer::Impl {
     };
     const JobSnapshot job = queue->submit(json_text(settings), std::move(work));
     log.info("generation ", job.id, " queued: ", json_text(settings));
-    response.set_header("Location", "/v1/generations/" + job.id);
-    send_json(response, 202, job_json(job));
+    return job;
+  }
+
+  // OpenAI's image edits: a multipart form with one "image" (or "image[]") file and the fields as text.
+  ImagesOrder images_edit(const httplib::Request& request) const {
+    K5_CHECK(request.is_multipart_form_data(), "image edits take a multipart/form-data body (image, prompt, ...)");
+    std::vector<std::pair<std::string, std::string>> fields;
+    std::string image;
+    int images = 0;
+    for (const auto& [key, part] : request.files) {
+      if (key == "image" || key == "image[]") {
+        ++images;
+        image = part.content;
+      } else if (key == "mask") {
+        fail("masks are not supported: Kandinsky 5 edits the whole image from the prompt");
+      } else {
+        K5_CHECK(part.filename.empty(), "field '", key, "' must be text, not a file");
+        fields.emplace_back(key, part.content);
+      }
+    }
+    K5_CHECK(images == 1, images == 0 ? "an image file is required (field 'image')" : "give one image, not several");
+    K5_CHECK(!image.empty(), "field 'image' is empty");
+    ImagesOrder edit = parse_images_form(fields);
+    edit.order.init_image_bytes = std::move(image);
+    return edit;
+  }
+
+  // Queues `images.count` jobs and answers once all have finished: the images in base64 (the jobs then forgotten
+  // with their files) or their URLs (the jobs kept, as others are).
+  void make_images(const httplib::Request& request, ImagesOrder images, httplib::Response& response) {
+    K5_CHECK(size_t(images.count) <= options.max_queued, "n ", images.count, ": this server queues at most ",
+             options.max_queued, " jobs (--queue)");
+    if (++long_requests > kMaxLongRequests) {
+      --long_requests;
+      throw RequestError(503, concat("too many requests waiting (", kMaxLongRequests,
+                                     "); retry later, or queue with POST /v1/generations"));
+    }
+    struct Release {
+      std::atomic<int>& count;
+      ~Release() { --count; }
+    } release{long_requests};
+    GenerationOrder& order = images.order;
+    const KandinskyConfig config = files_for(order.config).config;
+    K5_CHECK(!config.is_video(), "config '", fs::path(config.source).stem().string(),
+             "' makes videos: queue them with POST /v1/generations");
+    queue->check_room();
+    if (order.random_seed) order.request.seed = std::random_device{}();
+    std::vector<uint64_t> seeds;
+    for (int i = 0; i < images.count; ++i) seeds.push_back(order.request.seed + uint64_t(i));
+    const std::vector<JobSnapshot> queued = enqueue(order, seeds);
+    // Base64 answers carry the images: their jobs go once answered, or once this request gives up on them.
+    struct Forget {
+      JobQueue& queue;
+      std::vector<std::string> ids;
+      ~Forget() {
+        for (const std::string& id : ids) queue.remove(id);
+      }
+    } forget{*queue, {}};
+    for (const JobSnapshot& job : queued) forget.ids.push_back(job.id);
+    json data = json::array();
+    for (size_t i = 0; i < queued.size(); ++i) {
+      const JobSnapshot job = wait_until_finished(queued[i].id);
+      if (job.status == JobStatus::failed) throw RequestError(500, "generation " + job.id + " failed: " + job.error);
+      json item{{"seed", seeds[i]}};
+      if (images.urls) {
+        const std::string host = request.get_header_value("Host");
+        item["url"] = (host.empty() ? "" : "http://" + host) + "/v1/generations/" + job.id + "/result";
+      } else {
+        std::ifstream file(job.result.file, std::ios::binary);
+        const std::string bytes((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+        if (!file) throw RequestError(500, "generation " + job.id + ": its result cannot be read");
+        item["b64_json"] = encode_base64(bytes);
+      }
+      if (!job.result.expanded_prompt.empty()) item["revised_prompt"] = job.result.expanded_prompt;
+      data.push_back(std::move(item));
+    }
+    if (images.urls) forget.ids.clear();
+    const json settings = json::parse(queued.front().summary);
+    send_json(response, 200,
+              json{{"created", std::time(nullptr)},
+                   {"data", data},
+                   {"output_format", settings["format"] == "jpg" ? "jpeg" : settings["format"]},
+                   {"size", concat(settings["width"].get<int>(), "x", settings["height"].get<int>())}});
+  }
+
+  // The job once it has succeeded or failed; an error if it is removed meanwhile or the server stops.
+  JobSnapshot wait_until_finished(const std::string& id) const {
+    std::optional<JobSnapshot> job = queue->find(id);
+    while (job && job->status != JobStatus::succeeded && job->status != JobStatus::failed) {
+      if (stopping) throw RequestError(503, "the server is stopping");
+      job = queue->wait_for_change(id, job->version, std::chrono::milliseconds(500));
+    }
+    if (!job) throw RequestError(500, "generation " + id + " was removed before it finished");
+    return *job;
   }
 
   // Server-sent events: the job (as GET /v1/generations/ID answers) each time it changes, until it has finished
   // ("event: job") or is removed ("event: removed"); a comment every ~15 s keeps proxies from closing the stream.
   // Each stream holds one of the server's HTTP threads, so their number is bounded.
   void send_events(const JobSnapshot& job, httplib::Response& response) {
-    if (++event_streams > kMaxEventStreams) {
-      --event_streams;
-      throw RequestError(
-          503, concat("too many event streams open (", kMaxEventStreams, "); poll GET /v1/generations/ID instead"));
+    if (++long_requests > kMaxLongRequests) {
+      --long_requests;
+      throw RequestError(503, concat("too many event streams and waiting requests open (", kMaxLongRequests,
+                                     "); poll GET /v1/generations/ID instead"));
     }
     response.set_header("Cache-Control", "no-cache");
     response.set_chunked_content_provider(
@@ -501,7 +646,7 @@ struct GenerationServer::Impl {
             return false;
           }
         },
-        [this](bool) { --event_streams; });
+        [this](bool) { --long_requests; });
   }
 
   void send_result(const JobSnapshot& job, httplib::Response& response) const {

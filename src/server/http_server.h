@@ -9,6 +9,9 @@
 //   GET    /v1/model                   the served config: sizes, defaults, modes, LoRA adapters on offer, the
 //                                      models kept loaded
 //   GET    /health                     liveness and queue length
+//   POST   /v1/images/generations      OpenAI's Images API (src/server/generation_order.h ImagesOrder): the same
+//   POST   /v1/images/edits            jobs, answered with the images once made; errors in OpenAI's shape
+//   GET    /v1/models                  the configs, as OpenAI lists models
 // Errors are {"error": "one line"}: 4xx for requests the server cannot run (a setting, the model's files or an
 // adapter it cannot read; a full queue is 503), 500 for its own failures (out of memory, a file it cannot write).
 #pragma once

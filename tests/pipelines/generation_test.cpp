@@ -369,13 +369,36 @@ struct Cli {
   std::string path(const std::string& name) const { return (dir / name).string(); }
 };
 
-TEST(GenerateCli, VideoFileAndDeterminism) {
+// A batch of two (seeds 6 and 7) and a run of seed 7 alone: the same latents and video.
+TEST(GenerateCli, VideoFileBatchAndDeterminism) {
   const Cli cli;
-  const std::string args = "--config k5_tiny_t2v -p 'a red fox' -W 128 -H 128 --frames 9 --steps 2 -s 7 --progress none ";
-  ASSERT_EQ(cli.run(args + "-o " + cli.path("a.mp4") + " --save-latents " + cli.path("a.safetensors")), 0) << cli.err();
-  ASSERT_EQ(cli.run(args + "-o " + cli.path("b.mp4") + " --save-latents " + cli.path("b.safetensors")), 0) << cli.err();
-  EXPECT_EQ(test::read_text(cli.path("a.safetensors")), test::read_text(cli.path("b.safetensors")));
-  const VideoInfo info = probe_video(cli.path("a.mp4"));
+  const std::string args = "--config k5_tiny_t2v -p 'a red fox' -W 128 -H 128 --frames 9 --steps 2 ";
+  ASSERT_EQ(cli.run(args + "-s 6 -b 2 --progress json -o " + cli.path("a.mp4") + " --save-latents " +
+                    cli.path("a.safetensors")),
+            0)
+      << cli.err();
+  std::istringstream lines(cli.err());
+  std::vector<std::pair<std::string, int>> outputs;
+  int loads = 0;
+  for (std::string line; std::getline(lines, line);) {
+    if (line.empty() || line[0] != '{') continue;
+    const auto event = nlohmann::json::parse(line);
+    if (event["stage"] == "done") outputs.emplace_back(event["output"], event["seed"]);
+    loads += event["stage"] == "load" && event["done"] == 1;
+  }
+  EXPECT_EQ(outputs, (std::vector<std::pair<std::string, int>>{{cli.path("a.mp4"), 6}, {cli.path("a_2.mp4"), 7}}));
+  EXPECT_EQ(loads, 3) << "the second seed loads no model again";
+  ASSERT_EQ(
+      cli.run(args + "-s 7 --progress none -o " + cli.path("b.mp4") + " --save-latents " + cli.path("b.safetensors")),
+      0)
+      << cli.err();
+  EXPECT_EQ(test::read_text(cli.path("a_2.safetensors")), test::read_text(cli.path("b.safetensors")));
+  EXPECT_NE(test::read_text(cli.path("a.safetensors")), test::read_text(cli.path("b.safetensors")));
+  const std::vector<Image> batch_frames = read_video_frames(cli.path("a_2.mp4")),
+                           alone_frames = read_video_frames(cli.path("b.mp4"));
+  ASSERT_EQ(batch_frames.size(), alone_frames.size());
+  for (size_t i = 0; i < batch_frames.size(); ++i) EXPECT_EQ(batch_frames[i].rgb, alone_frames[i].rgb) << i;
+  const VideoInfo info = probe_video(cli.path("b.mp4"));
   EXPECT_EQ(info.frames, 9);
   EXPECT_EQ(info.width, 128);
   EXPECT_EQ(info.height, 128);
@@ -551,6 +574,7 @@ TEST(GenerateCli, BadInputGivesOneLineAndNoFile) {
       {"--config k5_tiny_i2v -p cat -i " + corrupt, "corrupt.png"},
       {"--config k5_tiny_t2v -p cat -W 100 -H 100", "192x128"},
       {"--config k5_tiny_t2v -p cat --frames 24", "4k + 1"},
+      {"--config k5_tiny_t2v -p cat -b 0", "--batch-count"},
       {"--config k5_tiny_t2v -p ''", "prompt is empty"},
       {"--config k5_tiny_t2v -p cat --cfg-scale 2 --scheduler-scale -1", "scheduler-scale"},
       {"--config k5_tiny_nope -p cat", "k5_tiny_t2v"},

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <random>
 
 #include "core/error.h"
@@ -128,7 +129,72 @@ TEST(GenerationOrder, MangledBodiesNeverCrash) {
       parse_generation_order(body);
     } catch (const Error&) {
     }
+    try {
+      parse_images_order(body);
+    } catch (const Error&) {
+    }
   }
+}
+
+// OpenAI's Images API fields in k5's terms; k5's own fields beside them.
+TEST(GenerationOrder, OpenAiImagesFields) {
+  const ImagesOrder images = parse_images_order(
+      R"({"prompt": "a fox", "model": "k5_lite_t2i_sft_hd", "n": 3, "size": "1408x640", "output_format": "jpeg",
+          "output_compression": 0, "response_format": "url", "quality": "hd", "style": "vivid", "user": "u",
+          "background": "auto", "moderation": "low", "seed": 5, "steps": 20})");
+  EXPECT_EQ(images.count, 3);
+  EXPECT_TRUE(images.urls);
+  EXPECT_EQ(images.order.config, "k5_lite_t2i_sft_hd");
+  EXPECT_EQ(images.order.request.width, 1408);
+  EXPECT_EQ(images.order.request.height, 640);
+  EXPECT_EQ(images.order.format, "jpg");
+  EXPECT_EQ(images.order.quality, 1);
+  EXPECT_EQ(images.order.request.seed, 5u);
+  EXPECT_EQ(images.order.request.steps, 20);
+  const ImagesOrder plain = parse_images_order(R"({"prompt": "a fox", "size": "auto"})");
+  EXPECT_EQ(plain.count, 1);
+  EXPECT_FALSE(plain.urls);
+  EXPECT_EQ(plain.order.request.width, 0);  // the model's default
+  EXPECT_TRUE(plain.order.random_seed);
+
+  const ImagesOrder form = parse_images_form(
+      {{"prompt", "123"}, {"n", "2"}, {"seed", "9"}, {"expand_prompt", "false"}, {"lora", "a:0.5"}, {"lora", "b"}});
+  EXPECT_EQ(form.order.request.prompt, "123");
+  EXPECT_EQ(form.count, 2);
+  EXPECT_EQ(form.order.request.seed, 9u);
+  EXPECT_FALSE(form.order.request.expand_prompt);
+  EXPECT_EQ(form.order.request.loras, (std::vector<std::string>{"a:0.5", "b"}));
+
+  const auto error_of = [](const std::function<void()>& parse) {
+    try {
+      parse();
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("<accepted>");
+  };
+  for (const auto& [body, expected] : std::vector<std::pair<std::string, std::string>>{
+           {R"({"prompt": "a", "n": 0})", "'n'"},
+           {R"({"prompt": "a", "n": 2.5})", "'n'"},
+           {R"({"prompt": "a", "size": "1024x"})", "WIDTHxHEIGHT"},
+           {R"({"prompt": "a", "size": "1024x1024x3"})", "WIDTHxHEIGHT"},
+           {R"({"prompt": "a", "size": "-5x7"})", "WIDTHxHEIGHT"},
+           {R"({"prompt": "a", "size": "64x64", "width": 64})", "not both"},
+           {R"({"prompt": "a", "output_compression": 101})", "output_compression"},
+           {R"({"prompt": "a", "response_format": 1})", "response_format"},
+           {R"({"prompt": "a", "model": 7})", "'model'"},
+           {R"({"prompt": "a", "model": "../x"})", "not a path"},
+       })
+    EXPECT_NE(error_of([&] { parse_images_order(body); }).find(expected), std::string::npos) << body;
+  EXPECT_NE(error_of([] {
+              parse_images_form({{"prompt", "a"}, {"n", "two"}});
+            }).find("'n' must be a number"),
+            std::string::npos);
+  EXPECT_NE(error_of([] {
+              parse_images_form({{"prompt", "a"}, {"magcache", "yes"}});
+            }).find("true or false"),
+            std::string::npos);
+  EXPECT_NE(error_of([] { parse_images_form({{"prompt", "a"}, {"prompt", "b"}}); }).find("twice"), std::string::npos);
 }
 
 }  // namespace

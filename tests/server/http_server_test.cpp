@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "io/base64.h"
 #include "io/image_file.h"
 #include "io/safetensors.h"
 #include "io/video_file.h"
@@ -32,18 +33,6 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 
 using test::demo_model;
-
-std::string base64(const std::string& bytes) {
-  static constexpr char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  for (size_t i = 0; i < bytes.size(); i += 3) {
-    const size_t n = std::min<size_t>(3, bytes.size() - i);
-    uint32_t group = 0;
-    for (size_t k = 0; k < 3; ++k) group = (group << 8) | (k < n ? uint8_t(bytes[i + k]) : 0u);
-    for (size_t k = 0; k < 4; ++k) out += k <= n ? alphabet[(group >> (18 - 6 * k)) & 63] : '=';
-  }
-  return out;
-}
 
 struct Reply {
   int status = 0;
@@ -232,7 +221,7 @@ TEST(HttpServer, VideoFromAnImageAndOtherFormats) {
   const Reply video = served.post(json{
       {"prompt", "the cat blinks"},
       {"config", "k5_tiny_i2v_5s"},
-      {"init_img", "data:image/png;base64," + base64(image)},
+      {"init_img", "data:image/png;base64," + encode_base64(image)},
       {"frames", 5},
       {"steps", 1},
       {"rng", "cpu"},
@@ -257,11 +246,109 @@ TEST(HttpServer, VideoFromAnImageAndOtherFormats) {
   EXPECT_EQ(served.get(jpeg_job["result"]["url"]).content_type, "image/jpeg");
 }
 
+// OpenAI's Images API: the same jobs, answered when made; the images are those of POST /v1/generations.
+TEST(HttpServer, OpenAiImagesApi) {
+  const Served served;
+  httplib::Client client("127.0.0.1", served.port);
+  const auto post = [&](const std::string& path, const json& body) {
+    return served.reply(client.Post(path.c_str(), body.dump(), "application/json"));
+  };
+  const Reply models = served.get("/v1/models");
+  ASSERT_EQ(models.status, 200) << models.raw;
+  EXPECT_EQ(models.body["object"], "list");
+  EXPECT_EQ(models.body["data"][2],
+            (json{{"id", "k5_tiny_t2i"}, {"object", "model"}, {"created", 0}, {"owned_by", "k5"}}));
+
+  const json k5_fields{{"steps", 1}, {"seed", 3}, {"rng", "cpu"}, {"expand_prompt", false}};
+  json body = k5_fields;
+  body.update({{"prompt", "a cat"},
+               {"model", "k5_tiny_t2i"},
+               {"n", 2},
+               {"size", "128x128"},
+               {"quality", "hd"},
+               {"output_format", "jpeg"},
+               {"output_compression", 90},
+               {"user", "someone"}});
+  const Reply images = post("/v1/images/generations", body);
+  ASSERT_EQ(images.status, 200) << images.raw;
+  EXPECT_EQ(images.body["output_format"], "jpeg");
+  EXPECT_EQ(images.body["size"], "128x128");
+  ASSERT_EQ(images.body["data"].size(), 2u);
+  EXPECT_EQ(images.body["data"][1]["seed"], 4);
+  EXPECT_EQ(served.get("/v1/generations").body["generations"].size(), 0u) << "answered in base64: forgotten";
+  // The second image is what POST /v1/generations makes with seed 4.
+  json same = k5_fields;
+  same.update({{"prompt", "a cat"}, {"seed", 4}, {"format", "jpg"}, {"quality", 90}});
+  const Reply queued = served.post(same.dump());
+  ASSERT_EQ(queued.status, 202) << queued.raw;
+  const json job = served.finished(queued.body["id"]);
+  ASSERT_EQ(job["status"], "succeeded") << job.dump();
+  EXPECT_EQ(decode_base64(images.body["data"][1]["b64_json"].get<std::string>(), "b64_json"),
+            served.get(job["result"]["url"]).raw);
+
+  // URLs instead: the jobs stay, as others do.
+  body = k5_fields;
+  body.update({{"prompt", "a cat"}, {"response_format", "url"}});
+  const Reply linked = post("/v1/images/generations", body);
+  ASSERT_EQ(linked.status, 200) << linked.raw;
+  const std::string url = linked.body["data"][0]["url"];
+  const std::string prefix = "http://127.0.0.1:" + std::to_string(served.port) + "/v1/generations/";
+  ASSERT_EQ(url.rfind(prefix, 0), 0u) << url;
+  const Reply png = served.get(url.substr(prefix.size() - std::string("/v1/generations/").size()));
+  EXPECT_EQ(png.status, 200);
+  EXPECT_EQ(png.content_type, "image/png");
+  EXPECT_EQ(served.get("/v1/generations").body["generations"].size(), 2u);
+
+  // Edits: a multipart form with the image; the result is the image-to-image job's of POST /v1/generations.
+  const std::string image = test::read_text(test::source_path("tests/golden/pipeline/i2v.png"));
+  const auto edit = [&](httplib::MultipartFormDataItems items) {
+    items.push_back({"prompt", "make it blue", "", ""});
+    items.push_back({"model", "k5_tiny_i2i", "", ""});
+    for (const auto& [key, value] : k5_fields.items())
+      items.push_back({key, value.is_string() ? value.get<std::string>() : value.dump(), "", ""});
+    return served.reply(client.Post("/v1/images/edits", items));
+  };
+  const Reply edited = edit({{"image", image, "cat.png", "image/png"}});
+  ASSERT_EQ(edited.status, 200) << edited.raw;
+  json as_job = k5_fields;
+  as_job.update({{"prompt", "make it blue"}, {"config", "k5_tiny_i2i"}, {"init_img", encode_base64(image)}});
+  const json edit_job = served.finished(served.post(as_job.dump()).body["id"]);
+  ASSERT_EQ(edit_job["status"], "succeeded") << edit_job.dump();
+  EXPECT_EQ(decode_base64(edited.body["data"][0]["b64_json"].get<std::string>(), "b64_json"),
+            served.get(edit_job["result"]["url"]).raw);
+
+  // Errors in OpenAI's shape.
+  const auto refused = [&](const Reply& reply, const std::string& expected) {
+    EXPECT_EQ(reply.status, 400) << reply.raw;
+    EXPECT_EQ(reply.body["error"]["type"], "invalid_request_error") << reply.raw;
+    EXPECT_NE(reply.body["error"]["message"].get<std::string>().find(expected), std::string::npos) << reply.raw;
+  };
+  const std::vector<std::pair<json, std::string>> bad{
+      {{{"prompt", ""}}, "prompt"},
+      {{{"prompt", "a cat"}, {"size", "big"}}, "WIDTHxHEIGHT"},
+      {{{"prompt", "a cat"}, {"size", "100x100"}}, "128x128"},
+      {{{"prompt", "a cat"}, {"n", 11}}, "'n'"},
+      {{{"prompt", "a cat"}, {"n", 9}}, "--queue"},
+      {{{"prompt", "a cat"}, {"model", "nope"}}, "no config 'nope'"},
+      {{{"prompt", "a cat"}, {"model", "k5_tiny_t2v_5s"}}, "makes videos"},
+      {{{"prompt", "a cat"}, {"response_format", "xml"}}, "response_format"},
+      {{{"prompt", "a cat"}, {"output_format", "gif"}}, "output_format"},
+      {{{"prompt", "a cat"}, {"model", "k5_tiny_t2i"}, {"config", "k5_tiny_t2i"}}, "not both"},
+      {{{"prompt", "a cat"}, {"colour", "red"}}, "unknown field 'colour'"},
+  };
+  for (const auto& [request, expected] : bad) refused(post("/v1/images/generations", request), expected);
+  refused(edit({{"image", image, "cat.png", "image/png"}, {"mask", image, "mask.png", "image/png"}}), "masks");
+  refused(edit({}), "image file is required");
+  refused(edit({{"image", image, "a.png", "image/png"}, {"image[]", image, "b.png", "image/png"}}), "one image");
+  refused(edit({{"image", image, "cat.png", "image/png"}, {"steps", "many", "", ""}}), "'steps' must be a number");
+  refused(post("/v1/images/edits", {{"prompt", "a cat"}}), "multipart");
+}
+
 TEST(HttpServer, BadRequestsGetOneLine) {
   ServerOptions options;
   options.max_body_bytes = 4096;
   const Served served(options);
-  const std::string corrupt_png = base64("\x89PNG\r\n\x1a\n not really a png");
+  const std::string corrupt_png = encode_base64("\x89PNG\r\n\x1a\n not really a png");
   const std::vector<std::tuple<std::string, int, std::string>> cases{
       {"{\"prompt\": \"a\"", 400, "not JSON"},
       {R"({"prompt": "a", "colour": "red"})", 400, "unknown field 'colour'"},

@@ -209,7 +209,8 @@ TEST(CpuKernels, NormsAndModulation) {
   Tensor residual = x.clone();
   ops::gated_residual(ctx, residual, out, w);
   for (int64_t i = 0; i < rows * width; ++i)
-    EXPECT_FLOAT_EQ(residual.data<float>()[i], x.data<float>()[i] + w.data<float>()[i % width] * out.data<float>()[i]);
+    EXPECT_FLOAT_EQ(residual.data<float>()[i],
+                    std::fma(w.data<float>()[i % width], out.data<float>()[i], x.data<float>()[i]));
 }
 
 // The ops that may write BF16 (the DiT's normalised linear inputs, its GELU) write exactly their F32 results,
