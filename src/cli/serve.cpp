@@ -91,6 +91,8 @@ K5_COMMAND("serve", "HTTP API: queued generations with progress over one model f
              app.add_option("--keep-models", o->keep_models,
                             "keep the models loaded between jobs: auto (default: while they take at most half of the "
                             "GPU's memory or of the RAM), on, off (load them for each job: the least memory)");
+             app.add_option("--unload-after", s.unload_after_seconds,
+                            "release the models kept loaded after this many seconds without a job (default 0: never)");
              app.add_option("--host", o->host, "address to listen on (default 127.0.0.1: this machine only)");
              app.add_option("--port", o->port, "port (default 8080; 0: any free one, printed)");
              app.add_option("--lora-dir", s.lora_dir,

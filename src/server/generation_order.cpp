@@ -1,8 +1,8 @@
 #include "server/generation_order.h"
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
-#include <cstdio>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -194,23 +194,37 @@ ImagesOrder images_order(json object) {
     if (text != "auto") {
       not_both("size", "width");
       not_both("size", "height");
+      // Exactly digits 'x' digits.
       int width = 0, height = 0;
-      char rest = 0;
-      K5_CHECK(std::sscanf(text.c_str(), "%dx%d%c", &width, &height, &rest) == 2 && width > 0 && height > 0,
-               "field 'size' must be WIDTHxHEIGHT (say 1024x1024) or auto");
+      const char* const end = text.data() + text.size();
+      const auto [width_end, width_error] = std::from_chars(text.data(), end, width);
+      bool valid = width_error == std::errc() && width_end != end && *width_end == 'x' && text[0] != '-';
+      if (valid) {
+        const auto [height_end, height_error] = std::from_chars(width_end + 1, end, height);
+        valid = height_error == std::errc() && height_end == end && width_end[1] != '-' && width > 0 && height > 0;
+      }
+      K5_CHECK(valid, "field 'size' must be WIDTHxHEIGHT (say 1024x1024) or auto");
       object["width"] = width;
       object["height"] = height;
     }
   }
-  for (const char* ignored : {"quality", "style", "user", "background", "moderation"}) take(object, ignored);
+  // OpenAI's quality is a word ("hd", "high"...); a number is k5's JPEG / WebP quality.
+  if (const auto quality = object.find("quality"); quality != object.end() && quality->is_string())
+    object.erase(quality);
+  for (const char* ignored : {"style", "user", "background", "moderation", "input_fidelity", "partial_images"})
+    take(object, ignored);
+  if (const auto stream = take(object, "stream"))
+    K5_CHECK(*stream == false, "streamed answers (field 'stream') are not supported: the images come when made");
   if (const auto format = take(object, "output_format")) {
     not_both("output_format", "format");
     const std::string name = text_field(*format, "output_format");
     K5_CHECK(name == "png" || name == "jpeg" || name == "webp", "field 'output_format' must be png, jpeg or webp");
     object["format"] = name;
   }
-  if (const auto compression = take(object, "output_compression"))
+  if (const auto compression = take(object, "output_compression")) {
+    not_both("output_compression", "quality");
     object["quality"] = std::max<int64_t>(1, Fields::whole_number("output_compression", *compression, 0, 100));
+  }
   images.order = order_from(object);
   return images;
 }
@@ -226,7 +240,7 @@ ImagesOrder parse_images_form(const std::vector<std::pair<std::string, std::stri
   static const std::set<std::string> numbers{
       "n",    "output_compression", "width",           "height", "duration", "frames", "steps",
       "seed", "cfg_scale",          "scheduler_scale", "crf"};
-  static const std::set<std::string> switches{"magcache", "text_only_edit", "expand_prompt"};
+  static const std::set<std::string> switches{"magcache", "text_only_edit", "expand_prompt", "stream"};
   json object = json::object();
   for (const auto& [key, value] : fields) {
     if (key == "lora" || key == "lora[]") {
@@ -234,7 +248,10 @@ ImagesOrder parse_images_form(const std::vector<std::pair<std::string, std::stri
       continue;
     }
     K5_CHECK(!object.contains(key), "field '", key, "' is given twice");
-    if (numbers.count(key)) {
+    if (key == "quality") {  // OpenAI's word, or k5's number
+      json number = json::parse(value, nullptr, false);
+      object[key] = number.is_number() ? number : json(value);
+    } else if (numbers.count(key)) {
       json number = json::parse(value, nullptr, false);
       K5_CHECK(number.is_number(), "field '", key, "' must be a number");
       object[key] = number;

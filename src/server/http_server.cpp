@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
@@ -43,6 +44,9 @@ void send_json(httplib::Response& response, int status, const json& body) {
 
 // How errors look: k5's {"error": "one line"}, or OpenAI's {"error": {"message", "type", ...}} on its endpoints.
 enum class ErrorStyle { k5, openai };
+ErrorStyle error_style(const std::string& path) {
+  return path.starts_with("/v1/images/") || path == "/v1/models" ? ErrorStyle::openai : ErrorStyle::k5;
+}
 
 // Messages may echo a client's text: kept to one line whatever it holds.
 void send_error(httplib::Response& response, int status, std::string message, ErrorStyle style = ErrorStyle::k5) {
@@ -157,7 +161,7 @@ struct GenerationServer::Impl {
         log(o.context.log_level),
         context(o.context),
         models(o.keep_models),
-        queue(std::make_unique<JobQueue>(o.max_queued, o.max_kept)) {
+        queue(std::make_unique<JobQueue>(o.max_queued, o.max_kept, release_when_idle(o))) {
     K5_CHECK(o.lora_dir.empty() || fs::is_directory(o.lora_dir), "--lora-dir ", o.lora_dir, ": not a folder");
     K5_CHECK(o.max_queued > 0 && o.max_kept > 0, "--queue and --keep must be at least 1");
     if (o.output_dir.empty()) {
@@ -189,6 +193,19 @@ struct GenerationServer::Impl {
     std::sort(server_paths.begin(), server_paths.end(),
               [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
     routes();
+  }
+
+  // --unload-after: the kept models go once no job has come for that long (the GPU's memory back to other programs).
+  IdleWork release_when_idle(const ServerOptions& o) {
+    K5_CHECK(std::isfinite(o.unload_after_seconds) && o.unload_after_seconds >= 0,
+             "--unload-after must be a number of seconds (0: never)");
+    if (o.unload_after_seconds == 0 || o.keep_models == KeepModels::off) return {};
+    const auto after = std::chrono::milliseconds(std::llround(o.unload_after_seconds * 1000));
+    return IdleWork{after, [this, seconds = o.unload_after_seconds] {
+                      if (models.loaded().empty()) return;
+                      models.clear();
+                      log.info("kept models released after ", seconds, " s without a job");
+                    }};
   }
 
   std::string client_message(std::string message) const {
@@ -234,27 +251,29 @@ struct GenerationServer::Impl {
     http.new_task_queue = [] { return new httplib::ThreadPool(kHttpThreads); };
     http.set_pre_routing_handler([](const httplib::Request& request, httplib::Response& response) {
       if (request.has_header("Content-Encoding")) {
-        send_error(response, 415, "compressed request bodies are not accepted");
+        send_error(response, 415, "compressed request bodies are not accepted", error_style(request.path));
         return httplib::Server::HandlerResponse::Handled;
       }
       if (request.has_header("Transfer-Encoding") ||
           (request.method == "POST" && !request.has_header("Content-Length"))) {
-        send_error(response, 411, "a request body needs a Content-Length (chunked bodies are not accepted)");
+        send_error(response, 411, "a request body needs a Content-Length (chunked bodies are not accepted)",
+                   error_style(request.path));
         return httplib::Server::HandlerResponse::Handled;
       }
       return httplib::Server::HandlerResponse::Unhandled;
     });
-    http.set_error_handler(
-        httplib::Server::HandlerWithResponse([this](const httplib::Request&, httplib::Response& response) {
-          if (!response.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
-          if (response.status == 413)
-            send_error(response, 413, concat("the request body is larger than ", options.max_body_bytes, " bytes"));
-          else if (response.status == 404)
-            send_error(response, 404, "no such endpoint (see README \"HTTP server\")");
-          else
-            send_error(response, response.status, concat("HTTP error ", response.status));
-          return httplib::Server::HandlerResponse::Handled;
-        }));
+    http.set_error_handler(httplib::Server::HandlerWithResponse([this](const httplib::Request& request,
+                                                                       httplib::Response& response) {
+      if (!response.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+      const ErrorStyle style = error_style(request.path);
+      if (response.status == 413)
+        send_error(response, 413, concat("the request body is larger than ", options.max_body_bytes, " bytes"), style);
+      else if (response.status == 404)
+        send_error(response, 404, "no such endpoint (see README \"HTTP server\")", style);
+      else
+        send_error(response, response.status, concat("HTTP error ", response.status), style);
+      return httplib::Server::HandlerResponse::Handled;
+    }));
     http.set_logger([this](const httplib::Request& request, const httplib::Response& response) {
       log.debug(request.method, ' ', request.path, ' ', response.status);
     });
@@ -528,6 +547,8 @@ struct GenerationServer::Impl {
         image = part.content;
       } else if (key == "mask") {
         fail("masks are not supported: Kandinsky 5 edits the whole image from the prompt");
+      } else if (key == "init_img") {
+        fail("field 'init_img': the image of an edit is the 'image' file");
       } else {
         K5_CHECK(part.filename.empty(), "field '", key, "' must be text, not a file");
         fields.emplace_back(key, part.content);
@@ -543,8 +564,10 @@ struct GenerationServer::Impl {
   // Queues `images.count` jobs and answers once all have finished: the images in base64 (the jobs then forgotten
   // with their files) or their URLs (the jobs kept, as others are).
   void make_images(const httplib::Request& request, ImagesOrder images, httplib::Response& response) {
-    K5_CHECK(size_t(images.count) <= options.max_queued, "n ", images.count, ": this server queues at most ",
-             options.max_queued, " jobs (--queue)");
+    if (stopping) throw RequestError(503, "the server is stopping");
+    K5_CHECK(size_t(images.count) <= std::min(options.max_queued, options.max_kept), "n ", images.count,
+             ": this server queues at most ", options.max_queued, " jobs (--queue) and keeps ", options.max_kept,
+             " finished ones (--keep)");
     if (++long_requests > kMaxLongRequests) {
       --long_requests;
       throw RequestError(503, concat("too many requests waiting (", kMaxLongRequests,
@@ -605,7 +628,7 @@ struct GenerationServer::Impl {
       if (stopping) throw RequestError(503, "the server is stopping");
       job = queue->wait_for_change(id, job->version, std::chrono::milliseconds(500));
     }
-    if (!job) throw RequestError(500, "generation " + id + " was removed before it finished");
+    if (!job) throw RequestError(410, "generation " + id + " was removed before it finished");
     return *job;
   }
 

@@ -12,8 +12,9 @@
 //   POST   /v1/images/generations      OpenAI's Images API (src/server/generation_order.h ImagesOrder): the same
 //   POST   /v1/images/edits            jobs, answered with the images once made; errors in OpenAI's shape
 //   GET    /v1/models                  the configs, as OpenAI lists models
-// Errors are {"error": "one line"}: 4xx for requests the server cannot run (a setting, the model's files or an
-// adapter it cannot read; a full queue is 503), 500 for its own failures (out of memory, a file it cannot write).
+// Errors are {"error": "one line"} (OpenAI's shape on its endpoints): 4xx for requests the server cannot run (a
+// setting, the model's files or an adapter it cannot read; a full queue is 503), 500 for its own failures (out of
+// memory, a file it cannot write).
 #pragma once
 
 #include <memory>
@@ -31,6 +32,7 @@ struct ServerOptions {
   std::string lora_dir;      // requests name adapters inside it; empty: requests cannot name adapters
   Int8Weights int8_weights;  // for every job (the operator's choice of memory, not the client's)
   KeepModels keep_models = KeepModels::automatic;  // models kept loaded between jobs
+  double unload_after_seconds = 0;                 // kept models are released after this long without a job; 0: never
   std::string output_dir;    // result files; empty: a temporary folder, removed when the server ends
   size_t max_queued = 8;     // waiting jobs beyond this are refused (503)
   size_t max_kept = 32;      // finished jobs kept, with their files; older ones are forgotten

@@ -43,8 +43,8 @@ void remove_file(const std::string& path) {
 
 }  // namespace
 
-JobQueue::JobQueue(size_t max_queued, size_t max_kept)
-    : max_queued_(max_queued), max_kept_(max_kept), worker_([this] { run_worker(); }) {}
+JobQueue::JobQueue(size_t max_queued, size_t max_kept, IdleWork idle)
+    : max_queued_(max_queued), max_kept_(max_kept), idle_(std::move(idle)), worker_([this] { run_worker(); }) {}
 
 JobQueue::~JobQueue() {
   {
@@ -177,9 +177,22 @@ void JobQueue::wait_idle() const {
 
 void JobQueue::run_worker() {
   std::unique_lock lock(mutex_);
+  const auto has_work = [this] { return stopping_ || !waiting_.empty(); };
+  bool idle_work_due = false;  // a job ended since the idle work last ran
   while (true) {
-    changed_.wait(lock, [this] { return stopping_ || !waiting_.empty(); });
+    if (idle_work_due && idle_.work) {
+      if (!changed_.wait_for(lock, idle_.after, has_work)) {
+        lock.unlock();
+        idle_.work();
+        lock.lock();
+        idle_work_due = false;
+        continue;
+      }
+    } else {
+      changed_.wait(lock, has_work);
+    }
     if (stopping_) return;
+    idle_work_due = true;
     const std::string id = waiting_.front();
     waiting_.pop_front();
     moved_up();

@@ -57,10 +57,17 @@ struct JobSnapshot {
   uint64_t version = 0;  // grows with every change of the above
 };
 
+// Work the worker does once no job has come for `after` since the last one ended (the server releases the models
+// it keeps): on the worker's thread, so never beside a job; once per idle spell, and not before the first job.
+struct IdleWork {
+  std::chrono::milliseconds after{0};
+  std::function<void()> work;  // empty: none; it must not throw
+};
+
 class JobQueue {
  public:
   // Finished jobs beyond `max_kept` are forgotten oldest first, with their result files.
-  JobQueue(size_t max_queued, size_t max_kept);
+  JobQueue(size_t max_queued, size_t max_kept, IdleWork idle = {});
   ~JobQueue();  // stops the running job, drops the queued ones and removes every result file
   JobQueue(const JobQueue&) = delete;
   JobQueue& operator=(const JobQueue&) = delete;
@@ -93,6 +100,7 @@ class JobQueue {
   JobSnapshot snapshot(const Job& job) const;
 
   const size_t max_queued_, max_kept_;
+  const IdleWork idle_;
   mutable std::mutex mutex_;
   mutable std::condition_variable changed_;
   std::map<std::string, std::unique_ptr<Job>> jobs_;

@@ -156,6 +156,7 @@ TEST(GenerationOrder, OpenAiImagesFields) {
   EXPECT_FALSE(plain.urls);
   EXPECT_EQ(plain.order.request.width, 0);  // the model's default
   EXPECT_TRUE(plain.order.random_seed);
+  EXPECT_EQ(parse_images_order(R"({"prompt": "a", "quality": 80, "stream": false})").order.quality, 80);
 
   const ImagesOrder form = parse_images_form(
       {{"prompt", "123"}, {"n", "2"}, {"seed", "9"}, {"expand_prompt", "false"}, {"lora", "a:0.5"}, {"lora", "b"}});
@@ -164,6 +165,8 @@ TEST(GenerationOrder, OpenAiImagesFields) {
   EXPECT_EQ(form.order.request.seed, 9u);
   EXPECT_FALSE(form.order.request.expand_prompt);
   EXPECT_EQ(form.order.request.loras, (std::vector<std::string>{"a:0.5", "b"}));
+  EXPECT_EQ(parse_images_form({{"prompt", "a"}, {"quality", "high"}}).order.quality, 95);  // OpenAI's: ignored
+  EXPECT_EQ(parse_images_form({{"prompt", "a"}, {"quality", "70"}}).order.quality, 70);    // k5's
 
   const auto error_of = [](const std::function<void()>& parse) {
     try {
@@ -179,6 +182,12 @@ TEST(GenerationOrder, OpenAiImagesFields) {
            {R"({"prompt": "a", "size": "1024x"})", "WIDTHxHEIGHT"},
            {R"({"prompt": "a", "size": "1024x1024x3"})", "WIDTHxHEIGHT"},
            {R"({"prompt": "a", "size": "-5x7"})", "WIDTHxHEIGHT"},
+           {R"({"prompt": "a", "size": "5x-7"})", "WIDTHxHEIGHT"},
+           {R"({"prompt": "a", "size": "+512x512"})", "WIDTHxHEIGHT"},
+           {R"({"prompt": "a", "size": "512x 512"})", "WIDTHxHEIGHT"},
+           {R"({"prompt": "a", "size": "99999999999x512"})", "WIDTHxHEIGHT"},
+           {R"({"prompt": "a", "quality": 80, "output_compression": 50})", "not both"},
+           {R"({"prompt": "a", "stream": true})", "'stream'"},
            {R"({"prompt": "a", "size": "64x64", "width": 64})", "not both"},
            {R"({"prompt": "a", "output_compression": 101})", "output_compression"},
            {R"({"prompt": "a", "response_format": 1})", "response_format"},

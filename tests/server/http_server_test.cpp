@@ -149,6 +149,34 @@ TEST(HttpServer, ImageIsWhatTheCommandLineWrites) {
   EXPECT_TRUE(fs::is_empty(served.dir.path / "results"));
 }
 
+// --unload-after: the kept models go once no job has come for that long; the next job loads them again.
+TEST(HttpServer, KeptModelsReleasedWhenIdle) {
+  ServerOptions options;
+  options.unload_after_seconds = 0.2;
+  const Served served(options);
+  const std::string body = R"({"prompt": "a cat", "steps": 1, "seed": 3, "expand_prompt": false})";
+  const auto run = [&] {
+    const Reply job = served.post(body);
+    ASSERT_EQ(job.status, 202) << job.raw;
+    EXPECT_EQ(served.finished(job.body["id"])["status"], "succeeded");
+  };
+  run();
+  for (int i = 0; i < 500 && !served.get("/v1/model").body["loaded"].empty(); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_TRUE(served.get("/v1/model").body["loaded"].empty());
+  run();
+  options.model = demo_model();
+  options.overrides.config = "k5_tiny_t2i";
+  options.output_dir = (served.dir.path / "other").string();
+  options.unload_after_seconds = -1;
+  try {
+    GenerationServer refused(options);
+    ADD_FAILURE() << "a negative --unload-after was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--unload-after"), std::string::npos) << e.what();
+  }
+}
+
 TEST(HttpServer, Int8WeightsForEveryJob) {
   // The operator's --weights-int8 applies to every job: the file is the CLI's with the same option.
   ServerOptions options;
@@ -339,9 +367,13 @@ TEST(HttpServer, OpenAiImagesApi) {
   for (const auto& [request, expected] : bad) refused(post("/v1/images/generations", request), expected);
   refused(edit({{"image", image, "cat.png", "image/png"}, {"mask", image, "mask.png", "image/png"}}), "masks");
   refused(edit({}), "image file is required");
+  refused(edit({{"image", image, "cat.png", "image/png"}, {"init_img", encode_base64(image), "", ""}}), "'image' file");
   refused(edit({{"image", image, "a.png", "image/png"}, {"image[]", image, "b.png", "image/png"}}), "one image");
   refused(edit({{"image", image, "cat.png", "image/png"}, {"steps", "many", "", ""}}), "'steps' must be a number");
   refused(post("/v1/images/edits", {{"prompt", "a cat"}}), "multipart");
+  const Reply unknown = post("/v1/images/variations", {{"prompt", "a cat"}});
+  EXPECT_EQ(unknown.status, 404);
+  EXPECT_EQ(unknown.body["error"]["type"], "invalid_request_error") << unknown.raw;
 }
 
 TEST(HttpServer, BadRequestsGetOneLine) {

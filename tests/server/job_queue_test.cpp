@@ -106,6 +106,37 @@ TEST(JobQueue, FullQueueAndFailures) {
   EXPECT_EQ(failed.error, "model: no config 'x'");
 }
 
+// The idle work (the server's --unload-after) runs on the worker once a job has ended and none came for a while:
+// not before the first job, not while one runs, once per idle spell.
+TEST(JobQueue, IdleWorkRunsOncePerIdleSpell) {
+  std::atomic<int> idle_runs{0};
+  std::atomic<bool> running{false};
+  std::atomic<bool> overlapped{false};
+  JobQueue queue(4, 8, IdleWork{std::chrono::milliseconds(30), [&] {
+                                  overlapped = overlapped || running;
+                                  ++idle_runs;
+                                }});
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_EQ(idle_runs, 0) << "nothing to release before the first job";
+  const JobWork quick = [&](const std::string&, const GenerationObserver&) {
+    running = true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(60));  // longer than the idle time
+    running = false;
+    return JobResult{};
+  };
+  Gate gate;
+  queue.submit("a", gate.work());
+  queue.submit("b", quick);  // waits behind a: no idle spell between them
+  gate.open = true;
+  queue.wait_idle();
+  wait_for([&] { return idle_runs == 1; });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_EQ(idle_runs, 1) << "once per idle spell";
+  queue.submit("c", quick);
+  wait_for([&] { return idle_runs == 2; });
+  EXPECT_FALSE(overlapped);
+}
+
 TEST(JobQueue, OldFinishedJobsAreForgottenWithTheirFiles) {
   test::TempDir dir("job-queue");
   std::vector<std::string> ids, files;
