@@ -12,6 +12,7 @@
 #include "core/error.h"
 #include "k5/k5.h"
 #include "pipelines/generation.h"
+#include "pipelines/generation_output.h"
 #include "pipelines/model_files.h"
 
 struct k5_model {

@@ -14,6 +14,7 @@
 #include "core/error.h"
 #include "io/safetensors.h"
 #include "pipelines/generation.h"
+#include "pipelines/generation_output.h"
 #include "pipelines/model_files.h"
 
 namespace k5::cli {

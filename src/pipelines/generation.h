@@ -115,18 +115,4 @@ GenerationResult generate(Context& ctx, const ModelFiles& files, const Generatio
 GenerationResult generate(Context& ctx, const ModelFiles& files, const GenerationPlan& plan, ModelCache& models,
                           const GenerationObserver& observer = {});
 
-// The output file's format must suit the mode (.mp4 for video; .png, .jpg or .webp for images) and its folder must
-// be writable: checked before any heavy work, one line naming the file otherwise.
-void check_output_path(const std::string& path, bool video);
-
-// Writes the generation as `k5 generate -o` does: an MP4 (x264 CRF `crf`, 24 fps) for video, else a PNG / JPEG /
-// WebP by the path's extension (JPEG/WebP `quality`), with generation_metadata; atomically.
-void write_generation(const std::string& path, const GenerationPlan& plan, const ModelFiles& files,
-                      Precision precision, const GenerationResult& result, int crf, int quality);
-
-// The parameters stored in output files' metadata (LoRA adapters as given, with their multipliers).
-std::vector<std::pair<std::string, std::string>> generation_metadata(const GenerationPlan& plan,
-                                                                     const ModelFiles& files, Precision precision,
-                                                                     const std::string& expanded_prompt = "");
-
 }  // namespace k5

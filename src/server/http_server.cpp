@@ -19,6 +19,7 @@
 #include "io/base64.h"
 #include "models/crossdit/lora.h"
 #include "pipelines/generation.h"
+#include "pipelines/generation_output.h"
 #include "server/generation_order.h"
 #include "server/job_queue.h"
 
