@@ -47,6 +47,11 @@ Context::Context(const ContextOptions& options)
 // oneDNN (the GEMM library) runs on OpenMP; give it the same thread count as our pool.
 void Context::use_on_this_thread() const { omp_set_num_threads(pool_.size()); }
 
+void Context::trim_workspaces() {
+  workspace_.trim();
+  if (cuda_workspace_) cuda_workspace_->trim();
+}
+
 Workspace& Context::workspace(Device device) {
   if (device == Device::CPU) return workspace_;
   if (!cuda_workspace_) cuda_workspace_ = std::make_unique<Workspace>(0, Device::CUDA);

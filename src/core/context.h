@@ -35,6 +35,8 @@ class Context {
   ThreadPool& pool() { return pool_; }
   // The activation arena of a device (the CUDA one is made on first use).
   Workspace& workspace(Device device = Device::CPU);
+  // Gives the workspaces' memory back between uses (an idle server); see Workspace::trim.
+  void trim_workspaces();
   const Logger& log() const { return logger_; }
   Logger& log() { return logger_; }
   Device device() const { return options_.device; }

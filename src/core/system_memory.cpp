@@ -57,6 +57,14 @@ int64_t total_memory_bytes(Device device) {
   return limit > 0 && (total < 0 || limit < total) ? limit : total;
 }
 
+void release_cached_memory(Device device) {
+#ifdef K5_WITH_CUDA
+  if (device == Device::CUDA) cuda::release_cached_memory();
+#else
+  (void)device;
+#endif
+}
+
 DeviceMemory device_memory(Device device) {
 #ifdef K5_WITH_CUDA
   if (device == Device::CUDA) {

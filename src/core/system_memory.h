@@ -13,6 +13,8 @@ int64_t available_memory_bytes(Device device = Device::CPU);
 // On the CPU: the RAM k5 may use (MemTotal, or a container's lower cgroup limit); on the GPU: its memory. -1 when
 // unknown.
 int64_t total_memory_bytes(Device device = Device::CPU);
+// On the GPU: hands the memory k5's pool keeps unused back to the driver (for other programs); nothing on the CPU.
+void release_cached_memory(Device device);
 
 // The device memory k5 holds (tensors, workspaces, scratch): now, and the most since the last reset. Zero on
 // the CPU, whose peak is the process's RSS.

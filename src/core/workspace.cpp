@@ -63,6 +63,12 @@ size_t Workspace::capacity() const {
   return total;
 }
 
+void Workspace::trim() {
+  if (in_use_ != 0) return;
+  chunks_.clear();
+  current_ = 0;
+}
+
 void Workspace::release_to(size_t chunk, size_t used) {
   for (size_t i = chunk + 1; i < chunks_.size(); ++i) {
     in_use_ -= chunks_[i].used;

@@ -38,6 +38,9 @@ class Workspace {
   // A contiguous tensor in the arena (contents undefined), on the workspace's device.
   Tensor tensor(DType dtype, Shape shape);
 
+  // Gives the chunks back (to the heap, or the device's pool) when no scope holds any memory; else does nothing.
+  void trim();
+
   Device device() const { return device_; }
   size_t capacity() const;
   size_t peak() const { return peak_; }

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <iterator>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -175,6 +176,8 @@ std::string text_field(const json& value, const char* key) {
 
 // OpenAI's fields become k5's; what is left goes through order_from with its checks.
 ImagesOrder images_order(json object) {
+  for (auto member = object.begin(); member != object.end();)  // null is absent, as order_from reads it
+    member = member->is_null() ? object.erase(member) : std::next(member);
   ImagesOrder images;
   const auto not_both = [&](const char* openai, const char* k5) {
     K5_CHECK(!object.contains(k5), "give '", openai, "' or '", k5, "', not both");

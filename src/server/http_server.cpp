@@ -16,6 +16,7 @@
 #include <random>
 #include <thread>
 
+#include "core/system_memory.h"
 #include "io/base64.h"
 #include "models/crossdit/lora.h"
 #include "pipelines/generation.h"
@@ -46,7 +47,7 @@ void send_json(httplib::Response& response, int status, const json& body) {
 // How errors look: k5's {"error": "one line"}, or OpenAI's {"error": {"message", "type", ...}} on its endpoints.
 enum class ErrorStyle { k5, openai };
 ErrorStyle error_style(const std::string& path) {
-  return path.starts_with("/v1/images/") || path == "/v1/models" ? ErrorStyle::openai : ErrorStyle::k5;
+  return path.starts_with("/v1/images/") || path.starts_with("/v1/models") ? ErrorStyle::openai : ErrorStyle::k5;
 }
 
 // Messages may echo a client's text: kept to one line whatever it holds.
@@ -196,16 +197,21 @@ struct GenerationServer::Impl {
     routes();
   }
 
-  // --unload-after: the kept models go once no job has come for that long (the GPU's memory back to other programs).
+  // --unload-after: the kept models go once no job has come for that long, with the workspaces, and the memory
+  // goes back to the system or the GPU's driver (for other programs).
   IdleWork release_when_idle(const ServerOptions& o) {
-    K5_CHECK(std::isfinite(o.unload_after_seconds) && o.unload_after_seconds >= 0,
-             "--unload-after must be a number of seconds (0: never)");
+    constexpr int64_t kLongest = 10'000'000;  // ~4 months: a wait far beyond it would overflow the clock's arithmetic
+    K5_CHECK(std::isfinite(o.unload_after_seconds) && o.unload_after_seconds >= 0 &&
+                 o.unload_after_seconds <= double(kLongest),
+             "--unload-after must be a number of seconds within 0..", kLongest, " (0: never)");
     if (o.unload_after_seconds == 0 || o.keep_models == KeepModels::off) return {};
-    const auto after = std::chrono::milliseconds(std::llround(o.unload_after_seconds * 1000));
+    const auto after = std::chrono::milliseconds(std::max<int64_t>(1, std::llround(o.unload_after_seconds * 1000)));
     return IdleWork{after, [this, seconds = o.unload_after_seconds] {
-                      if (models.loaded().empty()) return;
+                      const bool had_models = !models.loaded().empty();
                       models.clear();
-                      log.info("kept models released after ", seconds, " s without a job");
+                      context.trim_workspaces();
+                      release_cached_memory(context.device());
+                      if (had_models) log.info("kept models released after ", seconds, " s without a job");
                     }};
   }
 

@@ -48,6 +48,18 @@ TEST(Workspace, ScopesReleaseAndReuse) {
     EXPECT_EQ(workspace.allocate(100), first);
   }
   EXPECT_GE(workspace.peak(), size_t(1) << 20);
+  // trim() gives the chunks back only when no scope holds memory; the workspace grows again on use.
+  {
+    auto scope = workspace.scope();
+    workspace.allocate(100);
+    workspace.trim();
+    EXPECT_GT(workspace.capacity(), 0u);
+  }
+  workspace.trim();
+  EXPECT_EQ(workspace.capacity(), 0u);
+  auto scope = workspace.scope();
+  EXPECT_NE(workspace.allocate(100), nullptr);
+  EXPECT_GT(workspace.capacity(), 0u);
 }
 
 TEST(Context, DeviceNames) {

@@ -157,6 +157,11 @@ TEST(GenerationOrder, OpenAiImagesFields) {
   EXPECT_EQ(plain.order.request.width, 0);  // the model's default
   EXPECT_TRUE(plain.order.random_seed);
   EXPECT_EQ(parse_images_order(R"({"prompt": "a", "quality": 80, "stream": false})").order.quality, 80);
+  // null is absent: no clash with the OpenAI field beside it.
+  EXPECT_EQ(parse_images_order(R"({"prompt": "a", "quality": null, "output_compression": 50, "width": null,
+                                   "size": "64x64"})")
+                .order.quality,
+            50);
 
   const ImagesOrder form = parse_images_form(
       {{"prompt", "123"}, {"n", "2"}, {"seed", "9"}, {"expand_prompt", "false"}, {"lora", "a:0.5"}, {"lora", "b"}});

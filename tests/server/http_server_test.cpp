@@ -152,7 +152,7 @@ TEST(HttpServer, ImageIsWhatTheCommandLineWrites) {
 // --unload-after: the kept models go once no job has come for that long; the next job loads them again.
 TEST(HttpServer, KeptModelsReleasedWhenIdle) {
   ServerOptions options;
-  options.unload_after_seconds = 0.2;
+  options.unload_after_seconds = 1;
   const Served served(options);
   const std::string body = R"({"prompt": "a cat", "steps": 1, "seed": 3, "expand_prompt": false})";
   const auto run = [&] {
@@ -161,6 +161,7 @@ TEST(HttpServer, KeptModelsReleasedWhenIdle) {
     EXPECT_EQ(served.finished(job.body["id"])["status"], "succeeded");
   };
   run();
+  EXPECT_FALSE(served.get("/v1/model").body["loaded"].empty()) << "kept until the idle second has passed";
   for (int i = 0; i < 500 && !served.get("/v1/model").body["loaded"].empty(); ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   EXPECT_TRUE(served.get("/v1/model").body["loaded"].empty());
@@ -168,12 +169,14 @@ TEST(HttpServer, KeptModelsReleasedWhenIdle) {
   options.model = demo_model();
   options.overrides.config = "k5_tiny_t2i";
   options.output_dir = (served.dir.path / "other").string();
-  options.unload_after_seconds = -1;
-  try {
-    GenerationServer refused(options);
-    ADD_FAILURE() << "a negative --unload-after was accepted";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("--unload-after"), std::string::npos) << e.what();
+  for (const double bad : {-1.0, 1e12}) {
+    options.unload_after_seconds = bad;
+    try {
+      GenerationServer refused(options);
+      ADD_FAILURE() << "--unload-after " << bad << " was accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("--unload-after"), std::string::npos) << e.what();
+    }
   }
 }
 
@@ -374,6 +377,7 @@ TEST(HttpServer, OpenAiImagesApi) {
   const Reply unknown = post("/v1/images/variations", {{"prompt", "a cat"}});
   EXPECT_EQ(unknown.status, 404);
   EXPECT_EQ(unknown.body["error"]["type"], "invalid_request_error") << unknown.raw;
+  EXPECT_EQ(served.get("/v1/models/k5_tiny_t2i").body["error"]["type"], "invalid_request_error");
 }
 
 TEST(HttpServer, BadRequestsGetOneLine) {
