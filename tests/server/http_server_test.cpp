@@ -281,6 +281,7 @@ TEST(HttpServer, VideoFromAnImageAndOtherFormats) {
 TEST(HttpServer, OpenAiImagesApi) {
   const Served served;
   httplib::Client client("127.0.0.1", served.port);
+  client.set_read_timeout(300, 0);  // the answer comes when the images are made (httplib's default: 5 s)
   const auto post = [&](const std::string& path, const json& body) {
     return served.reply(client.Post(path.c_str(), body.dump(), "application/json"));
   };
