@@ -159,13 +159,12 @@ GenerationOrder order_from(const json& object) {
   return order;
 }
 
-// Removes `key` from `object` and returns its value (nullopt when absent or null).
+// Removes `key` from `object` and returns its value (nullopt when absent).
 std::optional<json> take(json& object, const char* key) {
   const auto found = object.find(key);
   if (found == object.end()) return std::nullopt;
   json value = std::move(*found);
   object.erase(found);
-  if (value.is_null()) return std::nullopt;
   return value;
 }
 
@@ -201,10 +200,10 @@ ImagesOrder images_order(json object) {
       int width = 0, height = 0;
       const char* const end = text.data() + text.size();
       const auto [width_end, width_error] = std::from_chars(text.data(), end, width);
-      bool valid = width_error == std::errc() && width_end != end && *width_end == 'x' && text[0] != '-';
+      bool valid = width_error == std::errc() && width_end != end && *width_end == 'x';
       if (valid) {
         const auto [height_end, height_error] = std::from_chars(width_end + 1, end, height);
-        valid = height_error == std::errc() && height_end == end && width_end[1] != '-' && width > 0 && height > 0;
+        valid = height_error == std::errc() && height_end == end && width > 0 && height > 0;  // no sign either
       }
       K5_CHECK(valid, "field 'size' must be WIDTHxHEIGHT (say 1024x1024) or auto");
       object["width"] = width;

@@ -575,11 +575,7 @@ struct GenerationServer::Impl {
     K5_CHECK(size_t(images.count) <= std::min(options.max_queued, options.max_kept), "n ", images.count,
              ": this server queues at most ", options.max_queued, " jobs (--queue) and keeps ", options.max_kept,
              " finished ones (--keep)");
-    if (++long_requests > kMaxLongRequests) {
-      --long_requests;
-      throw RequestError(503, concat("too many requests waiting (", kMaxLongRequests,
-                                     "); retry later, or queue with POST /v1/generations"));
-    }
+    claim_long_request("retry later, or queue with POST /v1/generations");
     struct Release {
       std::atomic<int>& count;
       ~Release() { --count; }
@@ -628,6 +624,15 @@ struct GenerationServer::Impl {
                    {"size", concat(settings["width"].get<int>(), "x", settings["height"].get<int>())}});
   }
 
+  // One of the kMaxLongRequests slots, or a 503 with `advice`; the caller gives it back (--long_requests).
+  void claim_long_request(const std::string& advice) {
+    if (++long_requests > kMaxLongRequests) {
+      --long_requests;
+      throw RequestError(503,
+                         concat("too many event streams and waiting requests open (", kMaxLongRequests, "); ", advice));
+    }
+  }
+
   // The job once it has succeeded or failed; an error if it is removed meanwhile or the server stops.
   JobSnapshot wait_until_finished(const std::string& id) const {
     std::optional<JobSnapshot> job = queue->find(id);
@@ -643,11 +648,7 @@ struct GenerationServer::Impl {
   // ("event: job") or is removed ("event: removed"); a comment every ~15 s keeps proxies from closing the stream.
   // Each stream holds one of the server's HTTP threads, so their number is bounded.
   void send_events(const JobSnapshot& job, httplib::Response& response) {
-    if (++long_requests > kMaxLongRequests) {
-      --long_requests;
-      throw RequestError(503, concat("too many event streams and waiting requests open (", kMaxLongRequests,
-                                     "); poll GET /v1/generations/ID instead"));
-    }
+    claim_long_request("poll GET /v1/generations/ID instead");
     response.set_header("Cache-Control", "no-cache");
     response.set_chunked_content_provider(
         "text/event-stream",
